@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * decap_tc.bpf.c - TC ingress decapsulation on the underlay interface. Valid VXLAN
+ * (our port, address and VNI, from a member node, IPv4 for our subnet) loses its outer
+ * IPv4/UDP/VXLAN and inner Ethernet headers (the outer Ethernet header stays, as
+ * DATAPATH-NOTES.md measured, with FIXED_GSO so GSO packets survive). A packet for a
+ * pod in the endpoint map goes straight into the pod with bpf_redirect_peer (MACs
+ * rewritten, TTL decremented as forwarding would); anything else for our subnet goes
+ * to the stack. Non-VXLAN passes untouched; forged or foreign VXLAN is dropped.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "tartan.h"
+#include "maps.h"
+#include "csum.h"
+#include "vxlan.h"
+
+static __always_inline int verdict(__u32 reason)
+{
+	tartan_count(reason);
+	return decap_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+SEC("tc")
+int tartan_decap_tc(struct __sk_buff *skb)
+{
+	struct endpoint_value *ep;
+	struct endpoint_key ek;
+	struct config *cfg;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	void *data, *data_end;
+	__u32 reason;
+
+	cfg = tartan_cfg();
+	if (!cfg)
+		return verdict(CNT_DECAP_PASS_NOT_READY);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + TARTAN_DECAP_PULL > data_end) {
+		bpf_skb_pull_data(skb, skb->len < TARTAN_DECAP_PULL ? skb->len : TARTAN_DECAP_PULL);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	reason = decap_check(data, data_end, skb->len, cfg);
+	if (reason != CNT_MAX)
+		return verdict(reason);
+
+	ip = data + sizeof(struct vxlan_frame);
+	if ((void *)(ip + 1) > data_end)
+		return verdict(CNT_DECAP_DROP_INNER_MALFORMED);
+	ek.ip_be = ip->daddr;
+	ep = bpf_map_lookup_elem(&tartan_endpoints, &ek);
+
+	if (bpf_skb_adjust_room(skb, -(int)(sizeof(struct vxlan_frame) - ETH_HLEN), BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO))
+		return verdict(CNT_DECAP_DROP_ADJUST);
+	if (!ep)
+		return verdict(CNT_DECAP_STACK);
+
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > data_end)
+		return verdict(CNT_DECAP_STACK);
+	/* TTL expiring: the stack answers with time-exceeded */
+	if (ip->ttl <= 1)
+		return verdict(CNT_DECAP_STACK);
+	ipv4_dec_ttl(ip);
+	__builtin_memcpy(eth->h_dest, ep->pod_mac, 6);
+	__builtin_memcpy(eth->h_source, ep->gw_mac, 6);
+	tartan_count(CNT_DECAP_REDIRECT_PEER);
+	return bpf_redirect_peer(ep->ifindex, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

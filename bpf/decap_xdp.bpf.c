@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * decap_xdp.bpf.c - XDP decapsulation on the underlay interface: the same checks as
+ * the TC program, at the earliest point. Forged or foreign VXLAN is dropped here;
+ * valid frames lose their outer headers and go to the stack (XDP_PASS) with the
+ * Ethernet destination set to the receiving interface (else the stack sees
+ * PACKET_OTHERHOST); the stack then routes them to the pod. XDP does not redirect
+ * into pod veths: that needs an XDP program inside the pod and loses checksum state
+ * (DATAPATH-NOTES.md, pitfalls 3 and 6).
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "tartan.h"
+#include "maps.h"
+#include "vxlan.h"
+
+static __always_inline int verdict(__u32 reason)
+{
+	tartan_count(reason);
+	return decap_is_drop(reason) ? XDP_DROP : XDP_PASS;
+}
+
+SEC("xdp")
+int tartan_decap_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct vxlan_frame *f;
+	struct config *cfg;
+	__u32 reason;
+
+	cfg = tartan_cfg();
+	if (!cfg)
+		return verdict(CNT_DECAP_PASS_NOT_READY);
+	reason = decap_check(data, data_end, (__u32)(data_end - data), cfg);
+	if (reason != CNT_MAX)
+		return verdict(reason);
+	f = data;
+	if ((void *)(f + 1) > data_end)
+		return verdict(CNT_DECAP_DROP_INNER_MALFORMED);
+	/* the inner Ethernet header becomes the frame's: to us, from the sender's NIC */
+	__builtin_memcpy(f->inner.h_source, f->eth.h_source, 6);
+	__builtin_memcpy(f->inner.h_dest, cfg->underlay_mac, 6);
+	if (bpf_xdp_adjust_head(ctx, (int)(sizeof(*f) - ETH_HLEN)))
+		return verdict(CNT_DECAP_DROP_ADJUST);
+	return verdict(CNT_DECAP_STACK);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

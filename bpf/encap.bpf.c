@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * encap.bpf.c - TC encapsulation. For an IPv4 packet whose destination lies in a
+ * remote node's subnet (LPM map), builds the VXLAN frame the kernel vxlan driver
+ * would send (outer Ethernet/IPv4/UDP/VXLAN + inner Ethernet to the remote VTEP MAC)
+ * with bpf_skb_adjust_room, and sends it straight out of the underlay interface.
+ *
+ * Two attach points share the code:
+ *   tartan_encap_fwd   - TC ingress of the pod bridge: pod traffic that the kernel
+ *                        would forward; the inner TTL is decremented as forwarding does.
+ *   tartan_encap_host  - TC egress of the overlay device: host-originated traffic and
+ *                        whatever the stack routed to the cluster network route.
+ * Anything else (unknown destination, local subnet, too big, TTL expiring) passes
+ * to the stack unchanged, which then does what the kernel always does.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "tartan.h"
+#include "maps.h"
+#include "csum.h"
+#include "vxlan.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* The kernel vxlan driver's default source port range (the ephemeral range). */
+#define SPORT_MIN 32768
+#define SPORT_MAX 61000
+
+#define ENCAP_FLAGS                                                                      \
+	(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |                    \
+	 BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |               \
+	 BPF_F_ADJ_ROOM_FIXED_GSO)
+
+static __always_inline int pass(__u32 reason)
+{
+	tartan_count(reason);
+	return TC_ACT_OK;
+}
+
+static __always_inline int drop(__u32 reason)
+{
+	tartan_count(reason);
+	return TC_ACT_SHOT;
+}
+
+/* INET_ECN_encapsulate(0, inner tos): the outer ECN field follows the inner one. */
+static __always_inline __u8 outer_tos(__u8 inner_tos)
+{
+	__u8 ecn = inner_tos & 3;
+
+	return ecn == 3 ? 2 : ecn;
+}
+
+/* Does one segment (or the whole packet) fit the overlay MTU? */
+static __always_inline int fits_mtu(struct __sk_buff *skb, struct iphdr *ip, void *data_end,
+				    const struct config *cfg)
+{
+	__u32 l3 = bpf_ntohs(ip->tot_len);
+	__u32 hdrs;
+
+	if (!skb->gso_size)
+		return l3 <= cfg->overlay_mtu;
+	hdrs = ip->ihl * 4;
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)ip + sizeof(*ip);
+
+		if (ip->ihl != 5 || (void *)(tcp + 1) > data_end)
+			return 0;
+		hdrs += tcp->doff * 4;
+	} else {
+		hdrs += sizeof(struct udphdr);
+	}
+	return skb->gso_size + hdrs <= cfg->overlay_mtu;
+}
+
+static __always_inline int encap(struct __sk_buff *skb, int forwarding)
+{
+	struct vxlan_frame h = {};
+	struct bpf_fib_lookup fib = {};
+	struct subnet_value *sv;
+	struct config *cfg;
+	struct iphdr *ip;
+	void *data, *data_end;
+	__u32 node_ip, l3len, hash;
+	__u8 tos;
+	__u8 remote_mac[6];
+	int rc;
+
+	cfg = tartan_cfg();
+	if (!cfg)
+		return pass(CNT_ENCAP_PASS_NOT_READY);
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return pass(CNT_ENCAP_PASS_NOT_IPV4);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + ETH_HLEN + sizeof(*ip) + sizeof(struct tcphdr) > data_end) {
+		__u32 want = ETH_HLEN + sizeof(*ip) + sizeof(struct tcphdr);
+
+		bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	if (data + ETH_HLEN > data_end)
+		return pass(CNT_ENCAP_PASS_MALFORMED);
+	if (((struct ethhdr *)data)->h_proto != bpf_htons(ETH_P_IP))
+		return pass(CNT_ENCAP_PASS_NOT_IPV4);
+	ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > data_end)
+		return pass(CNT_ENCAP_PASS_MALFORMED);
+	if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < ip->ihl * 4 ||
+	    bpf_ntohs(ip->tot_len) > skb->len - ETH_HLEN)
+		return pass(CNT_ENCAP_PASS_MALFORMED);
+
+	sv = tartan_subnet_of(ip->daddr);
+	if (!sv)
+		return pass(CNT_ENCAP_PASS_UNKNOWN_DST);
+	if (sv->flags & TARTAN_SUBNET_LOCAL)
+		return pass(CNT_ENCAP_PASS_LOCAL);
+	if (forwarding && ip->ttl <= 1)
+		return pass(CNT_ENCAP_PASS_TTL);
+	if (!fits_mtu(skb, ip, data_end, cfg))
+		return pass(CNT_ENCAP_PASS_TOO_BIG);
+
+	node_ip = sv->node_ip_be;
+	__builtin_memcpy(remote_mac, sv->vtep_mac, 6);
+	tos = ip->tos;
+	if (forwarding)
+		ipv4_dec_ttl(ip);
+	/* the kernel's flow hash, as udp_flow_src_port() uses it */
+	hash = bpf_get_hash_recalc(skb);
+
+	if (bpf_skb_adjust_room(skb, sizeof(h) - ETH_HLEN, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS))
+		return drop(CNT_ENCAP_DROP_ADJUST);
+
+	l3len = skb->len - ETH_HLEN;
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.tos = outer_tos(tos);
+	h.ip.tot_len = bpf_htons(l3len);
+	h.ip.id = bpf_htons(bpf_get_prandom_u32() & 0xffff);
+	h.ip.frag_off = 0; /* the vxlan driver's default: df unset */
+	h.ip.ttl = cfg->ttl;
+	h.ip.protocol = IPPROTO_UDP;
+	h.ip.saddr = cfg->local_ip_be;
+	h.ip.daddr = node_ip;
+	h.ip.check = ipv4_csum(&h.ip);
+	h.udp.source = bpf_htons((__u16)((((__u64)hash * (SPORT_MAX - SPORT_MIN)) >> 32) + SPORT_MIN));
+	h.udp.dest = bpf_htons(cfg->port);
+	h.udp.len = bpf_htons(l3len - sizeof(struct iphdr));
+	h.udp.check = 0;
+	h.vx.flags = TARTAN_VXLAN_FLAG_VNI;
+	h.vx.vni_be = bpf_htonl(cfg->vni << 8);
+	__builtin_memcpy(h.inner.h_dest, remote_mac, 6);
+	__builtin_memcpy(h.inner.h_source, cfg->vtep_mac, 6);
+	h.inner.h_proto = bpf_htons(ETH_P_IP);
+	h.eth.h_proto = bpf_htons(ETH_P_IP);
+
+	fib.family = AF_INET;
+	fib.l4_protocol = IPPROTO_UDP;
+	fib.tot_len = l3len;
+	fib.ifindex = cfg->underlay_ifindex;
+	fib.ipv4_src = cfg->local_ip_be;
+	fib.ipv4_dst = node_ip;
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(h.eth.h_dest, fib.dmac, 6);
+		__builtin_memcpy(h.eth.h_source, fib.smac, 6);
+	} else {
+		__builtin_memcpy(h.eth.h_source, cfg->underlay_mac, 6);
+	}
+	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
+		return drop(CNT_ENCAP_DROP_ADJUST);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		tartan_count(CNT_ENCAP_OK);
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
+		return drop(CNT_ENCAP_DROP_FIB);
+	/* no neighbour yet (or forwarding off): let the kernel resolve the next hop */
+	tartan_count(CNT_ENCAP_OK_NEIGH);
+	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+}
+
+SEC("tc")
+int tartan_encap_fwd(struct __sk_buff *skb)
+{
+	return encap(skb, 1);
+}
+
+SEC("tc")
+int tartan_encap_host(struct __sk_buff *skb)
+{
+	return encap(skb, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

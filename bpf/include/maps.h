@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * maps.h - the BTF-defined maps every Tartan program shares. Each program file
+ * includes this; the definitions are __weak so `bpftool gen object` merges the
+ * identical copies into one map per name in build/tartan.bpf.o.
+ */
+#ifndef TARTAN_MAPS_H
+#define TARTAN_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "tartan.h"
+
+/* inner destination -> remote node (longest prefix match) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TARTAN_MAX_SUBNETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct subnet_key);
+	__type(value, struct subnet_value);
+} tartan_subnets SEC(".maps") __weak;
+
+/* outer source IPs VXLAN is accepted from */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TARTAN_MAX_MEMBERS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct member_key);
+	__type(value, struct member_value);
+} tartan_members SEC(".maps") __weak;
+
+/* local pods: IP -> host-side veth + MACs */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TARTAN_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_value);
+} tartan_endpoints SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} tartan_config SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, enum tartan_counter); /* (4 bytes) puts the counter ids into BTF */
+	__type(value, __u64);
+} tartan_counters SEC(".maps") __weak;
+
+static __always_inline struct config *tartan_cfg(void)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&tartan_config, &zero);
+
+	if (!cfg || !(cfg->flags & TARTAN_CFG_READY))
+		return 0;
+	return cfg;
+}
+
+/* Every verdict goes through here: one per-CPU counter per reason. */
+static __always_inline void tartan_count(__u32 id)
+{
+	__u64 *c = bpf_map_lookup_elem(&tartan_counters, &id);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline struct subnet_value *tartan_subnet_of(__u32 addr_be)
+{
+	struct subnet_key key = { .prefixlen = 32, .addr_be = addr_be };
+
+	return bpf_map_lookup_elem(&tartan_subnets, &key);
+}
+
+#endif /* TARTAN_MAPS_H */

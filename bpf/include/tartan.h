@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tartan.h - the ABI between Tartan's eBPF programs and the agent.
+ *
+ * Map names, key/value layouts (fixed-width, explicit padding), counter ids and
+ * constants. src/bpf/abi.ts mirrors this file; test/bpf/abi.test.ts checks the two
+ * against the compiled object's BTF. Change both together and bump TARTAN_ABI_VERSION.
+ *
+ * Byte order: fields named *_be are in network byte order (written big-endian by the
+ * agent); every other integer is host order.
+ */
+#ifndef TARTAN_H
+#define TARTAN_H
+
+#include <linux/types.h>
+
+#define TARTAN_ABI_VERSION 1
+
+/* Map sizes. The LPM trie and hashes are not preallocated. */
+#define TARTAN_MAX_SUBNETS   65536
+#define TARTAN_MAX_MEMBERS   65536
+#define TARTAN_MAX_ENDPOINTS 65536
+
+/* VXLAN on the wire: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
+#define TARTAN_VXLAN_OVERHEAD 50
+#define TARTAN_VXLAN_FLAG_VNI 0x08 /* "I" flag, first byte of the VXLAN header */
+
+/* subnet_value.flags */
+#define TARTAN_SUBNET_LOCAL 0x1 /* our own subnet: never encapsulated; decap target */
+
+/* config.flags */
+#define TARTAN_CFG_READY 0x1 /* config filled in; programs pass everything until set */
+
+/* TARTAN_MAP_SUBNETS: LPM trie, inner destination -> remote node. */
+struct subnet_key {
+	__u32 prefixlen; /* LPM prefix length in bits, 0..32 */
+	__u32 addr_be;   /* subnet address */
+};
+
+struct subnet_value {
+	__u32 node_ip_be;   /* remote node's PublicIP: outer destination */
+	__u8 vtep_mac[6];   /* remote VTEP MAC: inner Ethernet destination */
+	__u16 flags;        /* TARTAN_SUBNET_* */
+};
+
+/* TARTAN_MAP_MEMBERS: hash, outer source IPv4 of accepted VXLAN -> leases held. */
+struct member_key {
+	__u32 node_ip_be;
+};
+
+struct member_value {
+	__u32 leases; /* how many leases this node IP holds (agent bookkeeping) */
+};
+
+/* TARTAN_MAP_ENDPOINTS: hash, local pod IPv4 -> where to deliver it. */
+struct endpoint_key {
+	__u32 ip_be;
+};
+
+struct endpoint_value {
+	__u32 ifindex;    /* host-side veth of the pod (bpf_redirect_peer target) */
+	__u8 pod_mac[6];  /* Ethernet destination: the pod's eth0 */
+	__u8 gw_mac[6];   /* Ethernet source: the bridge (pod's gateway) */
+};
+
+/* TARTAN_MAP_CONFIG: array with one entry (key 0). */
+struct config {
+	__u32 flags;          /* TARTAN_CFG_* */
+	__u32 local_ip_be;    /* outer source on encap; required outer destination on decap */
+	__u32 underlay_ifindex;
+	__u32 vni;            /* 24-bit VNI */
+	__u16 port;           /* VXLAN UDP destination port */
+	__u16 overlay_mtu;    /* largest inner IPv4 packet encapsulated in BPF */
+	__u8 underlay_mac[6]; /* outer Ethernet source (decap: inner destination on pass) */
+	__u8 vtep_mac[6];     /* our VTEP MAC: inner Ethernet source */
+	__u8 ttl;             /* outer IPv4 TTL */
+	__u8 pad[3];
+};
+
+/* Counter ids: index into TARTAN_MAP_COUNTERS (per-CPU __u64). Names in abi.ts. */
+enum tartan_counter {
+	/* encapsulation (TC) */
+	CNT_ENCAP_OK = 0,          /* encapsulated, redirected out of the underlay (fib hit) */
+	CNT_ENCAP_OK_NEIGH,        /* encapsulated, redirected via bpf_redirect_neigh */
+	CNT_ENCAP_PASS_NOT_READY,  /* no config yet */
+	CNT_ENCAP_PASS_NOT_IPV4,   /* ARP, IPv6, VLAN, ... */
+	CNT_ENCAP_PASS_MALFORMED,  /* truncated or bad IPv4 header */
+	CNT_ENCAP_PASS_UNKNOWN_DST,/* no subnet matches the destination */
+	CNT_ENCAP_PASS_LOCAL,      /* destination in our own subnet */
+	CNT_ENCAP_PASS_TTL,        /* TTL would expire: the stack sends time-exceeded */
+	CNT_ENCAP_PASS_TOO_BIG,    /* larger than the overlay MTU: the stack fragments or sends frag-needed */
+	CNT_ENCAP_DROP_ADJUST,     /* bpf_skb_adjust_room or a store failed */
+	CNT_ENCAP_DROP_FIB,        /* no route to the remote node */
+	/* decapsulation (TC and XDP) */
+	CNT_DECAP_REDIRECT_PEER,   /* delivered into the pod's veth */
+	CNT_DECAP_STACK,           /* decapsulated, handed to the stack */
+	CNT_DECAP_PASS_NOT_READY,
+	CNT_DECAP_PASS_NOT_IPV4,   /* ARP, IPv6, VLAN-tagged, ... untouched */
+	CNT_DECAP_PASS_MALFORMED,  /* truncated outer headers: untouched */
+	CNT_DECAP_PASS_IP_OPTIONS, /* outer IPv4 with options: untouched */
+	CNT_DECAP_PASS_FRAGMENT,   /* outer IPv4 fragment: untouched (the kernel reassembles) */
+	CNT_DECAP_PASS_NOT_UDP,
+	CNT_DECAP_PASS_OTHER_PORT, /* UDP not to our VXLAN port */
+	CNT_DECAP_PASS_OTHER_DST,  /* VXLAN port, but not to our address */
+	CNT_DECAP_PASS_OTHER_VNI,  /* VXLAN for another VNI (another device may own it) */
+	CNT_DECAP_DROP_BAD_VXLAN,  /* truncated or without the I flag */
+	CNT_DECAP_DROP_NON_MEMBER, /* outer source is not a known node */
+	CNT_DECAP_DROP_INNER_NOT_IPV4,
+	CNT_DECAP_DROP_INNER_MALFORMED,
+	CNT_DECAP_DROP_NOT_LOCAL,  /* inner destination outside our subnet: no relaying */
+	CNT_DECAP_DROP_ADJUST,     /* bpf_skb_adjust_room / xdp_adjust_head failed */
+	CNT_MAX,
+};
+
+/* Map names as they appear in the object and under the pin directory. */
+#define TARTAN_MAP_SUBNETS   tartan_subnets
+#define TARTAN_MAP_MEMBERS   tartan_members
+#define TARTAN_MAP_ENDPOINTS tartan_endpoints
+#define TARTAN_MAP_CONFIG    tartan_config
+#define TARTAN_MAP_COUNTERS  tartan_counters
+
+#endif /* TARTAN_H */

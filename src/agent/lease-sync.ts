@@ -1,0 +1,155 @@
+/**
+ * Follows the registry's leases (list, then watch from that revision), validates each
+ * record once, and keeps the backend programmed with the diff between what the
+ * registry says and what is programmed. Bad records are skipped, counted and logged
+ * once; a failed apply is retried.
+ */
+import type { Backend } from "../backend/backend.ts";
+import type { NetworkConfig } from "../config/network.ts";
+import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
+import { diffLeases, isEmptyDiff } from "../lease/reconcile.ts";
+import { errorText, type Logger } from "../log.ts";
+import type { Registry, RegistryRecord, WatchEvent, WatchHandle } from "../registry/registry.ts";
+import type { AgentMetrics } from "./status.ts";
+
+export interface LeaseSyncOptions {
+  readonly registry: Registry;
+  readonly config: NetworkConfig;
+  readonly backend: Backend;
+  readonly log: Logger;
+  readonly metrics: AgentMetrics;
+  /** Our subnet key, or null while we hold none. */
+  readonly ownKey: () => string | null;
+  /** Our lease vanished or changed owner in the registry. */
+  readonly onOwnLeaseGone: () => void;
+  readonly onRegistryError: (e: unknown) => void;
+  readonly onRegistryOk: () => void;
+}
+
+export class LeaseSync {
+  readonly leases = new Map<string, Lease>();
+  readonly programmed = new Map<string, Lease>();
+  revision = 0;
+  /** true once the first full list has been applied and nothing is pending. */
+  synced = false;
+  #watch: WatchHandle | null = null;
+  #running: Promise<void> = Promise.resolve();
+  #dirty = false;
+  #retry: ReturnType<typeof setTimeout> | null = null;
+  #stopped = false;
+  readonly #badSeen = new Map<string, string>();
+  readonly #o: LeaseSyncOptions;
+
+  constructor(o: LeaseSyncOptions) {
+    this.#o = o;
+  }
+
+  async start(): Promise<void> {
+    const { records, revision } = await this.#o.registry.list();
+    this.#replace(records);
+    this.revision = revision;
+    await this.reconcile();
+    this.#watch = this.#o.registry.watch(revision, {
+      onEvents: (events) => this.#onEvents(events),
+      onError: (e) => {
+        this.#o.metrics.registryErrors++;
+        this.#o.onRegistryError(e);
+        this.#o.log.warn("registry watch failed; the datapath keeps what it has while it retries", {
+          error: errorText(e),
+        });
+      },
+      onRecovered: () => {
+        this.#o.onRegistryOk();
+        this.#o.log.info("registry watch recovered", { revision: this.revision });
+      },
+    });
+  }
+
+  #accept(rec: RegistryRecord): void {
+    const d = decodeLeaseRecord(rec, this.#o.config);
+    if (d.ok) {
+      this.#badSeen.delete(rec.key);
+      this.leases.set(d.lease.key, d.lease);
+      return;
+    }
+    this.leases.delete(rec.key);
+    if (this.#badSeen.get(rec.key) !== rec.value) {
+      this.#badSeen.set(rec.key, rec.value);
+      this.#o.metrics.invalidRecords++;
+      this.#o.log.warn("skipping invalid registry record", { key: rec.key, reason: d.reason });
+    }
+  }
+
+  #replace(records: readonly RegistryRecord[]): void {
+    this.leases.clear();
+    for (const r of records) this.#accept(r);
+  }
+
+  #onEvents(events: readonly WatchEvent[]): void {
+    const own = this.#o.ownKey();
+    let ownGone = false;
+    for (const e of events) {
+      if (e.type === "resync") {
+        this.#replace(e.records);
+        this.revision = e.revision;
+        this.#o.log.info("registry resync", { leases: this.leases.size, revision: e.revision });
+        if (own && !this.leases.has(own)) ownGone = true;
+        continue;
+      }
+      if (e.type === "put") {
+        this.#accept(e.record);
+        this.revision = e.record.revision;
+      } else {
+        this.leases.delete(e.key);
+        this.#badSeen.delete(e.key);
+        this.revision = e.revision;
+        if (e.key === own) ownGone = true;
+      }
+    }
+    this.#o.onRegistryOk();
+    void this.reconcile();
+    if (ownGone) this.#o.onOwnLeaseGone();
+  }
+
+  /** Programs the diff; serialized, coalescing bursts; failures retry after a second. */
+  reconcile(): Promise<void> {
+    this.#dirty = true;
+    this.#running = this.#running.then(async () => {
+      if (!this.#dirty || this.#stopped) return;
+      this.#dirty = false;
+      const diff = diffLeases(this.leases, this.programmed, this.#o.ownKey());
+      if (isEmptyDiff(diff)) {
+        this.synced = true;
+        return;
+      }
+      const t0 = performance.now();
+      try {
+        await this.#o.backend.apply(diff);
+        for (const l of diff.remove) this.programmed.delete(l.key);
+        for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
+        this.#o.metrics.lastApplyMs = performance.now() - t0;
+        this.synced = true;
+        this.#o.log.info("programmed leases", {
+          added: diff.add.length,
+          updated: diff.update.length,
+          removed: diff.remove.length,
+          total: this.programmed.size,
+          ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
+        });
+      } catch (e) {
+        this.synced = false;
+        this.#o.metrics.applyErrors++;
+        this.#o.log.error("programming the datapath failed; retrying in 1s", { error: errorText(e) });
+        if (this.#retry) clearTimeout(this.#retry);
+        this.#retry = setTimeout(() => void this.reconcile(), 1000);
+      }
+    });
+    return this.#running;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#watch?.stop();
+    if (this.#retry) clearTimeout(this.#retry);
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The Backend interface: how a node's datapath is set up and how remote leases are
+ * programmed into it. Implementations: ebpf-vxlan/ (BPF maps), vxlan/ (kernel device,
+ * routes, neighbours, FDB, as flanneld), host-gw/ (routes), alloc.ts (nothing).
+ */
+import type { Ip4 } from "../config/cidr.ts";
+import type { BackendName, NetworkConfig } from "../config/network.ts";
+import type { Lease, VxlanBackendData, WireBackend } from "../lease/lease.ts";
+import type { LeaseDiff } from "../lease/reconcile.ts";
+import type { Logger } from "../log.ts";
+
+/** The underlay interface the node talks to other nodes through. */
+export interface ExternalInterface {
+  readonly name: string;
+  readonly index: number;
+  /** The address leases publish as PublicIP (may be --public-ip). */
+  readonly publicIp: Ip4;
+  /** The interface's own address. */
+  readonly ifaceIp: Ip4;
+  readonly mtu: number;
+  readonly mac: string;
+}
+
+export type DecapMode = "auto" | "xdp" | "tc";
+
+export interface BackendContext {
+  readonly log: Logger;
+  readonly nodeName: string;
+  readonly config: NetworkConfig;
+  readonly extIface: ExternalInterface;
+  /** Per-node bpffs directory for pins. */
+  readonly bpffs: string;
+  readonly decap: DecapMode;
+}
+
+/** What a backend publishes in our lease, and the MTU pods get. */
+export interface BackendAnnouncement {
+  readonly backendType: WireBackend;
+  readonly vxlan: VxlanBackendData | null;
+  /** MTU for subnet.env FLANNEL_MTU. */
+  readonly mtu: number;
+}
+
+export interface BackendHealth {
+  readonly ok: boolean;
+  /** Why not ok, for /healthz and logs. */
+  readonly reason?: string;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Creates devices / loads programs; returns what our lease announces. Idempotent: adopts what a previous run left. */
+  prepare(): Promise<BackendAnnouncement>;
+  /** Our own lease is known (first acquisition, or a new subnet after a lost lease). */
+  setLocal(lease: Lease): Promise<void>;
+  /** Programs a diff of remote leases. Must be safe to repeat (reconcile after restart). */
+  apply(diff: LeaseDiff): Promise<void>;
+  /** Is the datapath attached and working? */
+  health(): Promise<BackendHealth>;
+  /** Datapath counters for /metrics and `status` (name → value). */
+  counters(): Promise<Record<string, number>>;
+  /** Agent exit: release handles, leave the datapath in place so traffic keeps flowing. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,16 @@
+/**
+ * Backend factory: the name an operator picks → its implementation. Heavy backends are
+ * loaded on demand so `alloc` never touches libbpf.
+ */
+import type { BackendName } from "../config/network.ts";
+import { createAllocBackend } from "./alloc.ts";
+import type { Backend, BackendContext } from "./backend.ts";
+
+export async function createBackend(name: BackendName, ctx: BackendContext): Promise<Backend> {
+  switch (name) {
+    case "alloc":
+      return createAllocBackend(ctx);
+    default:
+      throw new Error(`backend ${name} is not available in this build (available: alloc)`);
+  }
+}

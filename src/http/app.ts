@@ -1,0 +1,56 @@
+/**
+ * The agent's HTTP endpoint (Hono): health and readiness probes, effective config,
+ * leases, status and Prometheus metrics. Read-only: other methods get 405, unknown
+ * paths 404. Built from its dependencies so tests drive it with app.request().
+ */
+import { Hono } from "hono";
+import { type AgentStatus, formatMetrics } from "../agent/status.ts";
+
+export interface AppDeps {
+  /** A fresh status snapshot (health checks included). */
+  status(): Promise<AgentStatus>;
+  /** The effective configuration with secrets redacted. */
+  config(): Record<string, unknown>;
+}
+
+const ROUTES = ["/healthz", "/readyz", "/v1/config", "/v1/leases", "/v1/status", "/metrics"] as const;
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.get("/healthz", async (c) => {
+    const s = await deps.status();
+    const body = {
+      status: s.health.ok ? "ok" : "unhealthy",
+      reasons: s.health.reasons,
+      registry: s.registry.state,
+    };
+    return c.json(body, s.health.ok ? 200 : 503);
+  });
+  app.get("/readyz", async (c) => {
+    const s = await deps.status();
+    return c.json(
+      { status: s.ready.ok ? "ready" : "not ready", reasons: s.ready.reasons },
+      s.ready.ok ? 200 : 503,
+    );
+  });
+  app.get("/v1/config", (c) => c.json(deps.config()));
+  app.get("/v1/leases", async (c) => {
+    const s = await deps.status();
+    return c.json({ revision: s.registry.revision, leases: s.leases });
+  });
+  app.get("/v1/status", async (c) => c.json(await deps.status()));
+  app.get("/metrics", async (c) => {
+    const s = await deps.status();
+    return c.text(formatMetrics(s), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+  for (const path of ROUTES) {
+    app.all(path, (c) =>
+      c.json({ error: `method ${c.req.method} not allowed on ${path}; this endpoint is read-only` }, 405, {
+        allow: "GET, HEAD",
+      }),
+    );
+  }
+  app.notFound((c) => c.json({ error: `no such endpoint ${c.req.path}`, endpoints: ROUTES }, 404));
+  app.onError((err, c) => c.json({ error: err.message }, 500));
+  return app;
+}

@@ -1,0 +1,10 @@
+/** Opens the registry an operator chose: sqlite:PATH (embedded) or etcd (--etcd-endpoints). */
+import type { RegistryOptions } from "../cli/options.ts";
+import type { Logger } from "../log.ts";
+import type { Registry } from "./registry.ts";
+import { SqliteRegistry } from "./sqlite.ts";
+
+export async function openRegistry(opts: RegistryOptions, log: Logger): Promise<Registry> {
+  if (opts.kind === "sqlite") return SqliteRegistry.open({ path: opts.path, log });
+  throw new Error("the etcd registry is not available in this build yet; use --registry=sqlite:PATH");
+}
