@@ -58,7 +58,9 @@ describe("HTTP endpoint", () => {
       status({ health: { ok: false, reasons: ["datapath: tc program missing on eth0"] } }),
     ).request("/healthz");
     expect(r.status).toBe(503);
-    expect((await r.json()).reasons).toEqual(["datapath: tc program missing on eth0"]);
+    expect(((await r.json()) as { reasons: string[] }).reasons).toEqual([
+      "datapath: tc program missing on eth0",
+    ]);
   });
   test("/readyz 200 when ready, 503 naming what is missing", async () => {
     expect((await appWith(status()).request("/readyz")).status).toBe(200);
@@ -74,17 +76,20 @@ describe("HTTP endpoint", () => {
     expect(JSON.stringify(await r.json())).toContain("<redacted>");
   });
   test("/v1/leases lists every lease and whether it is programmed", async () => {
-    const body = await (await appWith(status()).request("/v1/leases")).json();
+    const body = (await (await appWith(status()).request("/v1/leases")).json()) as {
+      revision: number;
+      leases: { subnet: string; programmed: boolean }[];
+    };
     expect(body.revision).toBe(12);
-    expect(body.leases.map((l: { subnet: string; programmed: boolean }) => [l.subnet, l.programmed])).toEqual(
-      [
-        ["198.19.5.0/24", true],
-        ["198.19.6.0/24", true],
-      ],
-    );
+    expect(body.leases.map((l) => [l.subnet, l.programmed])).toEqual([
+      ["198.19.5.0/24", true],
+      ["198.19.6.0/24", true],
+    ]);
   });
   test("/v1/status is the whole snapshot", async () => {
-    expect((await (await appWith(status()).request("/v1/status")).json()).node).toBe("n1");
+    expect(((await (await appWith(status()).request("/v1/status")).json()) as { node: string }).node).toBe(
+      "n1",
+    );
   });
   test("/metrics is Prometheus text with leases, renewals, readiness and datapath counters", async () => {
     const r = await appWith(status()).request("/metrics");
