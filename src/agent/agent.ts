@@ -19,6 +19,7 @@ import { findInterface } from "../net/iface.ts";
 import { openRegistry } from "../registry/index.ts";
 import type { Registry } from "../registry/registry.ts";
 import { COMMIT, VERSION } from "../version.ts";
+import { MasqKeeper } from "./ip-masq.ts";
 import { LeaseKeeper } from "./lease-keeper.ts";
 import { LeaseSync } from "./lease-sync.ts";
 import { type AgentStatus, type LeaseView, newMetrics } from "./status.ts";
@@ -107,6 +108,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
   let backend: Backend | null = null;
   let keeper: LeaseKeeper | null = null;
   let sync: LeaseSync | null = null;
+  let masq: MasqKeeper | null = null;
   let subnetWritten = false;
   let localSet = false;
   let phase = "starting";
@@ -218,6 +220,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     log.info("stopping; the datapath stays in place", { signal });
     keeper?.stop();
     sync?.stop();
+    masq?.stop();
     clearInterval(beat);
     await backend?.close().catch((e) => log.warn("backend close failed", { error: errorText(e) }));
     for (const s of servers) s.stop(true);
@@ -290,6 +293,10 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
       subnetWritten = true;
       log.info("wrote subnet file", { path: o.subnetFile, subnet: formatCidr(lease.subnet), mtu: ann.mtu });
       await be.setLocal(lease);
+      if (o.ipMasq) {
+        masq ??= new MasqKeeper(cfg.network, log);
+        await masq.set(lease.subnet);
+      }
       localSet = true;
       await sync?.reconcile();
     };

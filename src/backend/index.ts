@@ -10,7 +10,11 @@ export async function createBackend(name: BackendName, ctx: BackendContext): Pro
   switch (name) {
     case "alloc":
       return createAllocBackend(ctx);
+    case "vxlan":
+      return (await import("./vxlan/index.ts")).createVxlanBackend(ctx);
+    case "host-gw":
+      return (await import("./host-gw/index.ts")).createHostGwBackend(ctx);
     default:
-      throw new Error(`backend ${name} is not available in this build (available: alloc)`);
+      throw new Error(`backend ${name} is not available in this build (available: alloc, vxlan, host-gw)`);
   }
 }

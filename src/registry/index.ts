@@ -6,5 +6,6 @@ import { SqliteRegistry } from "./sqlite.ts";
 
 export async function openRegistry(opts: RegistryOptions, log: Logger): Promise<Registry> {
   if (opts.kind === "sqlite") return SqliteRegistry.open({ path: opts.path, log });
-  throw new Error("the etcd registry is not available in this build yet; use --registry=sqlite:PATH");
+  const { createEtcdRegistry } = await import("./etcd.ts");
+  return createEtcdRegistry({ ...opts, log });
 }

@@ -158,7 +158,8 @@ export class Lab {
   spawn(ns: string, name: string, cmd: string[], env: Record<string, string> = {}): LabProcess {
     const logPath = join(this.dir, `${name}.log`);
     const out = Bun.file(logPath);
-    const proc = Bun.spawn(this.nsCmd(ns, cmd), {
+    // pdeathsig: the process dies with the test runner even if cleanup never runs
+    const proc = Bun.spawn(["setpriv", "--pdeathsig", "SIGKILL", ...this.nsCmd(ns, cmd)], {
       stdin: "ignore",
       stdout: out,
       stderr: out,

@@ -16,7 +16,12 @@ export interface Pod {
 }
 
 /** Creates cni0 on the node (once) and a pod at offset `n` (2 = first pod) in the node's subnet. */
-export async function addPod(lab: Lab, node: { ns: string; index: number }, subnetFile: string, n = 2): Promise<Pod> {
+export async function addPod(
+  lab: Lab,
+  node: { ns: string; index: number },
+  subnetFile: string,
+  n = 2,
+): Promise<Pod> {
   const env = parseSubnetEnv(readFileSync(subnetFile, "utf8"));
   const gw = formatIp4(firstHost(env.subnet));
   const mtu = String(env.mtu);
@@ -30,7 +35,23 @@ export async function addPod(lab: Lab, node: { ns: string; index: number }, subn
   const ns = await lab.addNamespace(`p${node.index}x${n}`);
   const hostVeth = `veth${node.index}x${n}`;
   const ip = formatIp4((env.subnet.ip + n) >>> 0);
-  await lab.must(node.ns, ["ip", "link", "add", hostVeth, "mtu", mtu, "type", "veth", "peer", "name", "eth0", "mtu", mtu, "netns", ns]);
+  await lab.must(node.ns, [
+    "ip",
+    "link",
+    "add",
+    hostVeth,
+    "mtu",
+    mtu,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "mtu",
+    mtu,
+    "netns",
+    ns,
+  ]);
   await lab.must(node.ns, ["ip", "link", "set", hostVeth, "master", "cni0", "up"]);
   await lab.must(ns, ["ip", "addr", "add", `${ip}/${env.subnet.len}`, "dev", "eth0"]);
   await lab.must(ns, ["ip", "link", "set", "eth0", "up"]);
@@ -39,9 +60,23 @@ export async function addPod(lab: Lab, node: { ns: string; index: number }, subn
 }
 
 /** ping -c N; returns received count (0 when the command fails). */
-export async function ping(lab: Lab, ns: string, dst: string, opts: { count?: number; interval?: number; size?: number; timeoutS?: number } = {}): Promise<{ sent: number; received: number; out: string }> {
+export async function ping(
+  lab: Lab,
+  ns: string,
+  dst: string,
+  opts: { count?: number; interval?: number; size?: number; timeoutS?: number } = {},
+): Promise<{ sent: number; received: number; out: string }> {
   const count = opts.count ?? 3;
-  const args = ["ping", "-n", "-q", "-c", String(count), "-W", String(opts.timeoutS ?? 1), "-i", String(opts.interval ?? 0.2)];
+  const args = [
+    "ping",
+    "-n",
+    "-c",
+    String(count),
+    "-W",
+    String(opts.timeoutS ?? 1),
+    "-i",
+    String(opts.interval ?? 0.2),
+  ];
   if (opts.size !== undefined) args.push("-s", String(opts.size), "-M", "do");
   const r = await lab.exec(ns, [...args, dst]);
   const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);

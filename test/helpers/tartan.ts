@@ -26,6 +26,7 @@ export async function tartan(args: string[]) {
 export interface AgentSpec {
   node: { ns: string };
   name: string;
+  /** The registry flag: --registry=sqlite:PATH or --etcd-endpoints=URL (a bare sqlite:PATH is accepted too). */
   registry: string;
   backend?: string;
   subnetFile: string;
@@ -38,7 +39,7 @@ export function startAgent(lab: Lab, s: AgentSpec): LabProcess {
     requireBinary(),
     "agent",
     `--backend=${s.backend ?? "alloc"}`,
-    `--registry=${s.registry}`,
+    s.registry.startsWith("--") ? s.registry : `--registry=${s.registry}`,
     "--iface=eth0",
     `--node-name=${s.name}`,
     `--subnet-file=${s.subnetFile}`,

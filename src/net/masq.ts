@@ -1,0 +1,59 @@
+/**
+ * `--ip-masq` with nftables, in a table of Tartan's own (`ip tartan`), with flanneld's
+ * semantics: pod↔cluster traffic untouched; pods → outside the cluster masqueraded
+ * (not multicast); host → cluster masqueraded; traffic arriving for our subnet from
+ * outside untouched; kube-proxy-marked packets (0x4000) left to kube-proxy. Ports fully
+ * random. The whole table is replaced in one nft transaction: never half-applied.
+ */
+import { type Cidr, formatCidr } from "../config/cidr.ts";
+
+export const NFT_TABLE = "tartan";
+
+export function masqRuleset(network: Cidr, subnet: Cidr): string {
+  const net = formatCidr(network);
+  const sn = formatCidr(subnet);
+  return [
+    `table ip ${NFT_TABLE} {`,
+    "  chain postrouting {",
+    "    type nat hook postrouting priority srcnat - 1; policy accept;",
+    '    meta mark & 0x4000 == 0x4000 return comment "kube-proxy marked: no double NAT"',
+    `    ip saddr ${net} ip daddr ${net} return comment "pod to pod: untouched"`,
+    `    ip saddr != ${net} ip daddr ${sn} return comment "from outside to our pods: untouched"`,
+    `    ip saddr ${net} ip daddr != 224.0.0.0/4 masquerade fully-random comment "pods to outside the cluster"`,
+    `    ip saddr != ${net} ip daddr ${net} masquerade fully-random comment "host to the cluster"`,
+    "  }",
+    "}",
+  ].join("\n");
+}
+
+async function nft(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
+  const p = Bun.spawn(["nft", ...args], {
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  return { code, out, err };
+}
+
+/** Atomically (re)places the table: add-then-delete-then-define in one transaction. */
+export async function applyMasq(network: Cidr, subnet: Cidr): Promise<void> {
+  const script = `add table ip ${NFT_TABLE}\ndelete table ip ${NFT_TABLE}\n${masqRuleset(network, subnet)}\n`;
+  const r = await nft(["-f", "-"], script);
+  if (r.code !== 0) throw new Error(`nft: applying the ip-masq table failed: ${r.err.trim()}`);
+}
+
+/** Is our table there with the masquerade rules for this network? */
+export async function masqPresent(network: Cidr): Promise<boolean> {
+  const r = await nft(["list", "table", "ip", NFT_TABLE]);
+  return r.code === 0 && r.out.includes(`ip saddr ${formatCidr(network)}`) && r.out.includes("masquerade");
+}
+
+export async function removeMasq(): Promise<boolean> {
+  const r = await nft(["delete", "table", "ip", NFT_TABLE]);
+  return r.code === 0;
+}

@@ -1,0 +1,262 @@
+/**
+ * The resumable etcd watch behind `Registry.watch`: one gRPC watch stream on the
+ * subnets prefix, its responses turned into WatchEvents in order, and the stream
+ * re-opened after any failure from the revision after the last one delivered, with
+ * backoff, forever, until stopped. When etcd has compacted past that revision, or the
+ * store is behind it (etcd was restored from a backup or recreated: its revisions start
+ * again), the watch re-lists and delivers one `resync` with the live set.
+ *
+ * It drives etcd3's raw Watch RPC rather than etcd3's Watcher, because the Watcher
+ * resumes from the revision in the *header* of the last response (and of the "created"
+ * response), which can be past events not yet delivered (a catch-up batch that etcd cut
+ * at 1000 revisions, or a stream that broke during a replay): events would be skipped.
+ * Here the resume point is the mod revision of the last delivered event (or the
+ * header revision of a progress notification, which etcd only sends to a watcher that
+ * is caught up), so nothing is missed, and nothing is replayed twice.
+ */
+import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from "etcd3";
+import { errorText, type Logger } from "../log.ts";
+import {
+  RegistryError,
+  type RegistryRecord,
+  type WatchCallbacks,
+  type WatchEvent,
+  type WatchHandle,
+} from "./registry.ts";
+
+export interface EtcdWatchSource {
+  /** Opens a new Watch stream (rejects when no endpoint can be reached). */
+  openStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>>;
+  /** The watched range: the subnets prefix and its end. */
+  readonly key: Buffer;
+  readonly rangeEnd: Buffer;
+  /** Turns one response's events into WatchEvents (may do RPCs: lease expiries). */
+  toEvents(events: readonly IEvent[]): Promise<WatchEvent[]>;
+  /** A full, consistent list (for a resync after compaction). */
+  relist(): Promise<{ records: RegistryRecord[]; revision: number }>;
+  /** "etcd:http://…" — for error messages. */
+  readonly where: string;
+  readonly log: Logger;
+}
+
+export interface BackoffPolicy {
+  readonly initialMs: number;
+  readonly maxMs: number;
+}
+
+const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 100, maxMs: 5000 };
+
+type SessionEnd = { kind: "stopped" } | { kind: "resync"; why: string } | { kind: "failed"; err: Error };
+
+/** Starts watching; events after `fromRevision` go to `cb.onEvents` in order. */
+export function startEtcdWatch(
+  src: EtcdWatchSource,
+  fromRevision: number,
+  cb: WatchCallbacks,
+  backoff: BackoffPolicy = DEFAULT_BACKOFF,
+): WatchHandle {
+  let next = fromRevision + 1;
+  let stopped = false;
+  let failing = false;
+  let delay = backoff.initialMs;
+  let current: IDuplexStream<IWatchRequest, IWatchResponse> | null = null;
+  let wake: (() => void) | null = null;
+  const log = src.log.with({ registry: src.where });
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        wake = null;
+        resolve();
+      }
+      wake = done;
+    });
+
+  const deliver = (events: WatchEvent[]) => {
+    if (events.length === 0 || stopped) return;
+    try {
+      cb.onEvents(events);
+    } catch (err) {
+      log.error("watch consumer threw; events were delivered once and are not retried", { err });
+    }
+  };
+
+  const recovered = () => {
+    delay = backoff.initialMs;
+    if (!failing) return;
+    failing = false;
+    log.info("etcd watch recovered", { fromRevision: next });
+    cb.onRecovered?.();
+  };
+
+  const failed = (err: Error) => {
+    if (stopped) return;
+    if (!failing) log.warn("etcd watch lost; retrying with backoff", { err, fromRevision: next });
+    else log.debug("etcd watch still failing", { err, fromRevision: next });
+    failing = true;
+    cb.onError?.(err);
+  };
+
+  /** One stream, from `next`, until it fails, is compacted past, or the watch is stopped. */
+  const session = async (): Promise<SessionEnd> => {
+    let stream: IDuplexStream<IWatchRequest, IWatchResponse>;
+    try {
+      stream = await src.openStream();
+    } catch (cause) {
+      return {
+        kind: "failed",
+        err: new RegistryError(`etcd watch at ${src.where}: cannot open the stream`, { cause }),
+      };
+    }
+    if (stopped) {
+      stream.cancel();
+      return { kind: "stopped" };
+    }
+    current = stream;
+    let finish!: (end: SessionEnd) => void;
+    const ended = new Promise<SessionEnd>((resolve) => {
+      finish = resolve;
+    });
+    let over = false;
+    const end = (e: SessionEnd) => {
+      if (over) return;
+      over = true;
+      finish(e);
+    };
+    let chain = Promise.resolve();
+    let pending: IEvent[] = [];
+
+    const handle = async (res: IWatchResponse) => {
+      if (over || stopped) return;
+      if (res.compact_revision && res.compact_revision !== "0") {
+        end({ kind: "resync", why: `etcd compacted its history up to revision ${res.compact_revision}` });
+        return;
+      }
+      if (res.canceled) {
+        end({
+          kind: "failed",
+          err: new RegistryError(
+            `etcd watch at ${src.where}: canceled by the server: ${res.cancel_reason || "no reason given"}`,
+          ),
+        });
+        return;
+      }
+      if (res.created) {
+        const current = Number(res.header?.revision ?? 0);
+        if (current < next - 1) {
+          // we have seen revisions this store never had: it was restored or recreated
+          end({ kind: "resync", why: `etcd is at revision ${current}, behind the ${next - 1} already seen` });
+          return;
+        }
+        recovered();
+        return;
+      }
+      pending = pending.concat(res.events ?? []);
+      if (res.fragment) return;
+      const evs = pending;
+      pending = [];
+      if (evs.length === 0) {
+        // a progress notification: etcd has sent us everything up to this revision
+        const rev = Number(res.header?.revision ?? 0);
+        if (rev + 1 > next) next = rev + 1;
+        return;
+      }
+      const events = await src.toEvents(evs);
+      if (over || stopped) return;
+      deliver(events);
+      const last = Number(evs[evs.length - 1]!.kv.mod_revision);
+      if (last + 1 > next) next = last + 1;
+    };
+
+    stream.on("data", (res) => {
+      chain = chain
+        .then(() => handle(res))
+        .catch((cause) =>
+          end({
+            kind: "failed",
+            err: new RegistryError(`etcd watch at ${src.where}: reading events`, { cause }),
+          }),
+        );
+    });
+    stream.on("error", (cause) =>
+      end({ kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream failed`, { cause }) }),
+    );
+    stream.on("end", () =>
+      end({ kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream ended`) }),
+    );
+
+    stream.write({
+      create_request: {
+        key: src.key,
+        range_end: src.rangeEnd,
+        start_revision: next,
+        progress_notify: true,
+        fragment: true,
+      },
+    });
+    const result = await ended;
+    current = null;
+    try {
+      stream.cancel();
+    } catch {
+      // already closed
+    }
+    // let a response being handled settle, so `next` is exact; responses not yet
+    // delivered when the session ended are dropped here and replayed from `next`
+    await chain;
+    return stopped ? { kind: "stopped" } : result;
+  };
+
+  const resync = async (): Promise<boolean> => {
+    try {
+      const { records, revision } = await src.relist();
+      if (stopped) return true;
+      deliver([{ type: "resync", records, revision }]);
+      next = revision + 1;
+      return true;
+    } catch (cause) {
+      failed(new RegistryError(`etcd watch at ${src.where}: re-listing`, { cause }));
+      return false;
+    }
+  };
+
+  const run = async () => {
+    while (!stopped) {
+      const end = await session();
+      if (end.kind === "stopped") break;
+      if (end.kind === "resync") {
+        log.warn("etcd cannot replay the watch from its revision; re-listing", {
+          fromRevision: next,
+          why: end.why,
+        });
+        while (!stopped && !(await resync())) await sleep(bump());
+        continue;
+      }
+      failed(end.err);
+      if (!stopped) await sleep(bump());
+    }
+  };
+
+  const bump = () => {
+    const d = delay * (0.8 + 0.4 * Math.random());
+    delay = Math.min(backoff.maxMs, delay * 2);
+    return d;
+  };
+
+  run().catch((err) => log.error("etcd watch loop died (a bug)", { err: errorText(err) }));
+
+  return {
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        current?.cancel();
+      } catch {
+        // already closed
+      }
+      wake?.();
+    },
+  };
+}

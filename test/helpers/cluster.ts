@@ -1,0 +1,212 @@
+/**
+ * A Tartan cluster in a box: N node namespaces on one underlay, a registry (sqlite file
+ * or a real etcd in its own namespace), one real `dist/tartan agent` per node with the
+ * backend asked for, pods on each node's cni0, and an "external" host outside the
+ * cluster network. Everything is removed by `close()`; agent logs are attached to errors.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Lab, type LabProcess, until } from "./netns.ts";
+import { addPod, type Pod } from "./pods.ts";
+import { startAgent, status, tartan, waitReady } from "./tartan.ts";
+
+export interface ClusterNode {
+  readonly ns: string;
+  readonly ip: string;
+  readonly index: number;
+  readonly backend: string;
+  readonly subnetFile: string;
+  readonly bpffs: string;
+  agent: LabProcess;
+  readonly pods: Pod[];
+}
+
+export interface ClusterOptions {
+  /** One backend per node. */
+  readonly backends: readonly string[];
+  readonly registry?: "sqlite" | "etcd";
+  readonly ipMasq?: boolean;
+  readonly podsPerNode?: number;
+  /** Extra agent flags for every node. */
+  readonly agentFlags?: readonly string[];
+  readonly tag?: string;
+}
+
+export const EXTERNAL_IP = "198.18.255.1";
+
+export class Cluster {
+  readonly lab: Lab;
+  readonly nodes: ClusterNode[] = [];
+  registry = "";
+  /** --etcd-endpoints=… or --registry=sqlite:… */
+  registryFlag = "";
+  externalNs = "";
+  #etcd: import("./etcd.ts").TestEtcd | null = null;
+  readonly #o: ClusterOptions;
+
+  private constructor(o: ClusterOptions) {
+    this.#o = o;
+    this.lab = new Lab(o.tag ?? "cl");
+  }
+
+  static async create(o: ClusterOptions): Promise<Cluster> {
+    const c = new Cluster(o);
+    try {
+      await c.#init();
+    } catch (e) {
+      const logs = await c.logs();
+      await c.close();
+      throw new Error(`${(e as Error).message}\n${logs}`);
+    }
+    return c;
+  }
+
+  async #init(): Promise<void> {
+    const lab = this.lab;
+    const ul = await lab.underlay();
+    // the external host: on the underlay, outside the cluster network
+    this.externalNs = await lab.addNamespace("ext");
+    await lab.must(ul, [
+      "ip",
+      "link",
+      "add",
+      "vext",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      this.externalNs,
+    ]);
+    await lab.must(ul, ["ip", "link", "set", "vext", "master", "br0", "up"]);
+    await lab.must(this.externalNs, ["ip", "addr", "add", `${EXTERNAL_IP}/16`, "dev", "eth0"]);
+    await lab.must(this.externalNs, ["ip", "link", "set", "eth0", "up"]);
+
+    const netConf = join(lab.dir, "net-conf.json");
+    const wire = this.#o.backends[0] === "host-gw" ? "host-gw" : "vxlan";
+    writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: wire } }));
+    if ((this.#o.registry ?? "sqlite") === "etcd") {
+      const { startEtcd } = await import("./etcd.ts");
+      const etcdNs = await lab.addNamespace("etcd");
+      await lab.must(ul, [
+        "ip",
+        "link",
+        "add",
+        "vetcd",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        etcdNs,
+      ]);
+      await lab.must(ul, ["ip", "link", "set", "vetcd", "master", "br0", "up"]);
+      await lab.must(etcdNs, ["ip", "addr", "add", "198.18.254.1/16", "dev", "eth0"]);
+      await lab.must(etcdNs, ["ip", "link", "set", "eth0", "up"]);
+      const etcd = await startEtcd({ netns: etcdNs, host: "198.18.254.1" });
+      this.#etcd = etcd;
+      this.registry = etcd.endpoint;
+      this.registryFlag = `--etcd-endpoints=${etcd.endpoint}`;
+      const r = await lab.exec(etcdNs, [
+        "bash",
+        "-c",
+        `ETCDCTL_API=3 etcdctl --endpoints=${etcd.endpoint} put /coreos.com/network/config < ${netConf}`,
+      ]);
+      if (r.code !== 0) throw new Error(`etcdctl put config: ${r.stderr}`);
+    } else {
+      this.registry = `sqlite:${join(lab.dir, "registry.db")}`;
+      this.registryFlag = `--registry=${this.registry}`;
+      const r = await tartan(["config", "set", netConf, this.registryFlag]);
+      if (r.code !== 0) throw new Error(`tartan config set: ${r.stderr}`);
+    }
+    for (const b of this.#o.backends) await this.addNode(b, { pods: false });
+    for (const n of this.nodes) await waitReady(lab, n.ns, n.agent, 8471, 30_000);
+    for (const n of this.nodes) await this.#addPods(n);
+    await this.waitConverged();
+  }
+
+  async #addPods(n: ClusterNode): Promise<void> {
+    for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++)
+      n.pods.push(await addPod(this.lab, n, n.subnetFile, 2 + i));
+  }
+
+  startAgent(n: ClusterNode, name = `agent-${n.index}`): LabProcess {
+    return startAgent(this.lab, {
+      node: n,
+      name,
+      registry: this.registryFlag,
+      backend: n.backend,
+      subnetFile: n.subnetFile,
+      extra: [`--bpffs=${n.bpffs}`, ...(this.#o.ipMasq ? ["--ip-masq"] : []), ...(this.#o.agentFlags ?? [])],
+    });
+  }
+
+  /** Adds a node (and, by default, its pods) to the running cluster. */
+  async addNode(backend: string, opts: { pods?: boolean } = {}): Promise<ClusterNode> {
+    const base = await this.lab.addNode();
+    const bpffs = `/sys/fs/bpf/tartan-test-${this.lab.prefix}-n${base.index}`;
+    this.lab.bpffsDirs.push(bpffs);
+    const node: ClusterNode = {
+      ...base,
+      backend,
+      subnetFile: join(this.lab.dir, `n${base.index}`, "subnet.env"),
+      bpffs,
+      agent: null as unknown as LabProcess,
+      pods: [],
+    };
+    node.agent = this.startAgent(node);
+    this.nodes.push(node);
+    if (opts.pods !== false) {
+      await waitReady(this.lab, node.ns, node.agent, 8471, 30_000);
+      await this.#addPods(node);
+    }
+    return node;
+  }
+
+  /** Every running agent knows and has programmed every other node's lease. */
+  async waitConverged(ms = 20_000): Promise<void> {
+    const live = this.nodes.filter((n) => n.agent.proc.exitCode === null);
+    for (const n of live)
+      await until(
+        async () => {
+          const s = await status(this.lab, n.ns);
+          const remote = s.leases.filter((l) => !l.own);
+          return s.leases.length === live.length && remote.every((l) => l.programmed) && s.ready.ok;
+        },
+        `${n.ns} to see and program ${live.length} leases`,
+        ms,
+      ).catch(async (e) => {
+        throw new Error(`${(e as Error).message}\n${await this.logs()}`);
+      });
+  }
+
+  /** Deletes a lease record by hand, as an operator would (sqlite file or etcdctl). */
+  async deleteLease(key: string): Promise<void> {
+    if (this.#etcd) {
+      await this.#etcd.etcdctl(["del", `/coreos.com/network/subnets/${key}`]);
+      return;
+    }
+    const { SqliteRegistry } = await import("../../src/registry/sqlite.ts");
+    const { silentLogger } = await import("../../src/log.ts");
+    const reg = SqliteRegistry.open({ path: this.registry.slice("sqlite:".length), log: silentLogger });
+    try {
+      if (!(await reg.delete(key))) throw new Error(`no lease ${key} to delete`);
+    } finally {
+      await reg.close();
+    }
+  }
+
+  async logs(): Promise<string> {
+    let out = "";
+    for (const p of this.lab.processes) out += `--- ${p.name} ---\n${(await this.lab.log(p)).slice(-4000)}\n`;
+    return out;
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.lab.processes) await this.lab.stop(p, "SIGKILL");
+    await this.#etcd?.close();
+    await this.lab.cleanup();
+  }
+}

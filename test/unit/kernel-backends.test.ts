@@ -1,0 +1,103 @@
+import { describe, expect, test } from "bun:test";
+import { addLines, isVxlanPeer, removeLines, stableVtepMac } from "../../src/backend/vxlan/plan.ts";
+import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
+import type { Lease } from "../../src/lease/lease.ts";
+import { masqRuleset } from "../../src/net/masq.ts";
+import { routeLookup } from "../../src/net/routes.ts";
+
+function lease(
+  subnet: string,
+  publicIp: string,
+  mac = "0e:7a:01:12:00:02",
+  backendType = "vxlan",
+  vni = 1,
+): Lease {
+  const sn = parseCidr(subnet)!;
+  return {
+    subnet: sn,
+    key: cidrToKey(sn),
+    attrs: {
+      publicIp: parseIp4(publicIp)!,
+      backendType,
+      vxlan: backendType === "vxlan" ? { VNI: vni, VtepMAC: mac } : null,
+    },
+    expiresAt: null,
+    revision: 1,
+  };
+}
+
+describe("vxlan backend plan (flanneld's per-lease entries)", () => {
+  const p = { device: "flannel.1", extIface: "eth0", direct: () => false };
+  test("neighbour, FDB and onlink route per remote lease", () => {
+    expect(addLines([lease("198.19.7.0/24", "198.18.0.2")], p)).toEqual({
+      ip: [
+        "neigh replace 198.19.7.0 lladdr 0e:7a:01:12:00:02 dev flannel.1 nud permanent",
+        "route replace 198.19.7.0/24 via 198.19.7.0 dev flannel.1 onlink",
+      ],
+      bridge: ["fdb replace 0e:7a:01:12:00:02 dev flannel.1 dst 198.18.0.2 self permanent"],
+    });
+  });
+  test("removal deletes all three", () => {
+    expect(removeLines([lease("198.19.7.0/24", "198.18.0.2")], p)).toEqual({
+      ip: ["route del 198.19.7.0/24 dev flannel.1", "neigh del 198.19.7.0 dev flannel.1"],
+      bridge: ["fdb del 0e:7a:01:12:00:02 dev flannel.1 dst 198.18.0.2 self"],
+    });
+  });
+  test("DirectRouting to a peer on our L2 is a plain route via its PublicIP", () => {
+    const d = { ...p, direct: () => true };
+    expect(addLines([lease("198.19.7.0/24", "198.18.0.2")], d)).toEqual({
+      ip: ["route replace 198.19.7.0/24 via 198.18.0.2 dev eth0"],
+      bridge: [],
+    });
+    expect(removeLines([lease("198.19.7.0/24", "198.18.0.2")], d)).toEqual({
+      ip: ["route del 198.19.7.0/24 via 198.18.0.2 dev eth0"],
+      bridge: [],
+    });
+  });
+  test("only vxlan leases with our VNI are peers", () => {
+    expect(isVxlanPeer(lease("198.19.7.0/24", "198.18.0.2"), 1)).toBe(true);
+    expect(isVxlanPeer(lease("198.19.7.0/24", "198.18.0.2", undefined, "vxlan", 2), 1)).toBe(false);
+    expect(isVxlanPeer(lease("198.19.7.0/24", "198.18.0.2", undefined, "host-gw"), 1)).toBe(false);
+  });
+  test("the VTEP MAC is stable, unicast and locally administered", () => {
+    const mac = stableVtepMac(parseIp4("198.18.0.2")!, 1);
+    expect(mac).toBe(stableVtepMac(parseIp4("198.18.0.2")!, 1));
+    expect(mac).not.toBe(stableVtepMac(parseIp4("198.18.0.3")!, 1));
+    const first = Number.parseInt(mac.slice(0, 2), 16);
+    expect(first & 1).toBe(0);
+    expect(first & 2).toBe(2);
+  });
+});
+
+describe("route lookup (DirectRouting, host-gw reachability)", () => {
+  const rl = routeLookup([
+    { dst: "default", gateway: "198.18.0.254", dev: "eth0" },
+    { dst: "198.18.0.0/24", dev: "eth0", protocol: "kernel", scope: "link" },
+    { dst: "198.18.9.0/24", gateway: "198.18.0.254", dev: "eth0" },
+  ]);
+  test("longest prefix wins; on-link means direct", () => {
+    expect(rl.isDirect(parseIp4("198.18.0.7")!)).toBe(true);
+    expect(rl.isDirect(parseIp4("198.18.9.7")!)).toBe(false);
+    expect(rl.isDirect(parseIp4("198.18.50.1")!)).toBe(false);
+    expect(rl.lookup(parseIp4("198.18.9.7")!)?.gateway).toBe("198.18.0.254");
+  });
+});
+
+describe("ip-masq ruleset (flanneld's semantics in nftables)", () => {
+  test("pod↔cluster untouched, pods→outside and host→cluster masqueraded, fully random", () => {
+    const r = masqRuleset(parseCidr("198.19.0.0/16")!, parseCidr("198.19.5.0/24")!);
+    expect(r).toContain("table ip tartan {");
+    expect(r).toContain("type nat hook postrouting priority srcnat - 1; policy accept;");
+    const rules = r
+      .split("\n")
+      .filter((l) => /return|masquerade/.test(l))
+      .map((l) => l.trim().replace(/ comment ".*"$/, ""));
+    expect(rules).toEqual([
+      "meta mark & 0x4000 == 0x4000 return",
+      "ip saddr 198.19.0.0/16 ip daddr 198.19.0.0/16 return",
+      "ip saddr != 198.19.0.0/16 ip daddr 198.19.5.0/24 return",
+      "ip saddr 198.19.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random",
+      "ip saddr != 198.19.0.0/16 ip daddr 198.19.0.0/16 masquerade fully-random",
+    ]);
+  });
+});
