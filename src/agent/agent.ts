@@ -109,6 +109,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
   let keeper: LeaseKeeper | null = null;
   let sync: LeaseSync | null = null;
   let masq: MasqKeeper | null = null;
+  let watchdog: ReturnType<typeof setInterval> | null = null;
   let subnetWritten = false;
   let localSet = false;
   let phase = "starting";
@@ -221,6 +222,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     keeper?.stop();
     sync?.stop();
     masq?.stop();
+    if (watchdog) clearInterval(watchdog);
     clearInterval(beat);
     await backend?.close().catch((e) => log.warn("backend close failed", { error: errorText(e) }));
     for (const s of servers) s.stop(true);
@@ -336,6 +338,34 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     await onLease(lease);
     await sync.start();
     phase = "running";
+    // Watchdog: a datapath that broke under us (device deleted by hand, program detached)
+    // is rebuilt and reprogrammed instead of being reported forever.
+    const s2 = sync;
+    let repairing = false;
+    watchdog = setInterval(async () => {
+      if (repairing || stopping) return;
+      const h = await be.health().catch((e) => ({ ok: false, reason: errorText(e) }));
+      if (h.ok) return;
+      repairing = true;
+      try {
+        log.warn("datapath broken; rebuilding it", { reason: h.reason });
+        const again = await be.prepare();
+        if (again.vxlan?.VtepMAC !== ann.vxlan?.VtepMAC)
+          log.warn("the rebuilt datapath has a new VTEP MAC", {
+            old: ann.vxlan?.VtepMAC,
+            new: again.vxlan?.VtepMAC,
+          });
+        const own = k.lease;
+        if (own) await be.setLocal(own);
+        await s2.reprogramAll();
+        metrics.repairs++;
+        log.info("datapath rebuilt and reprogrammed", { leases: s2.programmed.size });
+      } catch (e) {
+        log.error("rebuilding the datapath failed; retrying", { error: errorText(e) });
+      } finally {
+        repairing = false;
+      }
+    }, 5000);
     log.info("agent running", {
       subnet: formatCidr(lease.subnet),
       leases: sync.leases.size,

@@ -147,6 +147,12 @@ export class LeaseSync {
     return this.#running;
   }
 
+  /** The datapath lost its state (device recreated, maps rebuilt): program everything again. */
+  reprogramAll(): Promise<void> {
+    this.programmed.clear();
+    return this.reconcile();
+  }
+
   stop(): void {
     this.#stopped = true;
     this.#watch?.stop();

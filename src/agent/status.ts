@@ -57,6 +57,8 @@ export interface AgentMetrics {
   acquisitions: number;
   applyErrors: number;
   lastApplyMs: number;
+  /** Times the watchdog rebuilt a broken datapath. */
+  repairs: number;
 }
 
 export function newMetrics(): AgentMetrics {
@@ -65,6 +67,7 @@ export function newMetrics(): AgentMetrics {
     renewalFailures: 0,
     registryErrors: 0,
     invalidRecords: 0,
+    repairs: 0,
     acquisitions: 0,
     applyErrors: 0,
     lastApplyMs: 0,
@@ -119,6 +122,12 @@ export function formatMetrics(s: AgentStatus): string {
     "gauge",
     "Duration of the last datapath apply.",
     s.metrics.lastApplyMs / 1000,
+  );
+  metric(
+    "tartan_datapath_repairs_total",
+    "counter",
+    "Times a broken datapath was rebuilt by the agent.",
+    s.metrics.repairs,
   );
   metric("tartan_ready", "gauge", "1 when /readyz is 200.", s.ready.ok ? 1 : 0);
   metric("tartan_healthy", "gauge", "1 when /healthz is 200.", s.health.ok ? 1 : 0);

@@ -73,8 +73,8 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       });
       await deleteLink(device);
     }
-    // keep the MAC of the device we replace, so peers' FDB entries stay right
-    const newMac = cur?.address ?? stableVtepMac(extIface.publicIp, vni);
+    // keep the MAC we announced (or of the device we replace), so peers' FDB entries stay right
+    const newMac = cur?.address ?? (mac || stableVtepMac(extIface.publicIp, vni));
     await ip(
       "link",
       "add",
@@ -99,6 +99,8 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
   return {
     name: "vxlan",
     async prepare(): Promise<BackendAnnouncement> {
+      // a (re)created device starts empty: everything must be programmed again
+      mine.clear();
       mac = await ensureDevice();
       return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
     },
