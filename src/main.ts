@@ -9,6 +9,7 @@ import { flagsHelp, mainHelp } from "./cli/help.ts";
 import { ALL_AGENT_FLAGS, parseAgentOptions } from "./cli/options.ts";
 import { configHelp, leasesHelp, runConfig, runLeases } from "./cli/registry-commands.ts";
 import { runStatus, statusHelp } from "./cli/status.ts";
+import { runCni } from "./cni/plugin.ts";
 import { createLogger, errorText, type LogFormat, type LogLevel } from "./log.ts";
 import { ValidationError } from "./validation.ts";
 import { COMMIT, VERSION } from "./version.ts";
@@ -57,6 +58,14 @@ const HELP: Record<string, () => string> = {
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  // The CNI plugin: a runtime runs /opt/cni/bin/tartan with CNI_COMMAND set and no arguments.
+  if (cmd === "cni" || (cmd === undefined && process.env.CNI_COMMAND !== undefined))
+    return runCni({
+      env: process.env,
+      stdin: await Bun.stdin.text(),
+      stdout: out,
+      stderr: (s: string) => process.stderr.write(s),
+    });
   const log = loggerFrom(rest);
   try {
     switch (cmd) {

@@ -11,6 +11,7 @@ export const COMMANDS: { name: string; summary: string }[] = [
     summary: "validate FILE (flannel's net-conf.json) and store it in the registry",
   },
   { name: "status", summary: "show a running agent's state (lease, peers, health, datapath counters)" },
+  { name: "cni", summary: "act as the CNI plugin (what /opt/cni/bin/tartan does with CNI_COMMAND set)" },
   {
     name: "docker-opts",
     summary: "write Docker daemon options from subnet.env (flannel's mk-docker-opts.sh)",

@@ -55,6 +55,11 @@ export async function must(cmd: string[], input?: string): Promise<string> {
   return r.stdout;
 }
 
+/** Thrown inside an `until` callback to stop polling at once (the awaited thing can no longer happen). */
+export class StopPolling extends Error {
+  override name = "StopPolling";
+}
+
 /** Polls `fn` until it returns a value other than undefined/false, or throws after `ms`. */
 export async function until<T>(
   fn: () => Promise<T | undefined | false> | T | undefined | false,
@@ -68,6 +73,7 @@ export async function until<T>(
       const v = await fn();
       if (v !== undefined && v !== false) return v as T;
     } catch (e) {
+      if (e instanceof StopPolling) throw e;
       last = e;
     }
     if (Date.now() > end)

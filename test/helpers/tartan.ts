@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { AgentStatus } from "../../src/agent/status.ts";
-import { type Lab, type LabProcess, run, until } from "./netns.ts";
+import { type Lab, type LabProcess, run, StopPolling, until } from "./netns.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const TARTAN = join(ROOT, "dist/tartan");
@@ -65,7 +65,8 @@ export async function waitReady(
   try {
     await until(
       async () => {
-        if (p.proc.exitCode !== null) throw new Error(`agent ${p.name} exited with ${p.proc.exitCode}`);
+        if (p.proc.exitCode !== null || p.proc.signalCode !== null)
+          throw new StopPolling(`agent ${p.name} exited with ${p.proc.exitCode ?? p.proc.signalCode}`);
         return (await lab.http(ns, "/readyz", port)).status === 200;
       },
       `${p.name} /readyz`,

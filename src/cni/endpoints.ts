@@ -1,0 +1,42 @@
+/**
+ * The hook between the CNI plugin and a datapath that delivers straight into pods (the
+ * ebpf-vxlan backend's endpoint map): after a successful ADD the plugin reports the pod
+ * (IP → host-side veth ifindex and the pod's MAC), and before DEL it withdraws it. A
+ * sink's failure never fails ADD or DEL: the slow path through the bridge still works,
+ * and the agent can pick the pod up later.
+ */
+
+export interface Endpoint {
+  /** The pod's IPv4 address (no prefix length). */
+  readonly ip: string;
+  /** ifindex of the host-side veth, in the node's network namespace. */
+  readonly ifindex: number;
+  /** Name of the host-side veth. */
+  readonly hostVeth: string;
+  /** The pod interface's MAC address (lower-case, colon-separated). */
+  readonly mac: string;
+  /** The host-side veth's MAC address, when the delegate reported it. */
+  readonly hostMac?: string;
+  readonly containerId: string;
+  readonly ifname: string;
+  readonly netns: string;
+  /** The bridge the veth is a port of, when the delegate is `bridge`. */
+  readonly bridge?: string;
+}
+
+export interface EndpointSink {
+  add(ep: Endpoint): Promise<void>;
+  remove(ip: string): Promise<void>;
+}
+
+/** What a sink factory is given: the plugin's network config (its extra keys too) and the node's bridge. */
+export interface EndpointSinkContext {
+  readonly conf: Readonly<Record<string, unknown>>;
+}
+
+export type EndpointSinkFactory = (ctx: EndpointSinkContext) => EndpointSink;
+
+export const noopEndpointSink: EndpointSink = {
+  add: async () => {},
+  remove: async () => {},
+};
