@@ -31,9 +31,9 @@
 #define AF_INET 2
 #endif
 
-/* The kernel vxlan driver's default source port range (the ephemeral range). */
+/* udp_flow_src_port() with the default range: net.ipv4.ip_local_port_range (32768 60999). */
 #define SPORT_MIN 32768
-#define SPORT_MAX 61000
+#define SPORT_MAX 60999
 
 #define ENCAP_FLAGS                                                                      \
 	(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |                    \
@@ -135,8 +135,9 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 	tos = ip->tos;
 	if (forwarding)
 		ipv4_dec_ttl(ip);
-	/* the kernel's flow hash, as udp_flow_src_port() uses it */
+	/* the kernel's flow hash, folded as udp_flow_src_port() does */
 	hash = bpf_get_hash_recalc(skb);
+	hash ^= hash << 16;
 
 	if (bpf_skb_adjust_room(skb, sizeof(h) - ETH_HLEN, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS))
 		return drop(CNT_ENCAP_DROP_ADJUST);
@@ -156,7 +157,7 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 	h.udp.source = bpf_htons((__u16)((((__u64)hash * (SPORT_MAX - SPORT_MIN)) >> 32) + SPORT_MIN));
 	h.udp.dest = bpf_htons(cfg->port);
 	h.udp.len = bpf_htons(l3len - sizeof(struct iphdr));
-	h.udp.check = 0;
+	h.udp.check = 0; /* allowed for IPv4 (RFC 7348); GSO-safe. flannel.1 fills it (udpcsum) */
 	h.vx.flags = TARTAN_VXLAN_FLAG_VNI;
 	h.vx.vni_be = bpf_htonl(cfg->vni << 8);
 	__builtin_memcpy(h.inner.h_dest, remote_mac, 6);

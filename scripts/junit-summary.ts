@@ -24,3 +24,4 @@ if (passed + failed + skipped === 0) {
   process.exit(1);
 }
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+export {};

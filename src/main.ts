@@ -4,6 +4,7 @@
  * failure at run time, 0 for success.
  */
 import { runAgent } from "./agent/agent.ts";
+import { cleanupHelp, runCleanup } from "./cli/cleanup.ts";
 import { dockerOptsHelp, runDockerOpts } from "./cli/docker-opts.ts";
 import { flagsHelp, mainHelp } from "./cli/help.ts";
 import { ALL_AGENT_FLAGS, parseAgentOptions } from "./cli/options.ts";
@@ -54,6 +55,7 @@ const HELP: Record<string, () => string> = {
   config: configHelp,
   status: statusHelp,
   "docker-opts": dockerOptsHelp,
+  cleanup: cleanupHelp,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -105,9 +107,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runStatus(rest, out);
       case "docker-opts":
         return runDockerOpts(rest, out);
+      case "cleanup":
+        return await runCleanup(rest, log, out);
       default:
         throw new ValidationError(
-          `unknown command "${cmd}"; commands: agent, leases, config, status, docker-opts, version, help`,
+          `unknown command "${cmd}"; commands: agent, leases, config, status, docker-opts, cleanup, cni, version, help`,
         );
     }
   } catch (e) {

@@ -48,7 +48,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, CNT_MAX);
-	__type(key, enum tartan_counter); /* (4 bytes) puts the counter ids into BTF */
+	__type(key, __u32); /* enum tartan_counter */
 	__type(value, __u64);
 } tartan_counters SEC(".maps") __weak;
 

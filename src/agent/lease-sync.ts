@@ -37,6 +37,8 @@ export class LeaseSync {
   #dirty = false;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
+  /** The backend must see one apply after (re)preparing, even an empty one: it prunes what it adopted. */
+  #fullApplyDue = true;
   readonly #badSeen = new Map<string, string>();
   readonly #o: LeaseSyncOptions;
 
@@ -118,13 +120,14 @@ export class LeaseSync {
       if (!this.#dirty || this.#stopped) return;
       this.#dirty = false;
       const diff = diffLeases(this.leases, this.programmed, this.#o.ownKey());
-      if (isEmptyDiff(diff)) {
+      if (isEmptyDiff(diff) && !this.#fullApplyDue) {
         this.synced = true;
         return;
       }
       const t0 = performance.now();
       try {
         await this.#o.backend.apply(diff);
+        this.#fullApplyDue = false;
         for (const l of diff.remove) this.programmed.delete(l.key);
         for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
         this.#o.metrics.lastApplyMs = performance.now() - t0;
@@ -150,6 +153,7 @@ export class LeaseSync {
   /** The datapath lost its state (device recreated, maps rebuilt): program everything again. */
   reprogramAll(): Promise<void> {
     this.programmed.clear();
+    this.#fullApplyDue = true;
     return this.reconcile();
   }
 

@@ -131,13 +131,15 @@ export function formatMetrics(s: AgentStatus): string {
   );
   metric("tartan_ready", "gauge", "1 when /readyz is 200.", s.ready.ok ? 1 : 0);
   metric("tartan_healthy", "gauge", "1 when /healthz is 200.", s.health.ok ? 1 : 0);
+  // Packet verdicts (encap_*/decap_*/vxlan_*) are counters; anything else a backend reports is a gauge.
   const names = Object.keys(s.counters).sort();
-  if (names.length > 0) {
-    lines.push(
-      "# HELP tartan_datapath_packets_total Datapath verdicts by reason (eBPF per-CPU counters, summed).",
-    );
+  const verdicts = names.filter((n) => /^(encap|decap|vxlan)_/.test(n));
+  if (verdicts.length > 0) {
+    lines.push("# HELP tartan_datapath_packets_total Datapath verdicts by reason (eBPF per-CPU counters summed, or device statistics).");
     lines.push("# TYPE tartan_datapath_packets_total counter");
-    for (const n of names) lines.push(`tartan_datapath_packets_total{reason="${n}"} ${s.counters[n]}`);
+    for (const n of verdicts) lines.push(`tartan_datapath_packets_total{reason="${n}"} ${s.counters[n]}`);
   }
+  for (const n of names.filter((x) => !verdicts.includes(x)))
+    metric(`tartan_datapath_${n.replace(/[^a-zA-Z0-9_]/g, "_")}`, "gauge", `Datapath gauge ${n}.`, s.counters[n]!);
   return `${lines.join("\n")}\n`;
 }

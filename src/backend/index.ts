@@ -14,7 +14,7 @@ export async function createBackend(name: BackendName, ctx: BackendContext): Pro
       return (await import("./vxlan/index.ts")).createVxlanBackend(ctx);
     case "host-gw":
       return (await import("./host-gw/index.ts")).createHostGwBackend(ctx);
-    default:
-      throw new Error(`backend ${name} is not available in this build (available: alloc, vxlan, host-gw)`);
+    case "ebpf-vxlan":
+      return (await import("./ebpf-vxlan/index.ts")).createEbpfVxlanBackend(ctx);
   }
 }

@@ -16,6 +16,11 @@ export const COMMANDS: { name: string; summary: string }[] = [
     name: "docker-opts",
     summary: "write Docker daemon options from subnet.env (flannel's mk-docker-opts.sh)",
   },
+  {
+    name: "cleanup",
+    summary:
+      "remove everything Tartan put on this node (programs, pins, devices, routes, nft table, CNI state)",
+  },
   { name: "version", summary: "print the version" },
   { name: "help", summary: "show this help, or `tartan help COMMAND`" },
 ];

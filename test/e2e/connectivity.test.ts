@@ -27,6 +27,10 @@ export const CASES: MatrixCase[] = [
   { name: "3 nodes host-gw, sqlite", backends: ["host-gw", "host-gw", "host-gw"], registry: "sqlite" },
   { name: "3 nodes vxlan, etcd", backends: ["vxlan", "vxlan", "vxlan"], registry: "etcd", churn: true },
   { name: "3 nodes host-gw, etcd", backends: ["host-gw", "host-gw", "host-gw"], registry: "etcd" },
+  { name: "3 nodes ebpf-vxlan, sqlite", backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"], registry: "sqlite", churn: true },
+  { name: "3 nodes ebpf-vxlan, etcd", backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"], registry: "etcd", churn: true },
+  { name: "mixed ebpf-vxlan + vxlan, sqlite", backends: ["ebpf-vxlan", "vxlan", "ebpf-vxlan"], registry: "sqlite", churn: true },
+  { name: "mixed vxlan + ebpf-vxlan, etcd", backends: ["vxlan", "ebpf-vxlan", "vxlan"], registry: "etcd" },
 ];
 
 export function connectivityMatrix(c: MatrixCase): void {

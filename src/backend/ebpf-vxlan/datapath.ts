@@ -1,0 +1,159 @@
+/**
+ * The loaded eBPF datapath of one node: the embedded object loaded with its maps
+ * bound to pins under the node's bpffs directory (a restarted agent reuses them, with
+ * their contents), programs pinned beside them, typed handles on every map, and the
+ * attach points (TC on the bridge, the overlay device and the underlay; XDP on the
+ * underlay). Attaching replaces our previous programs atomically.
+ */
+import { existsSync } from "node:fs";
+import {
+  COUNTER_NAMES,
+  type Config,
+  configCodec,
+  type EndpointValue,
+  endpointValueCodec,
+  ip4KeyCodec,
+  MAPS,
+  memberValueCodec,
+  PROGRAMS,
+  type SubnetKey,
+  type SubnetValue,
+  subnetKeyCodec,
+  subnetValueCodec,
+  u32Codec,
+  u64Codec,
+} from "../../bpf/abi.ts";
+import {
+  programName,
+  tcAttach,
+  tcDetach,
+  tcQuery,
+  type XdpMode,
+  xdpAttach,
+  xdpDetach,
+  xdpQuery,
+} from "../../bpf/attach.ts";
+import { embeddedObject } from "../../bpf/embedded.ts";
+import { BpfError } from "../../bpf/errors.ts";
+import { BpfMap } from "../../bpf/map.ts";
+import { BpfObject } from "../../bpf/object.ts";
+import { ensurePinDir, pinFd, removePinDir } from "../../bpf/pin.ts";
+import type { Ip4 } from "../../config/cidr.ts";
+import type { Logger } from "../../log.ts";
+import { errorText } from "../../log.ts";
+
+export type ProgramName = keyof typeof PROGRAMS;
+
+export interface Datapath {
+  readonly subnets: BpfMap<SubnetKey, SubnetValue>;
+  readonly members: BpfMap<Ip4, number>;
+  readonly endpoints: BpfMap<Ip4, EndpointValue>;
+  readonly config: BpfMap<number, Config>;
+  readonly counters: BpfMap<number, bigint>;
+  /** True when the maps were found pinned (a previous agent's live datapath). */
+  readonly adopted: boolean;
+  progFd(name: ProgramName): number;
+  /** Counter name → sum over CPUs. */
+  readCounters(): Record<string, number>;
+  close(): void;
+}
+
+export function mapPinDir(bpffs: string): string {
+  return `${bpffs}/maps`;
+}
+
+function openAndLoad(bytes: Uint8Array, bpffs: string, log: Logger): BpfObject {
+  const obj = BpfObject.open(bytes, { name: "tartan", log });
+  try {
+    for (const m of Object.values(MAPS)) obj.setPinPath(m, `${mapPinDir(bpffs)}/${m}`);
+    obj.load();
+    return obj;
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+}
+
+/** Loads the embedded object, reusing (adopting) pinned maps when compatible. */
+export async function loadDatapath(bpffs: string, log: Logger): Promise<Datapath> {
+  await ensurePinDir(bpffs, log);
+  const adopted = existsSync(`${mapPinDir(bpffs)}/${MAPS.subnets}`);
+  const bytes = await embeddedObject();
+  let obj: BpfObject;
+  try {
+    obj = openAndLoad(bytes, bpffs, log);
+  } catch (e) {
+    if (!adopted || !(e instanceof BpfError) || e.verifierLog) throw e;
+    log.warn("pinned maps do not fit this version's layout; recreating them (the next apply refills them)", {
+      dir: mapPinDir(bpffs),
+      error: errorText(e),
+    });
+    removePinDir(mapPinDir(bpffs));
+    obj = openAndLoad(bytes, bpffs, log);
+  }
+  const progs = new Map<ProgramName, number>();
+  for (const [key, name] of Object.entries(PROGRAMS) as Array<[ProgramName, string]>) {
+    const fd = obj.programFd(name);
+    progs.set(key, fd);
+    pinFd(fd, `${bpffs}/progs/${name}`);
+  }
+  const counters = new BpfMap(MAPS.counters, obj.mapFd(MAPS.counters), u32Codec, u64Codec, { perCpu: true });
+  return {
+    subnets: new BpfMap(MAPS.subnets, obj.mapFd(MAPS.subnets), subnetKeyCodec, subnetValueCodec),
+    members: new BpfMap(MAPS.members, obj.mapFd(MAPS.members), ip4KeyCodec, memberValueCodec),
+    endpoints: new BpfMap(MAPS.endpoints, obj.mapFd(MAPS.endpoints), ip4KeyCodec, endpointValueCodec),
+    config: new BpfMap(MAPS.config, obj.mapFd(MAPS.config), u32Codec, configCodec),
+    counters,
+    adopted,
+    progFd: (name) => progs.get(name)!,
+    readCounters() {
+      const out: Record<string, number> = {};
+      COUNTER_NAMES.forEach((n, i) => {
+        const per = counters.lookupPerCpu(i) ?? [];
+        out[n] = Number(per.reduce((a, b) => a + b, 0n));
+      });
+      return out;
+    },
+    close: () => obj.close(),
+  };
+}
+
+export type DecapAttach = { kind: "tc" } | { kind: "xdp"; mode: XdpMode };
+
+/** Attaches the decap program chosen for the underlay and removes the other kind. */
+export function attachDecap(
+  dp: Datapath,
+  ifindex: number,
+  ifname: string,
+  kind: "tc" | "xdp",
+  log: Logger,
+): DecapAttach {
+  if (kind === "tc") {
+    tcAttach(ifindex, ifname, "ingress", dp.progFd("decapTc"));
+    // a previous run's XDP decap (never someone else's XDP program)
+    if (ourXdp(ifindex, ifname)) xdpDetach(ifindex, ifname);
+    return { kind: "tc" };
+  }
+  const mode = xdpAttach(ifindex, ifname, dp.progFd("decapXdp"), "native", log);
+  if (ourTc(ifindex, ifname, "ingress")) tcDetach(ifindex, ifname, "ingress");
+  return { kind: "xdp", mode };
+}
+
+export function decapAttached(ifindex: number, ifname: string, a: DecapAttach): boolean {
+  if (a.kind === "tc") return tcQuery(ifindex, ifname, "ingress") !== null;
+  return xdpQuery(ifindex, ifname, a.mode) !== null;
+}
+
+/** Is one of our programs (by name) attached as XDP to this interface, in either mode? */
+export function ourXdp(ifindex: number, ifname: string): boolean {
+  return (["native", "generic"] as const).some((m) => {
+    const id = xdpQuery(ifindex, ifname, m);
+    return id !== null && (programName(id) ?? "").startsWith("tartan_");
+  });
+}
+
+/** Is our TC filter (our handle and priority, one of our programs) attached here? */
+export function ourTc(ifindex: number, ifname: string, dir: "ingress" | "egress"): boolean {
+  const id = tcQuery(ifindex, ifname, dir);
+  return id !== null && (programName(id) ?? "").startsWith("tartan_");
+}

@@ -1,0 +1,411 @@
+/**
+ * The `ebpf-vxlan` backend: VXLAN (flannel's wire format, BackendType "vxlan") built
+ * and taken apart by eBPF programs out of BPF maps filled from the leases — no
+ * per-node routes, neighbours or FDB entries.
+ *
+ * prepare() loads the embedded object with its maps pinned under --bpffs (adopting
+ * the maps of a previous run), fills the config map, creates the overlay device
+ * `tartan.<VNI>` (a NOARP veth end carrying the VTEP MAC; one route for the cluster
+ * network points at it, and its TC egress program encapsulates host traffic), and
+ * attaches encap to the pod bridge's TC ingress and decap to the underlay (TC ingress,
+ * or XDP). Attaching replaces the previous run's programs atomically, so an agent
+ * restart drops nothing. apply() writes lease diffs to the subnet and member maps in
+ * batches; a timer keeps the endpoint map (local pods) in step with the bridge.
+ */
+
+import { CFG_READY, SUBNET_LOCAL, VXLAN_OVERHEAD } from "../../bpf/abi.ts";
+import { tcAttach, tcDetach, tcQuery, xdpDetach } from "../../bpf/attach.ts";
+import { removePinDir } from "../../bpf/pin.ts";
+import { formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
+import type { Lease } from "../../lease/lease.ts";
+import type { LeaseDiff } from "../../lease/reconcile.ts";
+import { errorText, type Logger } from "../../log.ts";
+import {
+  deleteLink,
+  getLink,
+  ip,
+  listAddrs,
+  listFdb,
+  listLinks,
+  listNeighbours,
+  listRoutes,
+} from "../../net/ip.ts";
+import { confKey, ensureSysctl, readSysctl, writeSysctl } from "../../net/sysctl.ts";
+import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
+import {
+  attachDecap,
+  type Datapath,
+  type DecapAttach,
+  decapAttached,
+  loadDatapath,
+  ourTc,
+  ourXdp,
+} from "./datapath.ts";
+import {
+  DEFAULT_BRIDGE,
+  endpointsFrom,
+  keyString,
+  overlayDeviceName,
+  overlayPeerName,
+  type RemoteEntry,
+  remoteEntry,
+  subnetKeyOf,
+  vtepMacFor,
+} from "./model.ts";
+
+export { overlayDeviceName, vtepMacFor } from "./model.ts";
+
+export interface EbpfVxlanOptions {
+  /** The bridge local pods hang off (default cni0). */
+  readonly bridge?: string;
+  /** How often the bridge's ports and neighbours are re-read (default 1000 ms). */
+  readonly scanIntervalMs?: number;
+}
+
+export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptions = {}): Backend {
+  const log = ctx.log;
+  const ext = ctx.extIface;
+  const vni = ctx.config.backend.vni;
+  const port = ctx.config.backend.port;
+  const mtu = ctx.config.backend.mtu ?? ext.mtu - VXLAN_OVERHEAD;
+  const vtepMac = vtepMacFor(ctx.nodeName, ext.publicIp);
+  const dev = overlayDeviceName(vni);
+  const peer = overlayPeerName(vni);
+  const bridge = opts.bridge ?? DEFAULT_BRIDGE;
+  const decapKind = ctx.decap === "auto" ? "tc" : ctx.decap;
+
+  let dp: Datapath | null = null;
+  let decap: DecapAttach | null = null;
+  let devIfindex = 0;
+  let bridgeIfindex: number | null = null;
+  let local: Lease | null = null;
+  /** What the subnet map holds for remote leases, by "a.b.c.d/len". */
+  const programmed = new Map<string, RemoteEntry>();
+  /** Leases per member node IP. */
+  const members = new Map<Ip4, number>();
+  /** Adopted maps may hold leases deleted while no agent ran: the first apply prunes them. */
+  let pruneOnNextApply = false;
+  let timer: ReturnType<typeof setInterval> | null = null;
+  let scanning: Promise<void> = Promise.resolve();
+
+  const need = (): Datapath => {
+    if (!dp) throw new Error("ebpf-vxlan: prepare() has not run");
+    return dp;
+  };
+
+  /**
+   * The overlay device is one end of a NOARP veth pair (this kernel has no dummy
+   * driver): its TC egress program encapsulates and redirects to the underlay before
+   * the veth would transmit. The peer end is up (so the route is not "linkdown") but
+   * inert: no forwarding, no IPv6; anything reaching it is dropped by the stack.
+   */
+  async function ensureOverlayDevice(): Promise<void> {
+    let l = await getLink(dev);
+    if (l && l.kind !== "veth") {
+      log.warn("replacing an overlay device of another kind", { dev, kind: l.kind });
+      await deleteLink(dev);
+      l = null;
+    }
+    if (!l) {
+      await ip(
+        "link",
+        "add",
+        dev,
+        "address",
+        vtepMac,
+        "mtu",
+        String(mtu),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer,
+        "mtu",
+        String(mtu),
+      );
+      log.info("created overlay device", { dev, peer, mac: vtepMac, mtu });
+    } else if (l.address !== vtepMac || l.mtu !== mtu) {
+      await ip("link", "set", "dev", dev, "address", vtepMac, "mtu", String(mtu));
+    }
+    for (const name of [dev, peer]) {
+      try {
+        ensureSysctl(confKey(name, "disable_ipv6", "ipv6"), 1);
+      } catch {}
+      await ip("link", "set", "dev", name, "arp", "off");
+    }
+    ensureSysctl(confKey(peer, "forwarding"), 0);
+    await ip("link", "set", "dev", peer, "up");
+    await ip("link", "set", "dev", dev, "up");
+    devIfindex = (await getLink(dev))!.ifindex;
+  }
+
+  function writeConfig(d: Datapath): void {
+    let ttl = 64;
+    try {
+      ttl = Number(readSysctl("net.ipv4.ip_default_ttl")) || 64;
+    } catch {}
+    d.config.update(0, {
+      flags: CFG_READY,
+      localIp: ext.ifaceIp,
+      underlayIfindex: ext.index,
+      vni,
+      port,
+      overlayMtu: mtu,
+      underlayMac: ext.mac,
+      vtepMac,
+      ttl,
+    });
+  }
+
+  function hostSysctls(): void {
+    // strict (1) drops decapsulated packets: their sources route via the overlay device.
+    // The effective value is max(all, iface), so setting the interface to 2 suffices;
+    // 0 (off) is left alone.
+    const rp = confKey(ext.name, "rp_filter");
+    if (readSysctl(rp) === "1") {
+      writeSysctl(rp, 2);
+      log.info(
+        "set rp_filter loose (2) on the underlay: decapsulated packets come from remote pod subnets routed via the overlay device",
+        {
+          iface: ext.name,
+          from: 1,
+        },
+      );
+    }
+    const fwd = ensureSysctl("net.ipv4.ip_forward", 1);
+    if (fwd !== null) log.info("enabled IPv4 forwarding (pods are routed through this node)", { from: fwd });
+  }
+
+  /** Re-attaches encap to the bridge when it (re)appears, and syncs the endpoint map. */
+  async function scanBridgeOnce(): Promise<void> {
+    const d = dp;
+    if (!d) return;
+    const br = await getLink(bridge);
+    if (!br) {
+      bridgeIfindex = null;
+      for (const k of d.endpoints.keys()) d.endpoints.delete(k);
+      return;
+    }
+    if (bridgeIfindex !== br.ifindex || tcQuery(br.ifindex, bridge, "ingress") === null) {
+      tcAttach(br.ifindex, bridge, "ingress", d.progFd("encapFwd"));
+      if (bridgeIfindex !== br.ifindex)
+        log.info("attached encap to the pod bridge", { bridge, ifindex: br.ifindex });
+      bridgeIfindex = br.ifindex;
+    }
+    const [ports, fdb, neighbours] = await Promise.all([
+      listLinks({ master: bridge }),
+      listFdb(bridge),
+      listNeighbours(bridge),
+    ]);
+    const want = endpointsFrom({ bridge: br, ports, fdb, neighbours }, local?.subnet ?? null);
+    for (const [ip4] of d.endpoints.entries()) if (!want.has(ip4)) d.endpoints.delete(ip4);
+    for (const [ip4, v] of want) {
+      const cur = d.endpoints.lookup(ip4);
+      if (!cur || cur.ifindex !== v.ifindex || cur.podMac !== v.podMac || cur.gwMac !== v.gwMac)
+        d.endpoints.update(ip4, v);
+    }
+  }
+
+  function scanBridge(): Promise<void> {
+    scanning = scanning
+      .then(scanBridgeOnce)
+      .catch((e) => log.warn("bridge scan failed", { bridge, error: errorText(e) }));
+    return scanning;
+  }
+
+  function adoptProgrammed(d: Datapath): void {
+    for (const [key, value] of d.subnets.entries()) {
+      if (value.flags & SUBNET_LOCAL) continue;
+      programmed.set(keyString(key), { key, value });
+    }
+    for (const [ip4, n] of d.members.entries()) members.set(ip4, n);
+  }
+
+  function memberDelta(changes: Map<Ip4, number>, ip4: Ip4, by: number): void {
+    members.set(ip4, (members.get(ip4) ?? 0) + by);
+    changes.set(ip4, members.get(ip4)!);
+  }
+
+  return {
+    name: "ebpf-vxlan",
+
+    async prepare(): Promise<BackendAnnouncement> {
+      // prepare() again (the agent's watchdog repairing a broken datapath) starts over
+      // from the pins: release what the previous call holds first
+      if (timer) clearInterval(timer);
+      timer = null;
+      await scanning;
+      dp?.close();
+      dp = null;
+      programmed.clear();
+      members.clear();
+      bridgeIfindex = null;
+      const d = await loadDatapath(ctx.bpffs, log);
+      dp = d;
+      if (d.adopted) {
+        adoptProgrammed(d);
+        pruneOnNextApply = true;
+        log.info("adopted the pinned datapath of a previous run", {
+          bpffs: ctx.bpffs,
+          subnets: programmed.size,
+        });
+      }
+      writeConfig(d);
+      await ensureOverlayDevice();
+      tcAttach(devIfindex, dev, "egress", d.progFd("encapHost"));
+      decap = attachDecap(d, ext.index, ext.name, decapKind, log);
+      log.info("datapath attached", {
+        decap: decap.kind === "xdp" ? `xdp-${decap.mode}` : "tc",
+        requested: ctx.decap,
+        iface: ext.name,
+        overlay: dev,
+        vni,
+        port,
+        mtu,
+        vtepMac,
+      });
+      hostSysctls();
+      await scanBridge();
+      timer = setInterval(() => void scanBridge(), opts.scanIntervalMs ?? 1000);
+      timer.unref?.();
+      return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: vtepMac }, mtu };
+    },
+
+    async setLocal(lease: Lease): Promise<void> {
+      const d = need();
+      if (local && local.key !== lease.key) d.subnets.delete(subnetKeyOf(local.subnet));
+      d.subnets.update(subnetKeyOf(lease.subnet), { nodeIp: ext.publicIp, vtepMac, flags: SUBNET_LOCAL });
+      local = lease;
+      const want = `${formatIp4(lease.subnet.ip)}/32`;
+      for (const a of await listAddrs(dev))
+        if (a.family === "inet" && `${a.local}/${a.prefixlen}` !== want)
+          await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", dev);
+      await ip("addr", "replace", want, "dev", dev);
+      const net = ctx.config.network;
+      await ip("route", "replace", formatCidr(net), "via", formatIp4(net.ip), "dev", dev, "onlink");
+      log.info("local subnet programmed", {
+        subnet: formatCidr(lease.subnet),
+        route: `${formatCidr(net)} via ${dev}`,
+      });
+      await scanBridge();
+    },
+
+    async apply(diff: LeaseDiff): Promise<void> {
+      const d = need();
+      const t0 = performance.now();
+      const upserts: RemoteEntry[] = [];
+      const drop = new Set<string>();
+      for (const l of diff.remove) drop.add(keyString(subnetKeyOf(l.subnet)));
+      for (const l of [...diff.add, ...diff.update]) {
+        const r = remoteEntry(l, vni);
+        if ("skip" in r) {
+          log.warn("lease cannot be reached over VXLAN from this node; skipped", {
+            subnet: l.key,
+            reason: r.skip,
+          });
+          drop.add(keyString(subnetKeyOf(l.subnet)));
+        } else {
+          upserts.push(r);
+          drop.delete(keyString(r.key));
+        }
+      }
+      if (pruneOnNextApply) {
+        const keep = new Set(upserts.map((r) => keyString(r.key)));
+        for (const k of programmed.keys()) if (!keep.has(k)) drop.add(k);
+        pruneOnNextApply = false;
+      }
+      const memberChanges = new Map<Ip4, number>();
+      for (const r of upserts) {
+        const k = keyString(r.key);
+        const old = programmed.get(k);
+        if (old && old.value.nodeIp === r.value.nodeIp) continue;
+        if (old) memberDelta(memberChanges, old.value.nodeIp, -1);
+        memberDelta(memberChanges, r.value.nodeIp, +1);
+      }
+      // members first: a node is accepted before we start sending to it
+      const addMembers = [...memberChanges].filter(([, n]) => n > 0);
+      d.members.updateBatch(addMembers);
+      d.subnets.updateBatch(upserts.map((r) => [r.key, r.value] as const));
+      for (const r of upserts) programmed.set(keyString(r.key), r);
+      for (const k of drop) {
+        const old = programmed.get(k);
+        if (!old) continue;
+        d.subnets.delete(old.key);
+        programmed.delete(k);
+        memberDelta(memberChanges, old.value.nodeIp, -1);
+      }
+      for (const [ip4, n] of memberChanges) {
+        if (n <= 0) {
+          d.members.delete(ip4);
+          members.delete(ip4);
+        } else d.members.update(ip4, n);
+      }
+      log.debug("maps updated", {
+        upserts: upserts.length,
+        removed: drop.size,
+        subnets: programmed.size,
+        members: members.size,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+      });
+    },
+
+    async health(): Promise<BackendHealth> {
+      if (!dp || !decap) return { ok: false, reason: "datapath not loaded" };
+      if (!decapAttached(ext.index, ext.name, decap))
+        return { ok: false, reason: `decap program not attached to ${ext.name}` };
+      if (tcQuery(devIfindex, dev, "egress") === null)
+        return { ok: false, reason: `encap program not attached to ${dev}` };
+      if (local) {
+        const net = formatCidr(ctx.config.network);
+        const routes = await listRoutes({ dev }).catch(() => []);
+        if (!routes.some((r) => r.dst === net))
+          return { ok: false, reason: `route ${net} via ${dev} is missing` };
+      }
+      return { ok: true };
+    },
+
+    async counters(): Promise<Record<string, number>> {
+      if (!dp) return {};
+      return { ...dp.readCounters(), subnets: programmed.size, members: members.size };
+    },
+
+    async close(): Promise<void> {
+      if (timer) clearInterval(timer);
+      timer = null;
+      await scanning;
+      dp?.close();
+      dp = null;
+    },
+  };
+}
+
+export interface CleanupOptions {
+  readonly log: Logger;
+  /** The node's bpffs pin directory. */
+  readonly bpffs: string;
+  readonly vni: number;
+  /** The underlay interface (decap); all links are checked for our TC filters anyway. */
+  readonly iface?: string;
+  readonly bridge?: string;
+}
+
+/**
+ * Removes everything the backend created: our TC filters and XDP program, the overlay
+ * device (its route goes with it) and the pins. rp_filter and ip_forward are left as set.
+ */
+export async function cleanupEbpfVxlan(o: CleanupOptions): Promise<void> {
+  for (const l of await listLinks()) {
+    for (const dir of ["ingress", "egress"] as const) {
+      if (ourTc(l.ifindex, l.ifname, dir) && tcDetach(l.ifindex, l.ifname, dir))
+        o.log.info("detached tc program", { iface: l.ifname, dir });
+    }
+    if (ourXdp(l.ifindex, l.ifname)) {
+      xdpDetach(l.ifindex, l.ifname);
+      o.log.info("detached xdp program", { iface: l.ifname });
+    }
+  }
+  const dev = overlayDeviceName(o.vni);
+  if (await deleteLink(dev)) o.log.info("deleted overlay device", { dev });
+  removePinDir(o.bpffs);
+  o.log.info("removed pins", { dir: o.bpffs });
+}

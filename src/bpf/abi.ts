@@ -1,0 +1,238 @@
+/**
+ * The one TypeScript mirror of bpf/include/tartan.h: map and program names, struct
+ * layouts (size and field offsets), codecs built from those layouts, counter names
+ * in enum order, and constants. test/bpf/abi.test.ts checks every layout and counter
+ * here against the BTF of build/tartan.bpf.o, so the two cannot drift.
+ * Fields that tartan.h names *_be are written big-endian; all else little-endian.
+ */
+import type { Ip4 } from "../config/cidr.ts";
+import type { Codec } from "./map.ts";
+
+export const MAPS = {
+  subnets: "tartan_subnets",
+  members: "tartan_members",
+  endpoints: "tartan_endpoints",
+  config: "tartan_config",
+  counters: "tartan_counters",
+} as const;
+
+export const PROGRAMS = {
+  encapFwd: "tartan_encap_fwd",
+  encapHost: "tartan_encap_host",
+  decapTc: "tartan_decap_tc",
+  decapXdp: "tartan_decap_xdp",
+} as const;
+
+export const VXLAN_OVERHEAD = 50;
+export const SUBNET_LOCAL = 0x1;
+export const CFG_READY = 0x1;
+
+/** Counter names, index = enum tartan_counter value (CNT_ENCAP_OK → "encap_ok"). */
+export const COUNTER_NAMES = [
+  "encap_ok",
+  "encap_ok_neigh",
+  "encap_pass_not_ready",
+  "encap_pass_not_ipv4",
+  "encap_pass_malformed",
+  "encap_pass_unknown_dst",
+  "encap_pass_local",
+  "encap_pass_ttl",
+  "encap_pass_too_big",
+  "encap_drop_adjust",
+  "encap_drop_fib",
+  "decap_redirect_peer",
+  "decap_stack",
+  "decap_pass_not_ready",
+  "decap_pass_not_ipv4",
+  "decap_pass_malformed",
+  "decap_pass_ip_options",
+  "decap_pass_fragment",
+  "decap_pass_not_udp",
+  "decap_pass_other_port",
+  "decap_pass_other_dst",
+  "decap_pass_other_vni",
+  "decap_drop_bad_vxlan",
+  "decap_drop_non_member",
+  "decap_drop_inner_not_ipv4",
+  "decap_drop_inner_malformed",
+  "decap_drop_not_local",
+  "decap_drop_adjust",
+] as const;
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export const COUNTER: { readonly [K in CounterName]: number } = Object.fromEntries(
+  COUNTER_NAMES.map((n, i) => [n, i]),
+) as { [K in CounterName]: number };
+
+/** A C struct's layout as tartan.h declares it: field name → [offset, size] in bytes. */
+export interface Layout {
+  readonly size: number;
+  readonly fields: Readonly<Record<string, readonly [number, number]>>;
+}
+
+export const LAYOUTS = {
+  subnet_key: { size: 8, fields: { prefixlen: [0, 4], addr_be: [4, 4] } },
+  subnet_value: { size: 12, fields: { node_ip_be: [0, 4], vtep_mac: [4, 6], flags: [10, 2] } },
+  member_key: { size: 4, fields: { node_ip_be: [0, 4] } },
+  member_value: { size: 4, fields: { leases: [0, 4] } },
+  endpoint_key: { size: 4, fields: { ip_be: [0, 4] } },
+  endpoint_value: { size: 16, fields: { ifindex: [0, 4], pod_mac: [4, 6], gw_mac: [10, 6] } },
+  config: {
+    size: 36,
+    fields: {
+      flags: [0, 4],
+      local_ip_be: [4, 4],
+      underlay_ifindex: [8, 4],
+      vni: [12, 4],
+      port: [16, 2],
+      overlay_mtu: [18, 2],
+      underlay_mac: [20, 6],
+      vtep_mac: [26, 6],
+      ttl: [32, 1],
+      pad: [33, 3],
+    },
+  },
+} as const satisfies Record<string, Layout>;
+
+type LayoutName = keyof typeof LAYOUTS;
+const off = <L extends LayoutName>(l: L, f: keyof (typeof LAYOUTS)[L]["fields"]): number =>
+  (LAYOUTS[l].fields as Record<string, readonly [number, number]>)[f as string]![0];
+
+/** "aa:bb:cc:dd:ee:ff" → 6 bytes; throws on anything else. */
+export function macBytes(mac: string): Uint8Array {
+  const parts = mac.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p)))
+    throw new Error(`not a MAC address: ${mac}`);
+  return Uint8Array.from(parts.map((p) => Number.parseInt(p, 16)));
+}
+
+export function macString(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+function putMac(view: DataView, at: number, mac: string): void {
+  const b = macBytes(mac);
+  for (let i = 0; i < 6; i++) view.setUint8(at + i, b[i]!);
+}
+
+function getMac(view: DataView, at: number): string {
+  return macString(new Uint8Array(view.buffer, view.byteOffset + at, 6));
+}
+
+export interface SubnetKey {
+  readonly prefixLen: number;
+  readonly addr: Ip4;
+}
+export interface SubnetValue {
+  readonly nodeIp: Ip4;
+  readonly vtepMac: string;
+  readonly flags: number;
+}
+export interface EndpointValue {
+  readonly ifindex: number;
+  readonly podMac: string;
+  readonly gwMac: string;
+}
+export interface Config {
+  readonly flags: number;
+  readonly localIp: Ip4;
+  readonly underlayIfindex: number;
+  readonly vni: number;
+  readonly port: number;
+  readonly overlayMtu: number;
+  readonly underlayMac: string;
+  readonly vtepMac: string;
+  readonly ttl: number;
+}
+
+export const subnetKeyCodec: Codec<SubnetKey> = {
+  size: LAYOUTS.subnet_key.size,
+  encode: (k, v, o) => {
+    v.setUint32(o + off("subnet_key", "prefixlen"), k.prefixLen, true);
+    v.setUint32(o + off("subnet_key", "addr_be"), k.addr, false);
+  },
+  decode: (v, o) => ({
+    prefixLen: v.getUint32(o + off("subnet_key", "prefixlen"), true),
+    addr: v.getUint32(o + off("subnet_key", "addr_be"), false),
+  }),
+};
+
+export const subnetValueCodec: Codec<SubnetValue> = {
+  size: LAYOUTS.subnet_value.size,
+  encode: (s, v, o) => {
+    v.setUint32(o + off("subnet_value", "node_ip_be"), s.nodeIp, false);
+    putMac(v, o + off("subnet_value", "vtep_mac"), s.vtepMac);
+    v.setUint16(o + off("subnet_value", "flags"), s.flags, true);
+  },
+  decode: (v, o) => ({
+    nodeIp: v.getUint32(o + off("subnet_value", "node_ip_be"), false),
+    vtepMac: getMac(v, o + off("subnet_value", "vtep_mac")),
+    flags: v.getUint16(o + off("subnet_value", "flags"), true),
+  }),
+};
+
+/** member_key and endpoint_key: one big-endian IPv4 address. */
+export const ip4KeyCodec: Codec<Ip4> = {
+  size: 4,
+  encode: (ip, v, o) => v.setUint32(o, ip, false),
+  decode: (v, o) => v.getUint32(o, false),
+};
+
+export const memberValueCodec: Codec<number> = {
+  size: LAYOUTS.member_value.size,
+  encode: (n, v, o) => v.setUint32(o + off("member_value", "leases"), n, true),
+  decode: (v, o) => v.getUint32(o + off("member_value", "leases"), true),
+};
+
+export const endpointValueCodec: Codec<EndpointValue> = {
+  size: LAYOUTS.endpoint_value.size,
+  encode: (e, v, o) => {
+    v.setUint32(o + off("endpoint_value", "ifindex"), e.ifindex, true);
+    putMac(v, o + off("endpoint_value", "pod_mac"), e.podMac);
+    putMac(v, o + off("endpoint_value", "gw_mac"), e.gwMac);
+  },
+  decode: (v, o) => ({
+    ifindex: v.getUint32(o + off("endpoint_value", "ifindex"), true),
+    podMac: getMac(v, o + off("endpoint_value", "pod_mac")),
+    gwMac: getMac(v, o + off("endpoint_value", "gw_mac")),
+  }),
+};
+
+export const configCodec: Codec<Config> = {
+  size: LAYOUTS.config.size,
+  encode: (c, v, o) => {
+    v.setUint32(o + off("config", "flags"), c.flags, true);
+    v.setUint32(o + off("config", "local_ip_be"), c.localIp, false);
+    v.setUint32(o + off("config", "underlay_ifindex"), c.underlayIfindex, true);
+    v.setUint32(o + off("config", "vni"), c.vni, true);
+    v.setUint16(o + off("config", "port"), c.port, true);
+    v.setUint16(o + off("config", "overlay_mtu"), c.overlayMtu, true);
+    putMac(v, o + off("config", "underlay_mac"), c.underlayMac);
+    putMac(v, o + off("config", "vtep_mac"), c.vtepMac);
+    v.setUint8(o + off("config", "ttl"), c.ttl);
+  },
+  decode: (v, o) => ({
+    flags: v.getUint32(o + off("config", "flags"), true),
+    localIp: v.getUint32(o + off("config", "local_ip_be"), false),
+    underlayIfindex: v.getUint32(o + off("config", "underlay_ifindex"), true),
+    vni: v.getUint32(o + off("config", "vni"), true),
+    port: v.getUint16(o + off("config", "port"), true),
+    overlayMtu: v.getUint16(o + off("config", "overlay_mtu"), true),
+    underlayMac: getMac(v, o + off("config", "underlay_mac")),
+    vtepMac: getMac(v, o + off("config", "vtep_mac")),
+    ttl: v.getUint8(o + off("config", "ttl")),
+  }),
+};
+
+/** Array map index (config, counters). */
+export const u32Codec: Codec<number> = {
+  size: 4,
+  encode: (n, v, o) => v.setUint32(o, n, true),
+  decode: (v, o) => v.getUint32(o, true),
+};
+
+/** Per-CPU counter value. */
+export const u64Codec: Codec<bigint> = {
+  size: 8,
+  encode: (n, v, o) => v.setBigUint64(o, n, true),
+  decode: (v, o) => v.getBigUint64(o, true),
+};

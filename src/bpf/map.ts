@@ -1,0 +1,141 @@
+/**
+ * Typed BPF maps over fixed-size codecs (see abi.ts): lookup, update, delete, key
+ * iteration, entries and batch update, like cilium/ebpf's Map. Per-CPU maps return
+ * one value per possible CPU from `lookupPerCpu`.
+ */
+import { BpfError, check, EINVAL, ENOENT, ENOTSUPP, EOPNOTSUPP } from "./errors.ts";
+import { closeFd, lib, possibleCpus } from "./libbpf.ts";
+
+/** A fixed-size binary layout for a key or value. */
+export interface Codec<T> {
+  readonly size: number;
+  encode(value: T, view: DataView, offset: number): void;
+  decode(view: DataView, offset: number): T;
+}
+
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+
+function buf(size: number): { bytes: Uint8Array; view: DataView } {
+  const bytes = new Uint8Array(Math.max(size, 1));
+  return { bytes, view: new DataView(bytes.buffer) };
+}
+
+export class BpfMap<K, V> {
+  readonly name: string;
+  readonly fd: number;
+  private readonly key: Codec<K>;
+  private readonly value: Codec<V>;
+  private readonly perCpu: boolean;
+  private readonly stride: number;
+
+  constructor(name: string, fd: number, key: Codec<K>, value: Codec<V>, opts: { perCpu?: boolean } = {}) {
+    this.name = name;
+    this.fd = fd;
+    this.key = key;
+    this.value = value;
+    this.perCpu = opts.perCpu ?? false;
+    this.stride = this.perCpu ? Math.ceil(value.size / 8) * 8 : value.size;
+  }
+
+  private encKey(k: K): Uint8Array {
+    const b = buf(this.key.size);
+    this.key.encode(k, b.view, 0);
+    return b.bytes;
+  }
+
+  private valueBytes(): number {
+    return this.perCpu ? this.stride * possibleCpus() : this.value.size;
+  }
+
+  lookup(k: K): V | null {
+    if (this.perCpu) throw new BpfError(`map ${this.name}: per-CPU map, use lookupPerCpu`);
+    const v = buf(this.value.size);
+    const rc = lib().bpf.bpf_map_lookup_elem(this.fd, this.encKey(k), v.bytes);
+    if (rc === -ENOENT) return null;
+    check(`lookup in map ${this.name}`, rc);
+    return this.value.decode(v.view, 0);
+  }
+
+  /** One value per possible CPU. */
+  lookupPerCpu(k: K): V[] | null {
+    const v = buf(this.valueBytes());
+    const rc = lib().bpf.bpf_map_lookup_elem(this.fd, this.encKey(k), v.bytes);
+    if (rc === -ENOENT) return null;
+    check(`lookup in map ${this.name}`, rc);
+    const out: V[] = [];
+    for (let cpu = 0; cpu < possibleCpus(); cpu++) out.push(this.value.decode(v.view, cpu * this.stride));
+    return out;
+  }
+
+  update(k: K, v: V, flags = BPF_ANY): void {
+    const b = buf(this.valueBytes());
+    if (this.perCpu)
+      for (let cpu = 0; cpu < possibleCpus(); cpu++) this.value.encode(v, b.view, cpu * this.stride);
+    else this.value.encode(v, b.view, 0);
+    check(`update map ${this.name}`, lib().bpf.bpf_map_update_elem(this.fd, this.encKey(k), b.bytes, flags));
+  }
+
+  /** Returns false when the key was not there. */
+  delete(k: K): boolean {
+    const rc = lib().bpf.bpf_map_delete_elem(this.fd, this.encKey(k));
+    if (rc === -ENOENT) return false;
+    check(`delete from map ${this.name}`, rc);
+    return true;
+  }
+
+  /** Every key (a snapshot walk with get_next_key). */
+  keys(): K[] {
+    const out: K[] = [];
+    const cur = buf(this.key.size);
+    const next = buf(this.key.size);
+    let first = true;
+    for (;;) {
+      const rc = lib().bpf.bpf_map_get_next_key(this.fd, first ? null : cur.bytes, next.bytes);
+      if (rc === -ENOENT) break;
+      check(`iterate map ${this.name}`, rc);
+      out.push(this.key.decode(next.view, 0));
+      cur.bytes.set(next.bytes);
+      first = false;
+    }
+    return out;
+  }
+
+  entries(): Array<[K, V]> {
+    const out: Array<[K, V]> = [];
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v !== null) out.push([k, v]);
+    }
+    return out;
+  }
+
+  /**
+   * Writes many entries with one BPF_MAP_UPDATE_BATCH (hash, array, LPM trie on 6.x);
+   * where the kernel or map type has no batch op, one update each. Returns the count.
+   */
+  updateBatch(entries: ReadonlyArray<readonly [K, V]>): number {
+    if (entries.length === 0) return 0;
+    if (this.perCpu) {
+      for (const [k, v] of entries) this.update(k, v);
+      return entries.length;
+    }
+    const keys = buf(this.key.size * entries.length);
+    const vals = buf(this.value.size * entries.length);
+    entries.forEach(([k, v], i) => {
+      this.key.encode(k, keys.view, i * this.key.size);
+      this.value.encode(v, vals.view, i * this.value.size);
+    });
+    const count = new Uint32Array([entries.length]);
+    const rc = lib().bpf.bpf_map_update_batch(this.fd, keys.bytes, vals.bytes, count, null);
+    if (rc === 0) return entries.length;
+    if (rc !== -EINVAL && rc !== -ENOTSUPP && rc !== -EOPNOTSUPP) check(`batch update map ${this.name}`, rc);
+    for (const [k, v] of entries) this.update(k, v);
+    return entries.length;
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}
