@@ -250,7 +250,12 @@ export class SqliteRegistry implements Registry {
             if (this.#q.get.get(e.key)) continue;
             const expiresAt = e.ttlMs === null ? null : this.#now() + e.ttlMs;
             const revision = this.#append("put", e.key, e.value, expiresAt);
-            this.#db.run("INSERT INTO leases (key, value, expires_at, revision) VALUES (?1, ?2, ?3, ?4)", [e.key, e.value, expiresAt, revision]);
+            this.#db.run("INSERT INTO leases (key, value, expires_at, revision) VALUES (?1, ?2, ?3, ?4)", [
+              e.key,
+              e.value,
+              expiresAt,
+              revision,
+            ]);
             n++;
           }
           return n;
