@@ -108,10 +108,8 @@ try {
       chmodSync(script, 0o644);
       const p = Bun.spawnSync(
         [
+          // root's uid (so the checkout stays readable wherever it is) without any capability
           "setpriv",
-          "--reuid=65534",
-          "--regid=65534",
-          "--clear-groups",
           "--inh-caps=-all",
           "--bounding-set=-all",
           process.execPath,
