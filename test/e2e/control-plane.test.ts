@@ -250,3 +250,62 @@ describe.skipIf(!isRoot())("bad input: a clear error, nothing changed", () => {
     expect(await Bun.file(dbPath).exists()).toBe(false);
   });
 });
+
+describe.skipIf(!isRoot())("one binary", () => {
+  test("dist/tartan copied alone into an empty directory runs the eBPF datapath (the object is embedded)", async () => {
+    const lab = new Lab("bin");
+    try {
+      const { copyFileSync, readdirSync } = await import("node:fs");
+      const alone = join(lab.dir, "alone");
+      (await import("node:fs")).mkdirSync(alone);
+      copyFileSync(requireBinary(), join(alone, "tartan"));
+      (await import("node:fs")).chmodSync(join(alone, "tartan"), 0o755);
+      expect(readdirSync(alone)).toEqual(["tartan"]);
+      const registry = `sqlite:${join(lab.dir, "r.db")}`;
+      writeFileSync(join(lab.dir, "net.json"), JSON.stringify({ Network: "198.19.0.0/16" }));
+      const r = await lab.exec((await lab.addNode()).ns, [
+        join(alone, "tartan"),
+        "config",
+        "set",
+        join(lab.dir, "net.json"),
+        `--registry=${registry}`,
+      ]);
+      expect(r.code).toBe(0);
+      const node = { ns: lab.namespaces.at(-1)! };
+      const bpffs = `/sys/fs/bpf/tartan-test-${lab.prefix}`;
+      lab.bpffsDirs.push(bpffs);
+      const p = lab.spawn(node.ns, "alone", [
+        "sh",
+        "-c",
+        `cd / && exec ${join(alone, "tartan")} agent --backend=ebpf-vxlan --iface=eth0 --node-name=alone --registry=${registry} --subnet-file=${join(lab.dir, "s.env")} --bpffs=${bpffs}`,
+      ]);
+      await waitReady(lab, node.ns, p);
+      const s = await status(lab, node.ns);
+      expect(s.backend).toBe("ebpf-vxlan");
+      expect(s.health.ok).toBe(true);
+      expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_decap_tc")).toBe(true);
+      await lab.stop(p);
+      const c = await lab.exec(node.ns, [
+        join(alone, "tartan"),
+        "cleanup",
+        `--bpffs=${bpffs}`,
+        `--subnet-file=${join(lab.dir, "s.env")}`,
+        `--cni-data-dir=${join(lab.dir, "cni")}`,
+      ]);
+      expect(c.code).toBe(0);
+      expect(c.stdout).toContain("removed eBPF programs");
+      expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_")).toBe(false);
+      const again = await lab.exec(node.ns, [
+        join(alone, "tartan"),
+        "cleanup",
+        `--bpffs=${bpffs}`,
+        `--subnet-file=${join(lab.dir, "s.env")}`,
+        `--cni-data-dir=${join(lab.dir, "cni")}`,
+      ]);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain("nothing to remove");
+    } finally {
+      await lab.cleanup();
+    }
+  }, 60_000);
+});
