@@ -1,0 +1,134 @@
+/**
+ * The benchmark driver (scripts/bench): builds each two-node setup, measures the data
+ * path interleaved (A B C D, A B C D, …) so drift hits every configuration alike, then
+ * the control plane; prints the table and writes bench/RESULTS.md and bench/results.svg.
+ *   --quick        one short round (< 2 minutes)
+ *   --repeats=N    rounds of data-path measurements (default 3)
+ *   --seconds=N    length of each measurement (default 5)
+ *   --only=a,b     configurations to run (default all)
+ */
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { type ControlPlaneResult, controlPlane } from "./control-plane.ts";
+import { latency, tcp, udp64 } from "./measure.ts";
+import { controlTable, dataTable, type Samples, svgChart } from "./report.ts";
+import { build, CONFIGS, type ConfigName, type Topology } from "./topologies.ts";
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    repeats: { type: "string" },
+    seconds: { type: "string" },
+    only: { type: "string" },
+    "skip-control-plane": { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  console.log(
+    "Usage: scripts/bench [--quick] [--repeats=N] [--seconds=N] [--only=reference-vxlan,host-gw,tartan-vxlan,tartan-ebpf] [--skip-control-plane]",
+  );
+  process.exit(0);
+}
+const quick = values.quick!;
+const repeats = Number(values.repeats ?? (quick ? 1 : 3));
+const seconds = Number(values.seconds ?? (quick ? 2 : 5));
+const configs = (values.only ? values.only.split(",") : [...CONFIGS]) as ConfigName[];
+for (const c of configs)
+  if (!CONFIGS.includes(c)) {
+    console.error(`--only: unknown configuration ${c}; choose from ${CONFIGS.join(", ")}`);
+    process.exit(2);
+  }
+if (!Number.isInteger(repeats) || repeats < 1 || !Number.isFinite(seconds) || seconds < 1) {
+  console.error("--repeats and --seconds must be positive whole numbers");
+  process.exit(2);
+}
+
+const log = (s: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
+const samples: Samples = new Map(configs.map((c) => [c, new Map<string, number[]>()]));
+const add = (c: ConfigName, id: string, v: number) => {
+  const m = samples.get(c)!;
+  m.set(id, [...(m.get(id) ?? []), v]);
+};
+
+const topologies = new Map<ConfigName, Topology>();
+const cleanup = async () => {
+  for (const t of topologies.values()) await t.close().catch(() => {});
+  topologies.clear();
+};
+process.on("SIGINT", async () => {
+  await cleanup();
+  process.exit(130);
+});
+
+const started = Date.now();
+const cp: ControlPlaneResult[] = [];
+try {
+  for (const c of configs) {
+    log(`building ${c}`);
+    topologies.set(c, await build(c));
+  }
+  for (let round = 1; round <= repeats; round++) {
+    for (const c of configs) {
+      const t = topologies.get(c)!;
+      log(`round ${round}/${repeats}: ${c}`);
+      const t1 = await tcp(t, 1, seconds);
+      add(c, "tcp1", t1.gbps);
+      add(c, "cpu", t1.cpuSecPerGbit);
+      add(c, "tcp4", (await tcp(t, 4, seconds)).gbps);
+      add(c, "udp64", await udp64(t, seconds));
+      const l = await latency(t, seconds);
+      add(c, "p50", l.p50us);
+      add(c, "p99", l.p99us);
+    }
+  }
+  await cleanup();
+  if (!values["skip-control-plane"]) {
+    const ns = quick ? [1000] : [1000, 10_000];
+    for (const n of ns)
+      for (const backend of ["ebpf-vxlan", "vxlan"]) {
+        if (backend === "ebpf-vxlan" && !configs.includes("tartan-ebpf")) continue;
+        if (backend === "vxlan" && !configs.includes("tartan-vxlan")) continue;
+        log(`control plane: ${n} leases, ${backend}`);
+        cp.push(await controlPlane(backend, n));
+      }
+  }
+} finally {
+  await cleanup();
+}
+
+const table = dataTable(configs, samples);
+const ctable = cp.length ? controlTable(cp) : "(control plane not measured)";
+const kernel = Bun.spawnSync(["uname", "-r"]).stdout.toString().trim();
+const cmd = `scripts/bench ${process.argv.slice(2).join(" ")}`.trim();
+const md = `# Benchmark results
+
+Measured ${new Date().toISOString()} by \`${cmd}\` on ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, kernel ${kernel}.
+Two node namespaces on a veth underlay (MTU 1500) through a bridge namespace, one pod per node; pod MTU from subnet.env
+(1450 with VXLAN, 1500 with host-gw). ${repeats} interleaved round(s) of ${seconds} s per measurement; medians, (min–max) when more than one round.
+Both nodes share this machine's ${cpus().length} cores, so CPU per Gbit counts sender and receiver together.
+
+## Data path (pod → pod)
+
+${table}
+
+Ratios are plain quotients of the medians: for throughput above 1× is better, for latency and CPU below 1× is better.
+
+![ratios](results.svg)
+
+## Control plane
+
+${ctable}
+
+"Programmed after delivery" is the agent's own measurement of applying the whole batch to the datapath (its
+\`tartan_datapath_last_apply_seconds\`); "registry commit → all programmed" adds the sqlite registry's 100 ms watch poll
+and the status polling of the benchmark.
+
+Reproduce: \`${cmd}\` (as root; \`--quick\` for a short run).
+`;
+writeFileSync(join(import.meta.dir, "RESULTS.md"), md);
+writeFileSync(join(import.meta.dir, "results.svg"), svgChart(configs, samples));
+console.log(`\n${table}\n\n${ctable}\n`);
+log(`wrote bench/RESULTS.md and bench/results.svg in ${Math.round((Date.now() - started) / 1000)} s`);
