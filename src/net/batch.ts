@@ -3,21 +3,12 @@
  * Removals run with -force and tolerate entries that are already gone; everything
  * else must succeed, and a failure names the first line the kernel refused.
  */
+import { run } from "./exec.ts";
 import { IpError } from "./ip.ts";
 
-async function runBatch(
-  tool: "ip" | "bridge",
-  lines: readonly string[],
-  force: boolean,
-): Promise<{ code: number; stderr: string }> {
-  if (lines.length === 0) return { code: 0, stderr: "" };
-  const p = Bun.spawn([tool, ...(force ? ["-force"] : []), "-batch", "-"], {
-    stdin: new TextEncoder().encode(`${lines.join("\n")}\n`),
-    stdout: "ignore",
-    stderr: "pipe",
-  });
-  const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
-  return { code, stderr };
+function runBatch(tool: "ip" | "bridge", lines: readonly string[], force: boolean) {
+  if (lines.length === 0) return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  return run([tool, ...(force ? ["-force"] : []), "-batch", "-"], `${lines.join("\n")}\n`);
 }
 
 const GONE =

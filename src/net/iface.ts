@@ -4,6 +4,7 @@
  * the interface of the default route. Reads `ip -json` output; selection itself is pure.
  */
 import { formatIp4, type Ip4, parseIp4 } from "../config/cidr.ts";
+import { ip } from "./ip.ts";
 
 export interface IfaceInfo {
   readonly name: string;
@@ -40,19 +41,8 @@ export function parseIpAddrJson(json: string): IfaceInfo[] {
   }));
 }
 
-async function ip(args: string[]): Promise<string> {
-  const p = Bun.spawn(["ip", ...args], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  if (code !== 0) throw new Error(`ip ${args.join(" ")}: ${err.trim() || `exit ${code}`}`);
-  return out;
-}
-
 export async function listInterfaces(): Promise<IfaceInfo[]> {
-  return parseIpAddrJson(await ip(["-json", "addr", "show"]));
+  return parseIpAddrJson(await ip("-json", "addr", "show"));
 }
 
 /** The interface name the kernel routes `dst` through (null when unroutable). */
@@ -60,8 +50,8 @@ export async function routeDevice(dst: Ip4 | null): Promise<string | null> {
   try {
     const out =
       dst === null
-        ? await ip(["-json", "route", "show", "default"])
-        : await ip(["-json", "route", "get", formatIp4(dst)]);
+        ? await ip("-json", "route", "show", "default")
+        : await ip("-json", "route", "get", formatIp4(dst));
     const rows = JSON.parse(out) as { dev?: string }[];
     return rows[0]?.dev ?? null;
   } catch {

@@ -5,6 +5,8 @@
  * `IpError`s naming the command and iproute2's message.
  */
 
+import { run } from "./exec.ts";
+
 export class IpError extends Error {
   constructor(
     readonly command: string,
@@ -17,18 +19,9 @@ export class IpError extends Error {
 }
 
 async function exec(cmd: string[], stdin?: string): Promise<string> {
-  const p = Bun.spawn(cmd, {
-    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  if (code !== 0) throw new IpError(cmd.join(" "), err, code);
-  return out;
+  const r = await run(cmd, stdin);
+  if (r.code !== 0) throw new IpError(cmd.join(" "), r.stderr, r.code);
+  return r.stdout;
 }
 
 /** Runs `ip ARGS`; returns stdout. */

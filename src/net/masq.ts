@@ -6,6 +6,7 @@
  * random. The whole table is replaced in one nft transaction: never half-applied.
  */
 import { type Cidr, formatCidr } from "../config/cidr.ts";
+import { run } from "./exec.ts";
 
 export const NFT_TABLE = "tartan";
 
@@ -26,31 +27,23 @@ export function masqRuleset(network: Cidr, subnet: Cidr): string {
   ].join("\n");
 }
 
-async function nft(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  const p = Bun.spawn(["nft", ...args], {
-    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  return { code, out, err };
+function nft(args: string[], stdin?: string) {
+  return run(["nft", ...args], stdin);
 }
 
 /** Atomically (re)places the table: add-then-delete-then-define in one transaction. */
 export async function applyMasq(network: Cidr, subnet: Cidr): Promise<void> {
   const script = `add table ip ${NFT_TABLE}\ndelete table ip ${NFT_TABLE}\n${masqRuleset(network, subnet)}\n`;
   const r = await nft(["-f", "-"], script);
-  if (r.code !== 0) throw new Error(`nft: applying the ip-masq table failed: ${r.err.trim()}`);
+  if (r.code !== 0) throw new Error(`nft: applying the ip-masq table failed: ${r.stderr.trim()}`);
 }
 
 /** Is our table there with the masquerade rules for this network? */
 export async function masqPresent(network: Cidr): Promise<boolean> {
   const r = await nft(["list", "table", "ip", NFT_TABLE]);
-  return r.code === 0 && r.out.includes(`ip saddr ${formatCidr(network)}`) && r.out.includes("masquerade");
+  return (
+    r.code === 0 && r.stdout.includes(`ip saddr ${formatCidr(network)}`) && r.stdout.includes("masquerade")
+  );
 }
 
 export async function removeMasq(): Promise<boolean> {

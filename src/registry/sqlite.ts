@@ -217,23 +217,24 @@ export class SqliteRegistry implements Registry {
     });
   }
 
+  /** Inserts a lease that does not exist yet (inside a write transaction); null when it exists. */
+  #insert(key: string, value: string, ttlMs: number | null): RegistryRecord | null {
+    if (this.#q.get.get(key)) return null;
+    const expiresAt = ttlMs === null ? null : this.#now() + ttlMs;
+    const revision = this.#append("put", key, value, expiresAt);
+    this.#db.run("INSERT INTO leases (key, value, expires_at, revision) VALUES (?1, ?2, ?3, ?4)", [
+      key,
+      value,
+      expiresAt,
+      revision,
+    ]);
+    return { key, value, expiresAt, revision };
+  }
+
   async create(key: string, value: string, ttlMs: number | null): Promise<RegistryRecord | null> {
     return this.#run("create", () => {
       this.#sweep();
-      return this.#db
-        .transaction((): RegistryRecord | null => {
-          if (this.#q.get.get(key)) return null;
-          const expiresAt = ttlMs === null ? null : this.#now() + ttlMs;
-          const revision = this.#append("put", key, value, expiresAt);
-          this.#db.run("INSERT INTO leases (key, value, expires_at, revision) VALUES (?1, ?2, ?3, ?4)", [
-            key,
-            value,
-            expiresAt,
-            revision,
-          ]);
-          return { key, value, expiresAt, revision };
-        })
-        .immediate();
+      return this.#db.transaction(() => this.#insert(key, value, ttlMs)).immediate();
     });
   }
 
@@ -244,22 +245,7 @@ export class SqliteRegistry implements Registry {
   createMany(entries: readonly { key: string; value: string; ttlMs: number | null }[]): number {
     return this.#run("create many", () =>
       this.#db
-        .transaction(() => {
-          let n = 0;
-          for (const e of entries) {
-            if (this.#q.get.get(e.key)) continue;
-            const expiresAt = e.ttlMs === null ? null : this.#now() + e.ttlMs;
-            const revision = this.#append("put", e.key, e.value, expiresAt);
-            this.#db.run("INSERT INTO leases (key, value, expires_at, revision) VALUES (?1, ?2, ?3, ?4)", [
-              e.key,
-              e.value,
-              expiresAt,
-              revision,
-            ]);
-            n++;
-          }
-          return n;
-        })
+        .transaction(() => entries.filter((e) => this.#insert(e.key, e.value, e.ttlMs) !== null).length)
         .immediate(),
     );
   }

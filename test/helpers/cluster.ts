@@ -63,48 +63,15 @@ export class Cluster {
 
   async #init(): Promise<void> {
     const lab = this.lab;
-    const ul = await lab.underlay();
     // the external host: on the underlay, outside the cluster network
-    this.externalNs = await lab.addNamespace("ext");
-    await lab.must(ul, [
-      "ip",
-      "link",
-      "add",
-      "vext",
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      this.externalNs,
-    ]);
-    await lab.must(ul, ["ip", "link", "set", "vext", "master", "br0", "up"]);
-    await lab.must(this.externalNs, ["ip", "addr", "add", `${EXTERNAL_IP}/16`, "dev", "eth0"]);
-    await lab.must(this.externalNs, ["ip", "link", "set", "eth0", "up"]);
+    this.externalNs = await lab.addHost("ext", EXTERNAL_IP);
 
     const netConf = join(lab.dir, "net-conf.json");
     const wire = this.#o.backends[0] === "host-gw" ? "host-gw" : "vxlan";
     writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: wire } }));
     if ((this.#o.registry ?? "sqlite") === "etcd") {
       const { startEtcd } = await import("./etcd.ts");
-      const etcdNs = await lab.addNamespace("etcd");
-      await lab.must(ul, [
-        "ip",
-        "link",
-        "add",
-        "vetcd",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        etcdNs,
-      ]);
-      await lab.must(ul, ["ip", "link", "set", "vetcd", "master", "br0", "up"]);
-      await lab.must(etcdNs, ["ip", "addr", "add", "198.18.254.1/16", "dev", "eth0"]);
-      await lab.must(etcdNs, ["ip", "link", "set", "eth0", "up"]);
+      const etcdNs = await lab.addHost("etcd", "198.18.254.1");
       const etcd = await startEtcd({ netns: etcdNs, host: "198.18.254.1" });
       this.#etcd = etcd;
       this.registry = etcd.endpoint;

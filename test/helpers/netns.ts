@@ -132,31 +132,23 @@ export class Lab {
     return ns;
   }
 
+  /** A namespace whose eth0 (MTU `mtu`) is plugged into the underlay bridge with address `ip`/16. */
+  async addHost(name: string, ip: string, mtu = 1500): Promise<string> {
+    const ul = await this.underlay();
+    const ns = await this.addNamespace(name);
+    const port = `v${name}`.slice(0, 15);
+    await must(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", ul]);
+    await this.must(ul, ["ip", "link", "set", port, "master", "br0", "mtu", String(mtu), "up"]);
+    await this.must(ns, ["ip", "link", "set", "eth0", "mtu", String(mtu), "up"]);
+    await this.must(ns, ["ip", "addr", "add", `${ip}/16`, "dev", "eth0"]);
+    return ns;
+  }
+
   /** A node namespace with eth0 = 198.18.0.<n>/16 on the underlay bridge. */
   async addNode(opts: { mtu?: number } = {}): Promise<{ ns: string; ip: string; index: number }> {
-    const ul = await this.underlay();
     const index = ++this.#nodes;
-    const ns = await this.addNamespace(`n${index}`);
     const ip = `198.18.0.${index}`;
-    await must([
-      "ip",
-      "link",
-      "add",
-      "eth0",
-      "netns",
-      ns,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      `v${index}`,
-      "netns",
-      ul,
-    ]);
-    const mtu = String(opts.mtu ?? 1500);
-    await this.must(ul, ["ip", "link", "set", `v${index}`, "master", "br0", "mtu", mtu, "up"]);
-    await this.must(ns, ["ip", "link", "set", "eth0", "mtu", mtu, "up"]);
-    await this.must(ns, ["ip", "addr", "add", `${ip}/16`, "dev", "eth0"]);
+    const ns = await this.addHost(`n${index}`, ip, opts.mtu);
     return { ns, ip, index };
   }
 
