@@ -42,6 +42,10 @@ export class Cluster {
   registryFlag = "";
   externalNs = "";
   #etcd: import("./etcd.ts").TestEtcd | null = null;
+  /** The real etcd, when the cluster runs on one. */
+  get etcd(): import("./etcd.ts").TestEtcd | null {
+    return this.#etcd;
+  }
   readonly #o: ClusterOptions;
 
   private constructor(o: ClusterOptions) {
