@@ -11,6 +11,7 @@ import { ALL_AGENT_FLAGS, parseAgentOptions } from "./cli/options.ts";
 import { configHelp, leasesHelp, runConfig, runLeases } from "./cli/registry-commands.ts";
 import { runStatus, statusHelp } from "./cli/status.ts";
 import { runCni } from "./cni/plugin.ts";
+import { doctorHelp, runDoctor } from "./doctor/command.ts";
 import { createLogger, errorText, type LogFormat, type LogLevel } from "./log.ts";
 import { ValidationError } from "./validation.ts";
 import { COMMIT, VERSION } from "./version.ts";
@@ -26,7 +27,7 @@ function agentHelp(): string {
       "Examples:",
       "  tartan agent --backend=ebpf-vxlan --iface=eth0",
       "  tartan agent -etcd-endpoints=https://10.0.0.1:2379 -etcd-cafile=/etc/etcd/ca.pem -iface=eth0",
-      "Endpoints: GET /healthz /readyz /v1/config /v1/leases /v1/status /metrics on --http.",
+      "Endpoints: GET /healthz /readyz /v1/config /v1/leases /v1/status /v1/doctor /metrics on --http.",
     ],
   );
 }
@@ -56,6 +57,7 @@ const HELP: Record<string, () => string> = {
   status: statusHelp,
   "docker-opts": dockerOptsHelp,
   cleanup: cleanupHelp,
+  doctor: doctorHelp,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -109,9 +111,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         return runDockerOpts(rest, out);
       case "cleanup":
         return await runCleanup(rest, log, out);
+      case "doctor":
+        return await runDoctor(rest, out);
       default:
         throw new ValidationError(
-          `unknown command "${cmd}"; commands: agent, leases, config, status, docker-opts, cleanup, cni, version, help`,
+          `unknown command "${cmd}"; commands: agent, leases, config, status, doctor, docker-opts, cleanup, cni, version, help`,
         );
     }
   } catch (e) {

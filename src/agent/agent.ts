@@ -12,6 +12,8 @@ import type { AgentOptions } from "../cli/options.ts";
 import { formatCidr, formatIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import { readSubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
+import { doctorInputFromAgent, runChecks } from "../doctor/command.ts";
+import { LatestDoctor } from "../doctor/latest.ts";
 import { createApp } from "../http/app.ts";
 import type { Lease } from "../lease/lease.ts";
 import { errorText, type Logger } from "../log.ts";
@@ -193,7 +195,23 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     };
   };
 
+  // The latest doctor report for GET /v1/doctor, refreshed in the background once running.
+  const doctor = new LatestDoctor(() =>
+    runChecks({
+      input: doctorInputFromAgent(o),
+      fix: false,
+      strict: false,
+      probe: true,
+      probeTimeoutS: 1,
+      agent: async () => ({
+        status: await status(),
+        options: redactedOptions(o),
+        network: config ? JSON.parse(config.raw) : null,
+      }),
+    }),
+  );
   const app = createApp({
+    doctor: () => doctor.latest(),
     status,
     config: () => ({
       options: redactedOptions(o),
@@ -219,6 +237,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info("stopping; the datapath stays in place", { signal });
+    doctor.stop();
     keeper?.stop();
     sync?.stop();
     masq?.stop();
@@ -338,6 +357,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     await onLease(lease);
     await sync.start();
     phase = "running";
+    doctor.start();
     // Watchdog: a datapath that broke under us (device deleted by hand, program detached)
     // is rebuilt and reprogrammed instead of being reported forever.
     const s2 = sync;

@@ -5,15 +5,26 @@
  */
 import { Hono } from "hono";
 import { type AgentStatus, formatMetrics } from "../agent/status.ts";
+import type { DoctorReport } from "../doctor/report.ts";
 
 export interface AppDeps {
   /** A fresh status snapshot (health checks included). */
   status(): Promise<AgentStatus>;
   /** The effective configuration with secrets redacted. */
   config(): Record<string, unknown>;
+  /** The latest `tartan doctor` report (runs the checks if none has finished yet). */
+  doctor?(): Promise<DoctorReport>;
 }
 
-const ROUTES = ["/healthz", "/readyz", "/v1/config", "/v1/leases", "/v1/status", "/metrics"] as const;
+const ROUTES = [
+  "/healthz",
+  "/readyz",
+  "/v1/config",
+  "/v1/leases",
+  "/v1/status",
+  "/v1/doctor",
+  "/metrics",
+] as const;
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
@@ -39,6 +50,10 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ revision: s.registry.revision, leases: s.leases });
   });
   app.get("/v1/status", async (c) => c.json(await deps.status()));
+  app.get("/v1/doctor", async (c) => {
+    if (!deps.doctor) return c.json({ error: "doctor is not available in this agent" }, 404);
+    return c.json(await deps.doctor());
+  });
   app.get("/metrics", async (c) => {
     const s = await deps.status();
     return c.text(formatMetrics(s), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });

@@ -107,6 +107,18 @@ describe("HTTP endpoint", () => {
       expect(text).toContain(`${line}\n`);
     expect(text).toContain("# TYPE tartan_lease_renewals_total counter");
   });
+  test("/v1/doctor serves the latest doctor report, 404 when the agent has none", async () => {
+    expect((await appWith(status()).request("/v1/doctor")).status).toBe(404);
+    const report = { exitCode: 0, summary: "17 ok", checks: [] };
+    const app = createApp({
+      status: async () => status(),
+      config: () => ({}),
+      doctor: async () => report as unknown as import("../../src/doctor/report.ts").DoctorReport,
+    });
+    const r = await app.request("/v1/doctor");
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual(report);
+  });
   test("unknown paths 404, other methods 405, nothing writable", async () => {
     const app = appWith(status());
     expect((await app.request("/nope")).status).toBe(404);

@@ -1,0 +1,379 @@
+/**
+ * The I/O half of `tartan doctor`: asks the running agent, the registry, the kernel
+ * (`ip -json`, /proc/sys, `bridge`, `nft -j`, `ethtool -k`, `bpftool -j`), the CNI
+ * config directory and the peers (ping through the overlay), and returns plain
+ * `Facts`. Each read that fails becomes a fact carrying the reason; gathering itself
+ * never throws for a broken node.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AgentStatus } from "../agent/status.ts";
+import { cidrToKey, formatIp4, parseCidr, parseIp4 } from "../config/cidr.ts";
+import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
+import { readSubnetEnv } from "../config/subnet-env.ts";
+import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
+import { errorText, silentLogger } from "../log.ts";
+import { findInterface } from "../net/iface.ts";
+import { type FdbEntry, listRoutes, type Neigh } from "../net/ip.ts";
+import { confKey, readSysctl } from "../net/sysctl.ts";
+import { openRegistry } from "../registry/index.ts";
+import { derive, overlayName } from "./checks.ts";
+import {
+  type AgentFacts,
+  type BpfFacts,
+  type CniFacts,
+  type Fact,
+  type Facts,
+  fact,
+  factError,
+  type ProbeResult,
+  type RegistryFacts,
+  type UnderlayFacts,
+} from "./facts.ts";
+import { parseNftJson } from "./nft-rules.ts";
+import {
+  cniCandidates,
+  parseBpftoolNet,
+  parseCniFile,
+  parseEthtoolFeatures,
+  parseIptablesForward,
+  parseLinks,
+  parsePing,
+  parseSubnetMapDump,
+} from "./parse.ts";
+import { type DoctorInput, resolveSettings } from "./settings.ts";
+
+export interface GatherOptions {
+  readonly input: DoctorInput;
+  /** Ping every peer through the datapath (default true). */
+  readonly probe: boolean;
+  /** Seconds each probe waits for an answer. */
+  readonly probeTimeoutS: number;
+  /** The agent's own view, when doctor runs inside the agent (no HTTP round trip to itself). */
+  readonly agent?: () => Promise<AgentFacts>;
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(cmd: string[], timeoutMs = 10_000): Promise<Run> {
+  try {
+    const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const t = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    clearTimeout(t);
+    return { code, stdout, stderr };
+  } catch (e) {
+    return { code: 127, stdout: "", stderr: errorText(e) };
+  }
+}
+
+async function attempt<T>(fn: () => Promise<T> | T): Promise<Fact<T>> {
+  try {
+    return fact(await fn());
+  } catch (e) {
+    return factError(errorText(e));
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)),
+  ]);
+}
+
+/** The running agent's /v1/status and /v1/config. */
+export async function askAgent(http: string): Promise<AgentFacts> {
+  const base = `http://${http}`;
+  const get = async (path: string) => {
+    const r = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(3000) });
+    if (!r.ok) throw new Error(`GET ${path} answered ${r.status}`);
+    return r.json();
+  };
+  const [status, config] = await Promise.all([get("/v1/status"), get("/v1/config")]);
+  const c = config as { options?: Record<string, unknown>; network?: unknown };
+  return { status: status as AgentStatus, options: c.options ?? {}, network: c.network ?? null };
+}
+
+function agentNetwork(a: Fact<AgentFacts>): string | null {
+  return a.ok && a.value.network ? JSON.stringify(a.value.network) : null;
+}
+
+async function readRegistry(
+  r: ReturnType<typeof resolveSettings>,
+  agent: Fact<AgentFacts>,
+): Promise<{ registry: Fact<RegistryFacts>; config: Fact<NetworkConfig> }> {
+  const reg = r.registry;
+  if (reg.kind === "sqlite" && !existsSync(reg.path)) {
+    const err = `sqlite:${reg.path}: no registry file there`;
+    return { registry: factError(err), config: configFrom(r.netConfigPath, null, agent, err) };
+  }
+  try {
+    const registry = await withTimeout(openRegistry(reg, silentLogger), 5000, "opening the registry");
+    try {
+      const raw = await withTimeout(registry.getConfig(), 5000, "reading the network config");
+      const { records } = await withTimeout(registry.list(), 5000, "listing leases");
+      const config = configFrom(r.netConfigPath, raw, agent, "no network config in the registry");
+      const leases: Lease[] = [];
+      const invalid: { key: string; reason: string }[] = [];
+      if (config.ok)
+        for (const rec of records) {
+          const d = decodeLeaseRecord(rec, config.value);
+          if (d.ok) leases.push(d.lease);
+          else invalid.push({ key: rec.key, reason: d.reason });
+        }
+      return { registry: fact({ description: registry.description, leases, invalid }), config };
+    } finally {
+      await registry.close().catch(() => {});
+    }
+  } catch (e) {
+    return {
+      registry: factError(errorText(e)),
+      config: configFrom(r.netConfigPath, null, agent, errorText(e)),
+    };
+  }
+}
+
+function configFrom(
+  path: string | null,
+  raw: string | null,
+  agent: Fact<AgentFacts>,
+  why: string,
+): Fact<NetworkConfig> {
+  try {
+    if (path) return fact(parseNetworkConfig(readFileSync(path, "utf8")));
+    if (raw !== null) return fact(parseNetworkConfig(raw));
+    const fromAgent = agentNetwork(agent);
+    if (fromAgent) return fact(parseNetworkConfig(fromAgent));
+    return factError(why);
+  } catch (e) {
+    return factError(errorText(e));
+  }
+}
+
+/** Our lease as the agent reports it, when the registry cannot be read. */
+function leaseFromAgent(a: Fact<AgentFacts>): Lease | null {
+  if (!a.ok || !a.value.status.lease) return null;
+  const s = a.value.status;
+  const subnet = parseCidr(s.lease!.subnet);
+  const pub = parseIp4(s.lease!.publicIp);
+  if (!subnet || pub === null) return null;
+  const view = s.leases.find((l) => l.own);
+  return {
+    subnet,
+    key: cidrToKey(subnet),
+    attrs: {
+      publicIp: pub,
+      backendType: view?.backendType ?? "",
+      vxlan: view?.vni != null && view.vtepMac ? { VNI: view.vni, VtepMAC: view.vtepMac } : null,
+    },
+    expiresAt: s.lease!.expiresAt ? Date.parse(s.lease!.expiresAt) : null,
+    revision: 0,
+  };
+}
+
+function sysctl(key: string): string | null {
+  try {
+    return readSysctl(key);
+  } catch {
+    return null;
+  }
+}
+
+function readCni(dir: string): CniFacts {
+  if (!existsSync(dir)) return { dir, exists: false, files: [] };
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    return { dir, exists: true, files: [{ name: ".", types: [], invalid: errorText(e) }] };
+  }
+  const files = cniCandidates(names).map((n) => {
+    try {
+      return parseCniFile(n, readFileSync(join(dir, n), "utf8"));
+    } catch (e) {
+      return { name: n, types: [], invalid: errorText(e) };
+    }
+  });
+  return { dir, exists: true, files };
+}
+
+function listPins(dir: string): string[] {
+  const out: string[] = [];
+  for (const sub of ["maps", "progs"]) {
+    try {
+      for (const n of readdirSync(join(dir, sub))) out.push(`${sub}/${n}`);
+    } catch {}
+  }
+  return out;
+}
+
+async function readBpf(bpffs: string): Promise<BpfFacts> {
+  const [net, progs] = await Promise.all([
+    run(["bpftool", "-j", "net", "show"]),
+    run(["bpftool", "-j", "prog", "show"]),
+  ]);
+  if (net.code !== 0) throw new Error(`bpftool net show: ${net.stderr.trim() || `exit ${net.code}`}`);
+  const dump = await run(["bpftool", "-j", "map", "dump", "pinned", join(bpffs, "maps", "tartan_subnets")]);
+  const subnets: Fact<readonly string[]> =
+    dump.code === 0
+      ? await attempt(() => parseSubnetMapDump(dump.stdout))
+      : factError(`bpftool map dump: ${dump.stderr.trim() || `exit ${dump.code}`}`);
+  const pins = listPins(bpffs);
+  const pinnedProgIds: Record<string, number> = {};
+  for (const pin of pins.filter((x) => x.startsWith("progs/"))) {
+    const r = await run(["bpftool", "-j", "prog", "show", "pinned", join(bpffs, pin)]);
+    const id = r.code === 0 ? (JSON.parse(r.stdout) as { id?: number }).id : undefined;
+    if (id !== undefined) pinnedProgIds[pin.slice("progs/".length)] = id;
+  }
+  return {
+    pins,
+    pinnedProgIds,
+    attachments: parseBpftoolNet(net.stdout, progs.code === 0 ? progs.stdout : "[]"),
+    subnets,
+  };
+}
+
+async function probePeer(l: Lease, target: string, timeoutS: number): Promise<ProbeResult> {
+  const r = await run(
+    ["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", String(timeoutS), target],
+    (timeoutS + 3) * 1000,
+  );
+  const s = parsePing(r.stdout);
+  return {
+    lease: l.key,
+    publicIp: formatIp4(l.attrs.publicIp),
+    target,
+    ok: s.received > 0,
+    rttMs: s.avgMs,
+    error: s.received > 0 ? null : r.stderr.trim().split("\n")[0] || null,
+  };
+}
+
+/** Gathers every fact doctor judges. */
+export async function gatherFacts(o: GatherOptions): Promise<Facts> {
+  const now = Date.now();
+  const pre = resolveSettings(o.input, null, null, readSubnetEnv);
+  const agent = await attempt(() => (o.agent ? o.agent() : askAgent(pre.settings.http)));
+  const r = resolveSettings(
+    o.input,
+    agent.ok ? agent.value.options : null,
+    agent.ok ? agent.value.status.backend : null,
+    readSubnetEnv,
+  );
+  const s = r.settings;
+  const [reg, underlay, kernel] = await Promise.all([
+    readRegistry(r, agent),
+    attempt<UnderlayFacts>(async () => {
+      const c = await findInterface(r.iface);
+      return { name: c.iface.name, mtu: c.iface.mtu, ifaceIp: c.ifaceIp, publicIp: r.publicIp ?? c.ifaceIp };
+    }),
+    run(["uname", "-r"]),
+  ]);
+  const { registry, config } = reg;
+  let ownLease: Lease | null = null;
+  if (registry.ok && underlay.ok)
+    ownLease = registry.value.leases.find((l) => l.attrs.publicIp === underlay.value.publicIp) ?? null;
+  if (!registry.ok) ownLease = leaseFromAgent(agent);
+
+  const backend = s.backend ?? (config.ok ? config.value.backend.type : null);
+  const vni = config.ok ? config.value.backend.vni : 1;
+  const overlay = overlayName(backend, vni);
+  const links = await attempt(async () => {
+    const res = await run(["ip", "-json", "-details", "addr", "show"]);
+    if (res.code !== 0) throw new Error(`ip addr show: ${res.stderr.trim()}`);
+    return parseLinks(res.stdout);
+  });
+  const overlayExists = links.ok && overlay !== null && links.value.some((l) => l.name === overlay);
+  const ipJsonOn = async <T>(args: string[], tool = "ip"): Promise<T[]> => {
+    const res = await run([tool, "-json", ...args]);
+    if (res.code !== 0) throw new Error(`${tool} ${args.join(" ")}: ${res.stderr.trim()}`);
+    return res.stdout.trim() ? (JSON.parse(res.stdout) as T[]) : [];
+  };
+  const [routes, neighbours, fdb, nft, offload, bpf] = await Promise.all([
+    attempt(() => listRoutes()),
+    overlayExists && backend === "vxlan"
+      ? attempt(() => ipJsonOn<Neigh>(["-4", "neigh", "show", "dev", overlay!]))
+      : Promise.resolve(fact<readonly Neigh[]>([])),
+    overlayExists && backend === "vxlan"
+      ? attempt(() => ipJsonOn<FdbEntry>(["fdb", "show", "dev", overlay!], "bridge"))
+      : Promise.resolve(fact<readonly FdbEntry[]>([])),
+    attempt(async () => {
+      const res = await run(["nft", "-j", "list", "ruleset"]);
+      if (res.code !== 0) throw new Error(`nft -j list ruleset: ${res.stderr.trim() || `exit ${res.code}`}`);
+      const nft = parseNftJson(res.stdout);
+      // legacy iptables rules are invisible to nft; read them only where their filter table
+      // exists already (running iptables-legacy elsewhere would create it)
+      const tables = await Bun.file("/proc/net/ip_tables_names")
+        .text()
+        .catch(() => "");
+      if (!tables.split("\n").includes("filter")) return nft;
+      const legacy = await run(["iptables-legacy", "-S", "FORWARD"]);
+      if (legacy.code !== 0) return nft;
+      const l = parseIptablesForward(legacy.stdout);
+      return { chains: [...nft.chains, ...l.chains], rules: [...nft.rules, ...l.rules] };
+    }),
+    overlayExists && backend === "vxlan"
+      ? attempt(async () => {
+          const res = await run(["ethtool", "-k", overlay!]);
+          if (res.code !== 0) throw new Error(res.stderr.trim() || `exit ${res.code}`);
+          return parseEthtoolFeatures(res.stdout);
+        })
+      : Promise.resolve(fact<Record<string, string>>({})),
+    backend === "ebpf-vxlan"
+      ? attempt(() => readBpf(s.bpffs))
+      : Promise.resolve(factError<BpfFacts>("not an ebpf-vxlan node")),
+  ]);
+
+  const sysctls: Record<string, string | null> = {
+    "net.ipv4.ip_forward": sysctl("net.ipv4.ip_forward"),
+    "net.ipv4.conf.all.rp_filter": sysctl(confKey("all", "rp_filter")),
+    "net.bridge.bridge-nf-call-iptables": sysctl("net.bridge.bridge-nf-call-iptables"),
+  };
+  if (underlay.ok)
+    sysctls[`net.ipv4.conf.${underlay.value.name}.rp_filter`] = sysctl(
+      confKey(underlay.value.name, "rp_filter"),
+    );
+
+  const facts: Facts = {
+    now,
+    kernel: kernel.stdout.trim(),
+    settings: s,
+    agent,
+    config,
+    registry,
+    underlay,
+    ownLease,
+    subnetEnv: readSubnetEnv(s.subnetFile),
+    links,
+    routes,
+    neighbours,
+    fdb,
+    sysctls,
+    nft,
+    cni: readCni(s.cniConfDir),
+    offload,
+    bpf,
+    probes: null,
+  };
+  if (!o.probe) return facts;
+  const d = derive(facts);
+  const probes = await Promise.all(
+    d.peers.map((l) =>
+      probePeer(
+        l,
+        d.backend === "host-gw" ? formatIp4(l.attrs.publicIp) : formatIp4(l.subnet.ip),
+        o.probeTimeoutS,
+      ),
+    ),
+  );
+  return { ...facts, probes };
+}
