@@ -135,11 +135,18 @@ export function formatMetrics(s: AgentStatus): string {
   const names = Object.keys(s.counters).sort();
   const verdicts = names.filter((n) => /^(encap|decap|vxlan)_/.test(n));
   if (verdicts.length > 0) {
-    lines.push("# HELP tartan_datapath_packets_total Datapath verdicts by reason (eBPF per-CPU counters summed, or device statistics).");
+    lines.push(
+      "# HELP tartan_datapath_packets_total Datapath verdicts by reason (eBPF per-CPU counters summed, or device statistics).",
+    );
     lines.push("# TYPE tartan_datapath_packets_total counter");
     for (const n of verdicts) lines.push(`tartan_datapath_packets_total{reason="${n}"} ${s.counters[n]}`);
   }
   for (const n of names.filter((x) => !verdicts.includes(x)))
-    metric(`tartan_datapath_${n.replace(/[^a-zA-Z0-9_]/g, "_")}`, "gauge", `Datapath gauge ${n}.`, s.counters[n]!);
+    metric(
+      `tartan_datapath_${n.replace(/[^a-zA-Z0-9_]/g, "_")}`,
+      "gauge",
+      `Datapath gauge ${n}.`,
+      s.counters[n]!,
+    );
   return `${lines.join("\n")}\n`;
 }
