@@ -33,3 +33,9 @@ export function ensureSysctl(key: string, value: string | number): string | null
   writeSysctl(key, value);
   return cur;
 }
+
+/** Pods are routed through the node: IPv4 forwarding must be on (flanneld leaves this to the operator). */
+export function enableForwarding(log: { info(msg: string, fields?: Record<string, unknown>): void }): void {
+  const was = ensureSysctl("net.ipv4.ip_forward", 1);
+  if (was !== null) log.info("enabled IPv4 forwarding (pods are routed through this node)", { from: was });
+}

@@ -101,6 +101,17 @@ export function connectivityMatrix(c: MatrixCase): void {
     }, 30_000);
 
     if (c.churn) {
+      test("an overlay device deleted by hand is rebuilt by the agent and traffic flows again", async () => {
+        const node = n(0);
+        // churn cases are overlay clusters: node 0 runs vxlan or ebpf-vxlan
+        const dev = node.backend === "vxlan" ? "flannel.1" : "tartan.1";
+        const before = (await status(cl.lab, node.ns)).metrics.repairs;
+        await cl.lab.must(node.ns, ["ip", "link", "del", dev]);
+        await until(async () => (await status(cl.lab, node.ns)).metrics.repairs > before, `${node.ns} to rebuild ${dev}`, 30_000);
+        await until(async () => (await ping(cl.lab, node.pods[0]!.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1, "traffic again", 15_000);
+        await until(async () => (await ping(cl.lab, node.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1, "host traffic again", 15_000);
+      }, 60_000);
+
       test("a node added to the running cluster is reachable from all; a deleted lease is unprogrammed everywhere", async () => {
         const added = await cl.addNode(c.backends[0]!);
         await cl.waitConverged();

@@ -9,6 +9,7 @@ import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
 import { getLink } from "../../net/ip.ts";
 import { loadRouteLookup } from "../../net/routes.ts";
+import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendContext } from "../backend.ts";
 
 export function createHostGwBackend(ctx: BackendContext): Backend {

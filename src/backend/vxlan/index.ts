@@ -10,6 +10,7 @@ import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
 import { deleteLink, getLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
 import { loadRouteLookup, type RouteLookup } from "../../net/routes.ts";
+import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
 import { addLines, isVxlanPeer, removeLines, stableVtepMac, type VxlanPlanInput } from "./plan.ts";
 
@@ -62,6 +63,17 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
         d.learning === false;
       if (same) {
         if (cur.mtu !== mtu) await ip("link", "set", "dev", device, "mtu", String(mtu));
+        // someone changed the MAC we announced: peers' FDB entries point at the old one
+        if (mac && cur.address !== mac) {
+          log.warn("vxlan device MAC differs from the one in our lease; restoring it", {
+            device,
+            have: cur.address,
+            want: mac,
+          });
+          await ip("link", "set", "dev", device, "address", mac);
+          await ip("link", "set", "dev", device, "up");
+          return mac;
+        }
         await ip("link", "set", "dev", device, "up");
         log.info("adopted existing vxlan device", { device, mac: cur.address, mtu });
         return cur.address ?? "";
@@ -102,6 +114,7 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       // a (re)created device starts empty: everything must be programmed again
       mine.clear();
       mac = await ensureDevice();
+      enableForwarding(log);
       return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
     },
     async setLocal(lease: Lease): Promise<void> {
@@ -143,6 +156,11 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       const link = await getLink(device);
       if (!link) return { ok: false, reason: `vxlan device ${device} is missing` };
       if (!link.flags.includes("UP")) return { ok: false, reason: `vxlan device ${device} is down` };
+      if (mac && link.address !== mac)
+        return {
+          ok: false,
+          reason: `vxlan device ${device} has MAC ${link.address}, our lease announces ${mac}`,
+        };
       return { ok: true };
     },
     async counters(): Promise<Record<string, number>> {
