@@ -4,6 +4,7 @@
  * failure at run time, 0 for success.
  */
 import { runAgent } from "./agent/agent.ts";
+import { createEbpfEndpointSink } from "./backend/ebpf-vxlan/endpoint-sink.ts";
 import { cleanupHelp, runCleanup } from "./cli/cleanup.ts";
 import { dockerOptsHelp, runDockerOpts } from "./cli/docker-opts.ts";
 import { flagsHelp, mainHelp } from "./cli/help.ts";
@@ -69,6 +70,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       stdin: await Bun.stdin.text(),
       stdout: out,
       stderr: (s: string) => process.stderr.write(s),
+      // with ebpf-vxlan, pods go straight into the datapath's endpoint map
+      endpointSink: createEbpfEndpointSink,
     });
   const log = loggerFrom(rest);
   try {

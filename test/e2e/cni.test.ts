@@ -46,6 +46,8 @@ class CniNode {
   constructor(
     readonly lab: Lab,
     readonly node: Node,
+    /** Extra keys of the plugin config (e.g. the agent's bpffs). */
+    readonly extraConf: Record<string, string> = {},
   ) {
     const base = join(lab.dir, `cni-n${node.index}`);
     this.subnetFile = join(base, "subnet.env");
@@ -71,6 +73,7 @@ class CniNode {
       dataDir: this.dataDir,
       ipam: { dataDir: this.ipamDir },
       delegate: { hairpinMode: true, isDefaultGateway: true },
+      ...this.extraConf,
       ...extra,
     };
   }
@@ -416,102 +419,76 @@ describe.skipIf(!isRoot())("with a real agent", () => {
 
 const DATAPATH_BACKENDS = ["ebpf-vxlan", "vxlan"] as const;
 
-/** Null when this build has `backend`; else the agent's reason (the cross-node test is then skipped). */
-async function probeBackend(backend: string): Promise<string | null> {
-  if (!isRoot() || !existsSync(BIN)) return "needs root and the binary";
-  const lab = new Lab("cnip");
-  try {
-    const node = await lab.addNode();
-    const netConf = join(lab.dir, "net-conf.json");
-    writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }));
-    const bpffs = `/sys/fs/bpf/tartan-test-${lab.prefix}-probe`;
-    lab.bpffsDirs.push(bpffs);
-    const p = startAgent(lab, {
-      node,
-      name: "probe",
-      backend,
-      registry: `sqlite:${join(lab.dir, "registry.db")}`,
-      subnetFile: join(lab.dir, "subnet.env"),
-      extra: [`--net-config-path=${netConf}`, `--bpffs=${bpffs}`],
-    });
-    // an agent that exits ends the wait at once (waitReady would wait out its deadline)
-    const outcome = await until(
-      async () => {
-        if (p.proc.exitCode !== null) return "exited";
-        return (await lab.http(node.ns, "/readyz")).status === 200 ? "ready" : undefined;
-      },
-      `probe agent (${backend}) to become ready or exit`,
-      20_000,
-    ).catch(() => "timeout");
-    if (outcome === "ready") return null;
-    // Only a backend this build does not have is skipped: one that exists but fails to start
-    // runs the test below, which then fails with the agent's log.
-    const missing = (await lab.log(p)).split("\n").find((l) => l.includes("is not available in this build"));
-    return missing ? missing.replace(/^tartan: /, "") : null;
-  } finally {
-    await lab.cleanup();
-  }
-}
-
-const unavailable: Record<string, string | null> = {};
-for (const b of DATAPATH_BACKENDS) {
-  unavailable[b] = await probeBackend(b);
-  if (unavailable[b])
-    console.log(`cni.test.ts: skipping cross-node pod traffic over ${b}: ${unavailable[b]}`);
-}
-
 for (const backend of DATAPATH_BACKENDS) {
-  describe.skipIf(unavailable[backend] !== null)(
-    `cross-node pod traffic through the plugin (${backend})`,
-    () => {
-      let lab: Lab;
-      afterAll(async () => {
-        await lab?.cleanup();
-      });
+  describe.skipIf(!isRoot())(`cross-node pod traffic through the plugin (${backend})`, () => {
+    let lab: Lab;
+    afterAll(async () => {
+      await lab?.cleanup();
+    });
 
-      test("pods added by the plugin on two nodes reach each other", async () => {
-        lab = new Lab("cnix");
-        const netConf = join(lab.dir, "net-conf.json");
-        writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }));
-        const registry = `sqlite:${join(lab.dir, "registry.db")}`;
-        const nodes: CniNode[] = [];
-        const agents: LabProcess[] = [];
-        for (let i = 0; i < 2; i++) {
-          const n = new CniNode(lab, await lab.addNode());
-          const bpffs = `/sys/fs/bpf/tartan-test-${lab.prefix}-n${n.node.index}`;
-          lab.bpffsDirs.push(bpffs);
-          agents.push(
-            startAgent(lab, {
-              node: n.node,
-              name: `agent${i}`,
-              backend,
-              registry,
-              subnetFile: n.subnetFile,
-              extra: [`--net-config-path=${netConf}`, `--bpffs=${bpffs}`],
-            }),
-          );
-          nodes.push(n);
-        }
-        for (const [i, n] of nodes.entries()) await waitReady(lab, n.node.ns, agents[i]!);
-        for (const n of nodes)
-          await until(async () => {
-            const s = await status(lab, n.node.ns);
-            return s.leases.length === 2 && s.leases.filter((l) => !l.own).every((l) => l.programmed);
-          }, `${n.node.ns} to program the other node`);
+    test("pods added by the plugin on two nodes reach each other", async () => {
+      lab = new Lab("cnix");
+      const netConf = join(lab.dir, "net-conf.json");
+      writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }));
+      const registry = `sqlite:${join(lab.dir, "registry.db")}`;
+      const nodes: CniNode[] = [];
+      const agents: LabProcess[] = [];
+      for (let i = 0; i < 2; i++) {
+        const node = await lab.addNode();
+        const bpffs = `/sys/fs/bpf/tartan-test-${lab.prefix}-n${node.index}`;
+        lab.bpffsDirs.push(bpffs);
+        // the conflist tells the plugin where the agent pins its maps
+        const n = new CniNode(lab, node, { bpffs });
+        agents.push(
+          startAgent(lab, {
+            node: n.node,
+            name: `agent${i}`,
+            backend,
+            registry,
+            subnetFile: n.subnetFile,
+            extra: [`--net-config-path=${netConf}`, `--bpffs=${bpffs}`],
+          }),
+        );
+        nodes.push(n);
+      }
+      for (const [i, n] of nodes.entries()) await waitReady(lab, n.node.ns, agents[i]!);
+      for (const n of nodes)
+        await until(async () => {
+          const s = await status(lab, n.node.ns);
+          return s.leases.length === 2 && s.leases.filter((l) => !l.own).every((l) => l.programmed);
+        }, `${n.node.ns} to program the other node`);
 
-        const pods: { ns: string; ip: string }[] = [];
-        for (const [i, n] of nodes.entries()) {
-          const ns = await lab.addNamespace(`x${i}`);
-          await n.add(`x${i}`, netnsPath(ns));
-          pods.push({ ns, ip: (await podAddr(lab, ns))!.ip });
-        }
-        const r = await ping(lab, pods[0]!.ns, pods[1]!.ip, { count: 3 });
-        expect(r.received).toBeGreaterThan(0);
-        const back = await ping(lab, pods[1]!.ns, pods[0]!.ip, { count: 3 });
-        expect(back.received).toBeGreaterThan(0);
-        for (const [i, n] of nodes.entries()) await n.del(`x${i}`, netnsPath(pods[i]!.ns));
-        for (const n of nodes) expect(n.reserved()).toEqual([]);
-      }, 90_000);
-    },
-  );
+      const pods: { ns: string; ip: string }[] = [];
+      const endpointIps = async (n: CniNode) => {
+        // the pinned endpoint map's keys, as dotted quads
+        const out = await lab.must(n.node.ns, [
+          "bpftool",
+          "-j",
+          "map",
+          "dump",
+          "pinned",
+          `${n.extraConf.bpffs}/maps/tartan_endpoints`,
+        ]);
+        return (JSON.parse(out) as { key: string[] }[]).map((e) =>
+          e.key.map((b) => Number.parseInt(b, 16)).join("."),
+        );
+      };
+      for (const [i, n] of nodes.entries()) {
+        const ns = await lab.addNamespace(`x${i}`);
+        await n.add(`x${i}`, netnsPath(ns));
+        pods.push({ ns, ip: (await podAddr(lab, ns))!.ip });
+        // ADD put the pod into the datapath at once, before it sent a single packet
+        if (backend === "ebpf-vxlan") expect(await endpointIps(n)).toContain(pods[i]!.ip);
+      }
+      const r = await ping(lab, pods[0]!.ns, pods[1]!.ip, { count: 3 });
+      expect(r.received).toBeGreaterThan(0);
+      const back = await ping(lab, pods[1]!.ns, pods[0]!.ip, { count: 3 });
+      expect(back.received).toBeGreaterThan(0);
+      for (const [i, n] of nodes.entries()) {
+        await n.del(`x${i}`, netnsPath(pods[i]!.ns));
+        if (backend === "ebpf-vxlan") expect(await endpointIps(n)).not.toContain(pods[i]!.ip);
+      }
+      for (const n of nodes) expect(n.reserved()).toEqual([]);
+    }, 90_000);
+  });
 }

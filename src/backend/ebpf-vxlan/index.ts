@@ -16,7 +16,7 @@
 import { CFG_READY, SUBNET_LOCAL, VXLAN_OVERHEAD } from "../../bpf/abi.ts";
 import { tcAttach, tcDetach, tcQuery, xdpDetach } from "../../bpf/attach.ts";
 import { removePinDir } from "../../bpf/pin.ts";
-import { formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
+import { containsIp, formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { errorText, type Logger } from "../../log.ts";
@@ -198,7 +198,13 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       listNeighbours(bridge),
     ]);
     const want = endpointsFrom({ bridge: br, ports, fdb, neighbours }, local?.subnet ?? null);
-    for (const [ip4] of d.endpoints.entries()) if (!want.has(ip4)) d.endpoints.delete(ip4);
+    // Entries the CNI plugin wrote for pods that have not talked yet stay while their veth
+    // is still a port of the bridge and the IP is in our subnet; anything else goes.
+    const portIndexes = new Set(ports.map((p) => p.ifindex));
+    for (const [ip4, v] of d.endpoints.entries()) {
+      const cniKept = portIndexes.has(v.ifindex) && local !== null && containsIp(local.subnet, ip4);
+      if (!want.has(ip4) && !cniKept) d.endpoints.delete(ip4);
+    }
     for (const [ip4, v] of want) {
       const cur = d.endpoints.lookup(ip4);
       if (!cur || cur.ifindex !== v.ifindex || cur.podMac !== v.podMac || cur.gwMac !== v.gwMac)
