@@ -83,6 +83,8 @@ async function tartan(name: ConfigName, backend: string, flags: string[] = []): 
     backends: [backend, backend],
     registry: "sqlite",
     podsPerNode: 1,
+    // identical pod plumbing in every configuration: no per-pod CNI masquerade rules here
+    pods: "manual",
     tag: "b",
     agentFlags: flags,
   });

@@ -7,8 +7,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, type LabProcess, until } from "./netns.ts";
-import { addPod, type Pod } from "./pods.ts";
-import { startAgent, status, tartan, waitReady } from "./tartan.ts";
+import { addPod, addPodViaCni, type Pod } from "./pods.ts";
+import { requireBinary, startAgent, status, tartan, waitReady } from "./tartan.ts";
 
 export interface ClusterNode {
   readonly ns: string;
@@ -30,6 +30,8 @@ export interface ClusterOptions {
   /** Extra agent flags for every node. */
   readonly agentFlags?: readonly string[];
   readonly tag?: string;
+  /** How pods are made: through `tartan cni` and the real bridge/host-local plugins (default), or with plain ip commands. */
+  readonly pods?: "cni" | "manual";
 }
 
 export const EXTERNAL_IP = "198.18.255.1";

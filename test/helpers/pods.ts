@@ -82,3 +82,46 @@ export async function ping(
   const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
   return { sent: m ? Number(m[1]) : count, received: m ? Number(m[2]) : 0, out: r.stdout + r.stderr };
 }
+
+/**
+ * A pod added the way a container runtime adds one: `tartan cni` (CNI_COMMAND=ADD) in
+ * the node's namespace, which reads subnet.env and delegates to the real `bridge` and
+ * `host-local` plugins. State and IPAM files go under the lab's directory.
+ */
+export async function addPodViaCni(
+  lab: Lab,
+  node: { ns: string; index: number },
+  subnetFile: string,
+  opts: { binary: string; bpffs?: string; name?: string },
+): Promise<Pod> {
+  const name = opts.name ?? `p${node.index}x${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const ns = await lab.addNamespace(name);
+  const base = `${lab.dir}/cni-${node.index}`;
+  const conf = {
+    cniVersion: "1.0.0",
+    name: "cbr0",
+    type: "tartan",
+    subnetFile,
+    dataDir: `${base}/flannel`,
+    ipam: { dataDir: `${base}/networks` },
+    delegate: { hairpinMode: true, isDefaultGateway: true },
+    ...(opts.bpffs ? { bpffs: opts.bpffs } : {}),
+  };
+  const env = [
+    "CNI_COMMAND=ADD",
+    `CNI_CONTAINERID=${name}`,
+    `CNI_NETNS=/run/netns/${ns}`,
+    "CNI_IFNAME=eth0",
+    "CNI_PATH=/usr/lib/cni",
+  ];
+  const r = await lab.exec(node.ns, ["env", ...env, opts.binary], JSON.stringify(conf));
+  if (r.code !== 0) throw new Error(`CNI ADD for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
+  const res = JSON.parse(r.stdout) as {
+    ips?: { address: string }[];
+    interfaces?: { name: string; sandbox?: string }[];
+  };
+  const ip = res.ips?.[0]?.address.split("/")[0];
+  const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name ?? "";
+  if (!ip) throw new Error(`CNI ADD for ${name} returned no address: ${r.stdout}`);
+  return { ns, ip, hostVeth };
+}
