@@ -277,9 +277,11 @@ describe.skipIf(!isRoot())("one binary", () => {
       const p = lab.spawn(node.ns, "alone", [
         "sh",
         "-c",
-        `cd / && exec ${join(alone, "tartan")} agent --backend=ebpf-vxlan --iface=eth0 --node-name=alone --registry=${registry} --subnet-file=${join(lab.dir, "s.env")} --bpffs=${bpffs}`,
+        `cd / && exec ${join(alone, "tartan")} agent --backend=ebpf-vxlan --iface=eth0 --node-name=alone --registry=${registry} --subnet-file=${join(lab.dir, "s.env")} --bpffs=${bpffs} --healthz-ip=127.0.0.1 --healthz-port=10256`,
       ]);
       await waitReady(lab, node.ns, p);
+      // flanneld's own health listener, beside the status endpoint
+      expect(await lab.http(node.ns, "/healthz", 10256)).toMatchObject({ status: 200 });
       const s = await status(lab, node.ns);
       expect(s.backend).toBe("ebpf-vxlan");
       expect(s.health.ok).toBe(true);
