@@ -4,21 +4,24 @@
  * with it), host-gw routes, the ip-masq nft table, the CNI plugin's state — and
  * subnet.env only when asked. Safe to run twice: the second run finds nothing.
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import * as v from "valibot";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { errorText, type Logger } from "../log.ts";
 import { removeBatch } from "../net/batch.ts";
-import { listRoutes } from "../net/ip.ts";
-import { removeMasq } from "../net/masq.ts";
+import { deleteLink, listRoutes } from "../net/ip.ts";
+import { removeEmptyNatTable, removeMasq } from "../net/masq.ts";
 import { ValidationError } from "../validation.ts";
 import { type FlagDef, parseFlags } from "./flags.ts";
 import { flagsHelp } from "./help.ts";
 import { DEFAULT_SUBNET_FILE, validateFlags } from "./options.ts";
 
 export const DEFAULT_CNI_DATA_DIR = "/var/lib/cni/flannel";
+export const DEFAULT_CNI_IPAM_DIR = "/var/lib/cni/networks/cbr0";
+export const DEFAULT_CNI_CONF = "/etc/cni/net.d/10-tartan.conflist";
+export const DEFAULT_CNI_BIN = "/opt/cni/bin/tartan";
 
 export const CLEANUP_FLAGS: FlagDef[] = [
   {
@@ -54,6 +57,31 @@ export const CLEANUP_FLAGS: FlagDef[] = [
     default: DEFAULT_CNI_DATA_DIR,
     help: "the CNI plugin's per-container state",
   },
+  {
+    name: "cni-ipam-dir",
+    kind: "string",
+    default: DEFAULT_CNI_IPAM_DIR,
+    help: "host-local's address reservations for the cbr0 network",
+  },
+  {
+    name: "cni-conf-file",
+    kind: "string",
+    default: DEFAULT_CNI_CONF,
+    help: "the conflist the DaemonSet installed",
+  },
+  {
+    name: "cni-bin",
+    kind: "string",
+    default: DEFAULT_CNI_BIN,
+    help: "the plugin binary the DaemonSet installed",
+  },
+  { name: "bridge", kind: "string", default: "cni0", help: "the pod bridge (removed with its address)" },
+  {
+    name: "docker-env",
+    kind: "string",
+    default: "/run/docker_opts.env",
+    help: "Docker options file, removed with --remove-subnet-file",
+  },
   { name: "help", short: "h", kind: "boolean", help: "show this help" },
 ];
 
@@ -77,13 +105,21 @@ const Schema = v.object({
     ),
   ),
   "cni-data-dir": v.optional(v.string(), DEFAULT_CNI_DATA_DIR),
+  "cni-ipam-dir": v.optional(v.string(), DEFAULT_CNI_IPAM_DIR),
+  "cni-conf-file": v.optional(v.string(), DEFAULT_CNI_CONF),
+  "cni-bin": v.optional(v.string(), DEFAULT_CNI_BIN),
+  bridge: v.optional(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,15}$/, "--bridge must be an interface name")),
+    "cni0",
+  ),
+  "docker-env": v.optional(v.string(), "/run/docker_opts.env"),
   help: v.optional(v.boolean(), false),
 });
 
 export function cleanupHelp(): string {
   return flagsHelp(
     "tartan cleanup [flags]",
-    "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their\nroutes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the CNI plugin's state.\nStop the agent first. Safe to run twice.",
+    "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their\nroutes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the pod bridge, the CNI plugin,\nits config and state. Stop the agent and remove the pods first. Safe to run twice.",
     CLEANUP_FLAGS,
   );
 }
@@ -142,19 +178,28 @@ export async function runCleanup(
     return routes.length ? `${routes.length} host-gw route(s) into ${formatCidr(network)}` : null;
   });
   await step("ip-masq table", async () => ((await removeMasq()) ? "nft table ip tartan" : null));
-  await step("CNI state", async () => {
-    const dir = o["cni-data-dir"];
-    if (!existsSync(dir)) return null;
-    const n = readdirSync(dir).length;
-    rmSync(dir, { recursive: true, force: true });
-    return `CNI plugin state ${dir} (${n} container(s))`;
-  });
-  if (o["remove-subnet-file"])
-    await step("subnet file", async () => {
-      if (!existsSync(o["subnet-file"])) return null;
-      rmSync(o["subnet-file"]);
-      return `subnet file ${o["subnet-file"]}`;
+  await step("empty nat table", async () =>
+    (await removeEmptyNatTable()) ? "empty nft table ip nat the bridge plugin's masquerading left" : null,
+  );
+  await step("pod bridge", async () => ((await deleteLink(o.bridge)) ? `pod bridge ${o.bridge}` : null));
+  for (const [what, path] of [
+    ["CNI plugin state", o["cni-data-dir"]],
+    ["CNI address reservations", o["cni-ipam-dir"]],
+    ["CNI config", o["cni-conf-file"]],
+    ["CNI plugin binary", o["cni-bin"]],
+  ] as const)
+    await step(what, async () => {
+      if (!existsSync(path)) return null;
+      rmSync(path, { recursive: true, force: true });
+      return `${what} ${path}`;
     });
+  if (o["remove-subnet-file"])
+    for (const path of [o["subnet-file"], o["docker-env"]])
+      await step(path, async () => {
+        if (!existsSync(path)) return null;
+        rmSync(path);
+        return `file ${path}`;
+      });
 
   if (done.length === 0 && failures === 0) out("nothing to remove: no Tartan state on this node\n");
   for (const d of done) out(`removed ${d}\n`);

@@ -50,3 +50,16 @@ export async function removeMasq(): Promise<boolean> {
   const r = await nft(["delete", "table", "ip", NFT_TABLE]);
   return r.code === 0;
 }
+
+/**
+ * The bridge CNI plugin masquerades through iptables; after the last pod's DEL it leaves
+ * an empty `ip nat` table behind. Removes that table only when it holds no rule at all
+ * (nothing else on the node uses it then). Returns whether it did.
+ */
+export async function removeEmptyNatTable(): Promise<boolean> {
+  const r = await run(["nft", "-j", "list", "table", "ip", "nat"]);
+  if (r.code !== 0) return false;
+  const doc = JSON.parse(r.stdout) as { nftables?: Record<string, unknown>[] };
+  if ((doc.nftables ?? []).some((o) => "rule" in o)) return false;
+  return (await run(["nft", "delete", "table", "ip", "nat"])).code === 0;
+}

@@ -287,12 +287,17 @@ describe.skipIf(!isRoot())("one binary", () => {
       expect(s.health.ok).toBe(true);
       expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_decap_tc")).toBe(true);
       await lab.stop(p);
+      // every path cleanup may remove lives in the lab
+      const cniPaths = ["ipam", "conf", "bin"].map(
+        (k, i) => `--${["cni-ipam-dir", "cni-conf-file", "cni-bin"][i]}=${join(lab.dir, k)}`,
+      );
       const c = await lab.exec(node.ns, [
         join(alone, "tartan"),
         "cleanup",
         `--bpffs=${bpffs}`,
         `--subnet-file=${join(lab.dir, "s.env")}`,
         `--cni-data-dir=${join(lab.dir, "cni")}`,
+        ...cniPaths,
       ]);
       expect(c.code).toBe(0);
       expect(c.stdout).toContain("removed eBPF programs");
@@ -303,6 +308,7 @@ describe.skipIf(!isRoot())("one binary", () => {
         `--bpffs=${bpffs}`,
         `--subnet-file=${join(lab.dir, "s.env")}`,
         `--cni-data-dir=${join(lab.dir, "cni")}`,
+        ...cniPaths,
       ]);
       expect(again.code).toBe(0);
       expect(again.stdout).toContain("nothing to remove");

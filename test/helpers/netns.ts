@@ -122,6 +122,11 @@ export class Lab {
     return ns;
   }
 
+  async deleteNamespace(ns: string): Promise<void> {
+    await must(["ip", "netns", "del", ns]);
+    this.namespaces.splice(this.namespaces.indexOf(ns), 1);
+  }
+
   /** The underlay: one namespace holding bridge br0 that every node's eth0 plugs into. */
   async underlay(): Promise<string> {
     if (this.#underlay) return this.#underlay;

@@ -83,6 +83,31 @@ export async function ping(
   return { sent: m ? Number(m[1]) : count, received: m ? Number(m[2]) : 0, out: r.stdout + r.stderr };
 }
 
+/** The plugin config a runtime would pass (what deploy/cni/10-tartan.conflist says), state under the lab. */
+function cniConf(lab: Lab, node: { index: number }, subnetFile: string, bpffs?: string): string {
+  const base = `${lab.dir}/cni-${node.index}`;
+  return JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "cbr0",
+    type: "tartan",
+    subnetFile,
+    dataDir: `${base}/flannel`,
+    ipam: { dataDir: `${base}/networks` },
+    delegate: { hairpinMode: true, isDefaultGateway: true },
+    ...(bpffs ? { bpffs } : {}),
+  });
+}
+
+function cniEnv(command: string, name: string, ns: string): string[] {
+  return [
+    `CNI_COMMAND=${command}`,
+    `CNI_CONTAINERID=${name}`,
+    `CNI_NETNS=/run/netns/${ns}`,
+    "CNI_IFNAME=eth0",
+    "CNI_PATH=/usr/lib/cni",
+  ];
+}
+
 /**
  * A pod added the way a container runtime adds one: `tartan cni` (CNI_COMMAND=ADD) in
  * the node's namespace, which reads subnet.env and delegates to the real `bridge` and
@@ -96,25 +121,11 @@ export async function addPodViaCni(
 ): Promise<Pod> {
   const name = opts.name ?? `p${node.index}x${Math.floor(Math.random() * 1e6).toString(36)}`;
   const ns = await lab.addNamespace(name);
-  const base = `${lab.dir}/cni-${node.index}`;
-  const conf = {
-    cniVersion: "1.0.0",
-    name: "cbr0",
-    type: "tartan",
-    subnetFile,
-    dataDir: `${base}/flannel`,
-    ipam: { dataDir: `${base}/networks` },
-    delegate: { hairpinMode: true, isDefaultGateway: true },
-    ...(opts.bpffs ? { bpffs: opts.bpffs } : {}),
-  };
-  const env = [
-    "CNI_COMMAND=ADD",
-    `CNI_CONTAINERID=${name}`,
-    `CNI_NETNS=/run/netns/${ns}`,
-    "CNI_IFNAME=eth0",
-    "CNI_PATH=/usr/lib/cni",
-  ];
-  const r = await lab.exec(node.ns, ["env", ...env, opts.binary], JSON.stringify(conf));
+  const r = await lab.exec(
+    node.ns,
+    ["env", ...cniEnv("ADD", name, ns), opts.binary],
+    cniConf(lab, node, subnetFile, opts.bpffs),
+  );
   if (r.code !== 0) throw new Error(`CNI ADD for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
   const res = JSON.parse(r.stdout) as {
     ips?: { address: string }[];
@@ -124,4 +135,22 @@ export async function addPodViaCni(
   const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name ?? "";
   if (!ip) throw new Error(`CNI ADD for ${name} returned no address: ${r.stdout}`);
   return { ns, ip, hostVeth };
+}
+
+/** Removes a pod as the runtime does: CNI DEL (frees its address and rules), then its namespace. */
+export async function removePodViaCni(
+  lab: Lab,
+  node: { ns: string; index: number },
+  subnetFile: string,
+  pod: Pod,
+  opts: { binary: string; bpffs?: string },
+): Promise<void> {
+  const name = pod.ns.slice(lab.prefix.length + 1);
+  const r = await lab.exec(
+    node.ns,
+    ["env", ...cniEnv("DEL", name, pod.ns), opts.binary],
+    cniConf(lab, node, subnetFile, opts.bpffs),
+  );
+  if (r.code !== 0) throw new Error(`CNI DEL for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
+  await lab.deleteNamespace(pod.ns);
 }
