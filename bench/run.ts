@@ -54,6 +54,8 @@ const add = (c: ConfigName, id: string, v: number) => {
 };
 
 const topologies = new Map<ConfigName, Topology>();
+/** round trips behind each latency measurement */
+const rtts: number[] = [];
 const cleanup = async () => {
   for (const t of topologies.values()) await t.close().catch(() => {});
   topologies.clear();
@@ -82,6 +84,7 @@ try {
       const l = await latency(t, seconds);
       add(c, "p50", l.p50us);
       add(c, "p99", l.p99us);
+      rtts.push(l.samples);
     }
   }
   await cleanup();
@@ -115,6 +118,7 @@ Both nodes share this machine's ${cpus().length} cores, so CPU per Gbit counts s
 ${table}
 
 Ratios are plain quotients of the medians: for throughput above 1× is better, for latency and CPU below 1× is better.
+Latency percentiles come from ${rtts.length ? `${Math.min(...rtts).toLocaleString("en")}–${Math.max(...rtts).toLocaleString("en")}` : "no"} round trips per measurement (sockperf ping-pong, 64-byte TCP messages).
 
 ![ratios](results.svg)
 
