@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Lab } from "../test/helpers/netns.ts";
-import { addPod, ping } from "../test/helpers/pods.ts";
+import { addPodViaCni, ping } from "../test/helpers/pods.ts";
 import { TARTAN, startAgent, waitReady } from "../test/helpers/tartan.ts";
 
 const BACKENDS = ["ebpf-vxlan", "vxlan", "host-gw", "alloc"];
@@ -53,7 +53,7 @@ try {
     const bpffs = `/sys/fs/bpf/tartan-demo-${lab.prefix}-node${i + 1}`;
     lab.bpffsDirs.push(bpffs);
     const agent = startAgent(lab, { node, name: `node${i + 1}`, registry, backend, subnetFile, extra: [`--bpffs=${bpffs}`] });
-    nodes.push({ node, subnetFile, agent });
+    nodes.push({ node, subnetFile, agent, bpffs });
     show(`node${i + 1}: namespace ${node.ns}, eth0 ${node.ip}`);
   }
   for (const n of nodes) await waitReady(lab, n.node.ns, n.agent, 8471, 30_000);
@@ -69,10 +69,10 @@ try {
   show(`/readyz  → ${JSON.stringify(await lab.http(nodes[0]!.node.ns, "/readyz"))}`);
 
   if (backend !== "alloc") {
-    step("one pod per node on cni0, addressed from subnet.env");
+    step("one pod per node, added as a container runtime does: tartan cni → bridge + host-local from subnet.env");
     const pods = [];
     for (const [i, n] of nodes.entries()) {
-      const pod = await addPod(lab, n.node, n.subnetFile);
+      const pod = await addPodViaCni(lab, n.node, n.subnetFile, { binary: TARTAN, bpffs: n.bpffs, name: `pod${i + 1}` });
       pods.push(pod);
       show(`pod on node${i + 1}: ${pod.ip}`);
     }
