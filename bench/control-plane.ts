@@ -2,8 +2,10 @@
  * Control-plane figures: N leases appear in the registry at once (one sqlite
  * transaction); how long until the agent has all N programmed — as the agent measured
  * its apply (from delivery to programmed) and end to end (commit to /v1/status saying so,
- * which includes the registry's 100 ms watch poll) — plus the agent's RSS holding them,
- * and the time from agent start to /readyz.
+ * which includes the registry's 100 ms watch poll) — plus the agent's RSS holding them
+ * (split into the binary's file-backed pages and anonymous memory, from
+ * /proc/PID/smaps_rollup), and the time from agent start to /readyz.
+ * bench/CONTROL-PLANE.md has the measurements and where the time and memory go.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -22,6 +24,10 @@ export interface ControlPlaneResult {
   /** registry commit → /v1/status reports all programmed */
   endToEndMs: number;
   rssMiB: number;
+  /** of rssMiB: anonymous memory (JS heap, allocators, JIT code) */
+  rssAnonMiB: number;
+  /** of rssMiB: file-backed pages, nearly all the tartan binary's own code and data */
+  rssFileMiB: number;
   startToReadyMs: number;
 }
 
@@ -45,6 +51,14 @@ function fakeLeases(n: number): { key: string; value: string; ttlMs: number | nu
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** Anonymous and file-backed resident memory (MiB) from smaps_rollup. */
+function rssSplit(pid: number): { anon: number; file: number } {
+  const s = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? Number.NaN);
+  const anon = kb("Anonymous") / 1024;
+  return { anon, file: kb("Rss") / 1024 - anon };
 }
 
 export async function controlPlane(backend: string, n: number): Promise<ControlPlaneResult> {
@@ -93,12 +107,15 @@ export async function controlPlane(backend: string, n: number): Promise<ControlP
     const endToEndMs = performance.now() - committed;
     const applyMs = (await metric("tartan_datapath_last_apply_seconds")) * 1000;
     await Bun.sleep(1000); // let the agent settle (its scan timers run) before reading its size
+    const split = rssSplit(agent.proc.pid);
     return {
       backend,
       leases: n,
       applyMs,
       endToEndMs,
       rssMiB: rssMiB(agent.proc.pid),
+      rssAnonMiB: split.anon,
+      rssFileMiB: split.file,
       startToReadyMs,
     };
   } finally {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * encap.bpf.c - TC encapsulation. For an IPv4 packet whose destination lies in a
- * remote node's subnet (LPM map), builds the VXLAN frame the kernel vxlan driver
+ * remote node's subnet (subnet map), builds the VXLAN frame the kernel vxlan driver
  * would send (outer Ethernet/IPv4/UDP/VXLAN + inner Ethernet to the remote VTEP MAC)
  * with bpf_skb_adjust_room, and sends it straight out of the underlay interface.
  *
@@ -120,7 +120,7 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 	    bpf_ntohs(ip->tot_len) > skb->len - ETH_HLEN)
 		return pass(CNT_ENCAP_PASS_MALFORMED);
 
-	sv = tartan_subnet_of(ip->daddr);
+	sv = tartan_subnet_of(cfg, ip->daddr);
 	if (!sv)
 		return pass(CNT_ENCAP_PASS_UNKNOWN_DST);
 	if (sv->flags & TARTAN_SUBNET_LOCAL)

@@ -14,9 +14,10 @@
 
 #include <linux/types.h>
 
-#define TARTAN_ABI_VERSION 1
+#define TARTAN_ABI_VERSION 2
 
-/* Map sizes. The LPM trie and hashes are not preallocated. */
+/* Map sizes. The subnet and member hashes are preallocated (no kmalloc per insert,
+ * no allocation failure under memory pressure); the endpoint hash is not. */
 #define TARTAN_MAX_SUBNETS   65536
 #define TARTAN_MAX_MEMBERS   65536
 #define TARTAN_MAX_ENDPOINTS 65536
@@ -31,10 +32,15 @@
 /* config.flags */
 #define TARTAN_CFG_READY 0x1 /* config filled in; programs pass everything until set */
 
-/* TARTAN_MAP_SUBNETS: LPM trie, inner destination -> remote node. */
+/*
+ * TARTAN_MAP_SUBNETS: hash, subnet -> remote node. Every lease of a flannel network has
+ * the same prefix length (the config's SubnetLen), so "which subnet holds this
+ * address" is one exact lookup of {subnet_len, addr & subnet_mask} (config below),
+ * not a longest-prefix match: cheaper per packet and per insert than an LPM trie.
+ */
 struct subnet_key {
-	__u32 prefixlen; /* LPM prefix length in bits, 0..32 */
-	__u32 addr_be;   /* subnet address */
+	__u32 prefixlen; /* the subnet's prefix length: config.subnet_len for every entry */
+	__u32 addr_be;   /* subnet address (host bits zero) */
 };
 
 struct subnet_value {
@@ -74,7 +80,9 @@ struct config {
 	__u8 underlay_mac[6]; /* outer Ethernet source (decap: inner destination on pass) */
 	__u8 vtep_mac[6];     /* our VTEP MAC: inner Ethernet source */
 	__u8 ttl;             /* outer IPv4 TTL */
-	__u8 pad[3];
+	__u8 subnet_len;      /* prefix length of every subnet-map key (SubnetLen) */
+	__u8 pad[2];
+	__u32 subnet_mask_be; /* netmask of subnet_len: subnet of an address = addr & mask */
 };
 
 /* Counter ids: index into TARTAN_MAP_COUNTERS (per-CPU __u64). Names in abi.ts. */

@@ -93,7 +93,7 @@ static __always_inline __u32 decap_check(void *data, void *data_end, __u32 pkt_l
 	if (inner->version != 4 || inner->ihl < 5 ||
 	    bpf_ntohs(inner->tot_len) > pkt_len - sizeof(struct vxlan_frame))
 		return CNT_DECAP_DROP_INNER_MALFORMED;
-	sv = tartan_subnet_of(inner->daddr);
+	sv = tartan_subnet_of(cfg, inner->daddr);
 	if (!sv || !(sv->flags & TARTAN_SUBNET_LOCAL))
 		return CNT_DECAP_DROP_NOT_LOCAL;
 	return CNT_MAX;

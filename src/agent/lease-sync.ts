@@ -12,6 +12,19 @@ import { errorText, type Logger } from "../log.ts";
 import type { Registry, RegistryRecord, WatchEvent, WatchHandle } from "../registry/registry.ts";
 import type { AgentMetrics } from "./status.ts";
 
+/** Changes in one apply from which a full GC follows it (see reconcile). */
+const LARGE_BATCH = 1000;
+
+let collecting: ReturnType<typeof setTimeout> | null = null;
+function collectSoon(): void {
+  if (collecting) return;
+  collecting = setTimeout(() => {
+    collecting = null;
+    Bun.gc(true);
+  }, 0);
+  collecting.unref?.();
+}
+
 export interface LeaseSyncOptions {
   readonly registry: Registry;
   readonly config: NetworkConfig;
@@ -139,6 +152,10 @@ export class LeaseSync {
           total: this.programmed.size,
           ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
         });
+        // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
+        // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
+        // heap and the allocators keep their high-water mark until the next GC.
+        if (diff.add.length + diff.update.length + diff.remove.length >= LARGE_BATCH) collectSoon();
       } catch (e) {
         this.synced = false;
         this.#o.metrics.applyErrors++;

@@ -77,7 +77,7 @@ export const LAYOUTS = {
   endpoint_key: { size: 4, fields: { ip_be: [0, 4] } },
   endpoint_value: { size: 16, fields: { ifindex: [0, 4], pod_mac: [4, 6], gw_mac: [10, 6] } },
   config: {
-    size: 36,
+    size: 40,
     fields: {
       flags: [0, 4],
       local_ip_be: [4, 4],
@@ -88,7 +88,9 @@ export const LAYOUTS = {
       underlay_mac: [20, 6],
       vtep_mac: [26, 6],
       ttl: [32, 1],
-      pad: [33, 3],
+      subnet_len: [33, 1],
+      pad: [34, 2],
+      subnet_mask_be: [36, 4],
     },
   },
 } as const satisfies Record<string, Layout>;
@@ -109,9 +111,35 @@ export function macString(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
+const COLON = 58; // ":"
+
+/** Value of one hex digit (char code), or -1. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48; // 0-9
+  const l = c | 0x20; // fold A-F to a-f
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/**
+ * Writes "aa:bb:cc:dd:ee:ff" as 6 bytes without allocating (codecs run once per map
+ * entry: 10,000 leases are 10,000 MACs in one batch); throws on anything else.
+ */
 function putMac(view: DataView, at: number, mac: string): void {
-  const b = macBytes(mac);
-  for (let i = 0; i < 6; i++) view.setUint8(at + i, b[i]!);
+  if (mac.length === 17) {
+    let ok = true;
+    for (let i = 0; i < 6; i++) {
+      const p = i * 3;
+      const hi = hexDigit(mac.charCodeAt(p));
+      const lo = hexDigit(mac.charCodeAt(p + 1));
+      if (hi < 0 || lo < 0 || (i < 5 && mac.charCodeAt(p + 2) !== COLON)) {
+        ok = false;
+        break;
+      }
+      view.setUint8(at + i, (hi << 4) | lo);
+    }
+    if (ok) return;
+  }
+  throw new Error(`not a MAC address: ${mac}`);
 }
 
 function getMac(view: DataView, at: number): string {
@@ -142,31 +170,45 @@ export interface Config {
   readonly underlayMac: string;
   readonly vtepMac: string;
   readonly ttl: number;
+  /** SubnetLen: the prefix length of every subnet-map key (the codec writes its netmask too). */
+  readonly subnetLen: number;
 }
+
+/** The IPv4 netmask of a prefix length, 0..32, as a host-order number. */
+export function prefixMask(len: number): Ip4 {
+  return len <= 0 ? 0 : (0xffffffff << (32 - Math.min(len, 32))) >>> 0;
+}
+
+// offsets resolved once: the subnet codecs run once per lease in a batch
+const SK_PREFIXLEN = off("subnet_key", "prefixlen");
+const SK_ADDR = off("subnet_key", "addr_be");
+const SV_NODE_IP = off("subnet_value", "node_ip_be");
+const SV_VTEP_MAC = off("subnet_value", "vtep_mac");
+const SV_FLAGS = off("subnet_value", "flags");
 
 export const subnetKeyCodec: Codec<SubnetKey> = {
   size: LAYOUTS.subnet_key.size,
   encode: (k, v, o) => {
-    v.setUint32(o + off("subnet_key", "prefixlen"), k.prefixLen, true);
-    v.setUint32(o + off("subnet_key", "addr_be"), k.addr, false);
+    v.setUint32(o + SK_PREFIXLEN, k.prefixLen, true);
+    v.setUint32(o + SK_ADDR, k.addr, false);
   },
   decode: (v, o) => ({
-    prefixLen: v.getUint32(o + off("subnet_key", "prefixlen"), true),
-    addr: v.getUint32(o + off("subnet_key", "addr_be"), false),
+    prefixLen: v.getUint32(o + SK_PREFIXLEN, true),
+    addr: v.getUint32(o + SK_ADDR, false),
   }),
 };
 
 export const subnetValueCodec: Codec<SubnetValue> = {
   size: LAYOUTS.subnet_value.size,
   encode: (s, v, o) => {
-    v.setUint32(o + off("subnet_value", "node_ip_be"), s.nodeIp, false);
-    putMac(v, o + off("subnet_value", "vtep_mac"), s.vtepMac);
-    v.setUint16(o + off("subnet_value", "flags"), s.flags, true);
+    v.setUint32(o + SV_NODE_IP, s.nodeIp, false);
+    putMac(v, o + SV_VTEP_MAC, s.vtepMac);
+    v.setUint16(o + SV_FLAGS, s.flags, true);
   },
   decode: (v, o) => ({
-    nodeIp: v.getUint32(o + off("subnet_value", "node_ip_be"), false),
-    vtepMac: getMac(v, o + off("subnet_value", "vtep_mac")),
-    flags: v.getUint16(o + off("subnet_value", "flags"), true),
+    nodeIp: v.getUint32(o + SV_NODE_IP, false),
+    vtepMac: getMac(v, o + SV_VTEP_MAC),
+    flags: v.getUint16(o + SV_FLAGS, true),
   }),
 };
 
@@ -177,10 +219,12 @@ export const ip4KeyCodec: Codec<Ip4> = {
   decode: (v, o) => v.getUint32(o, false),
 };
 
+const MV_LEASES = off("member_value", "leases");
+
 export const memberValueCodec: Codec<number> = {
   size: LAYOUTS.member_value.size,
-  encode: (n, v, o) => v.setUint32(o + off("member_value", "leases"), n, true),
-  decode: (v, o) => v.getUint32(o + off("member_value", "leases"), true),
+  encode: (n, v, o) => v.setUint32(o + MV_LEASES, n, true),
+  decode: (v, o) => v.getUint32(o + MV_LEASES, true),
 };
 
 export const endpointValueCodec: Codec<EndpointValue> = {
@@ -209,6 +253,8 @@ export const configCodec: Codec<Config> = {
     putMac(v, o + off("config", "underlay_mac"), c.underlayMac);
     putMac(v, o + off("config", "vtep_mac"), c.vtepMac);
     v.setUint8(o + off("config", "ttl"), c.ttl);
+    v.setUint8(o + off("config", "subnet_len"), c.subnetLen);
+    v.setUint32(o + off("config", "subnet_mask_be"), prefixMask(c.subnetLen), false);
   },
   decode: (v, o) => ({
     flags: v.getUint32(o + off("config", "flags"), true),
@@ -220,6 +266,7 @@ export const configCodec: Codec<Config> = {
     underlayMac: getMac(v, o + off("config", "underlay_mac")),
     vtepMac: getMac(v, o + off("config", "vtep_mac")),
     ttl: v.getUint8(o + off("config", "ttl")),
+    subnetLen: v.getUint8(o + off("config", "subnet_len")),
   }),
 };
 

@@ -29,6 +29,7 @@ const LIBBPF_SYMBOLS = {
   bpf_map_delete_elem: { args: [i32, P], returns: i32 },
   bpf_map_get_next_key: { args: [i32, P, P], returns: i32 },
   bpf_map_update_batch: { args: [i32, P, P, P, P], returns: i32 },
+  bpf_map_delete_batch: { args: [i32, P, P, P], returns: i32 },
   bpf_obj_pin: { args: [i32, P], returns: i32 },
   bpf_obj_get: { args: [P], returns: i32 },
   bpf_obj_get_info_by_fd: { args: [i32, P, P], returns: i32 },

@@ -1,7 +1,7 @@
 /**
  * Typed BPF maps over fixed-size codecs (see abi.ts): lookup, update, delete, key
- * iteration, entries and batch update, like cilium/ebpf's Map. Per-CPU maps return
- * one value per possible CPU from `lookupPerCpu`.
+ * iteration, entries, batch update and batch delete, like cilium/ebpf's Map. Per-CPU
+ * maps return one value per possible CPU from `lookupPerCpu`.
  */
 import { BpfError, check, EINVAL, ENOENT, ENOTSUPP, EOPNOTSUPP } from "./errors.ts";
 import { closeFd, lib, possibleCpus } from "./libbpf.ts";
@@ -116,23 +116,50 @@ export class BpfMap<K, V> {
    * where the kernel or map type has no batch op, one update each. Returns the count.
    */
   updateBatch(entries: ReadonlyArray<readonly [K, V]>): number {
-    if (entries.length === 0) return 0;
+    const n = entries.length;
+    if (n === 0) return 0;
     if (this.perCpu) {
       for (const [k, v] of entries) this.update(k, v);
-      return entries.length;
+      return n;
     }
-    const keys = buf(this.key.size * entries.length);
-    const vals = buf(this.value.size * entries.length);
-    entries.forEach(([k, v], i) => {
-      this.key.encode(k, keys.view, i * this.key.size);
-      this.value.encode(v, vals.view, i * this.value.size);
-    });
-    const count = new Uint32Array([entries.length]);
+    const ks = this.key.size;
+    const vs = this.value.size;
+    const keys = buf(ks * n);
+    const vals = buf(vs * n);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      this.key.encode(e[0], keys.view, i * ks);
+      this.value.encode(e[1], vals.view, i * vs);
+    }
+    const count = new Uint32Array([n]);
     const rc = lib().bpf.bpf_map_update_batch(this.fd, keys.bytes, vals.bytes, count, null);
-    if (rc === 0) return entries.length;
+    if (rc === 0) return n;
     if (rc !== -EINVAL && rc !== -ENOTSUPP && rc !== -EOPNOTSUPP) check(`batch update map ${this.name}`, rc);
     for (const [k, v] of entries) this.update(k, v);
-    return entries.length;
+    return n;
+  }
+
+  /**
+   * Deletes many keys with one BPF_MAP_DELETE_BATCH where the map type has it, else one
+   * delete each (also when a key is missing: the batch stops at the first ENOENT).
+   * Returns how many were there.
+   */
+  deleteBatch(keys: readonly K[]): number {
+    const n = keys.length;
+    if (n === 0) return 0;
+    const ks = this.key.size;
+    const b = buf(ks * n);
+    for (let i = 0; i < n; i++) this.key.encode(keys[i]!, b.view, i * ks);
+    const count = new Uint32Array([n]);
+    const rc = lib().bpf.bpf_map_delete_batch(this.fd, b.bytes, count, null);
+    if (rc === 0) return n;
+    if (rc !== -ENOENT && rc !== -EINVAL && rc !== -ENOTSUPP && rc !== -EOPNOTSUPP)
+      check(`batch delete from map ${this.name}`, rc);
+    // count says how many went before the failure; the rest one by one
+    const done = rc === -ENOENT ? Math.min(count[0]!, n) : 0;
+    let deleted = done;
+    for (let i = done; i < n; i++) if (this.delete(keys[i]!)) deleted++;
+    return deleted;
   }
 
   close(): void {

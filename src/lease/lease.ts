@@ -103,24 +103,49 @@ export function decodeLeaseRecord(rec: RegistryRecord, cfg: NetworkConfig): Deco
   } catch {
     return { ok: false, reason: "value is not JSON" };
   }
+  const attrs = plainLeaseAttrs(doc) ?? validatedLeaseAttrs(doc);
+  if (typeof attrs === "string") return { ok: false, reason: attrs };
+  return {
+    ok: true,
+    lease: { subnet, key: cidrToKey(subnet), attrs, expiresAt: rec.expiresAt, revision: rec.revision },
+  };
+}
+
+/** The lease value through the valibot schemas: the attributes, or the issues as text. */
+function validatedLeaseAttrs(doc: unknown): LeaseAttrs | string {
   const r = v.safeParse(LeaseValueSchema, doc);
-  if (!r.success) return { ok: false, reason: issuesText(r.issues) };
+  if (!r.success) return issuesText(r.issues);
   let vxlan: VxlanBackendData | null = null;
   if (r.output.BackendType === "vxlan") {
     const d = v.safeParse(VxlanDataSchema, r.output.BackendData);
-    if (!d.success) return { ok: false, reason: issuesText(d.issues) };
+    if (!d.success) return issuesText(d.issues);
     vxlan = { VNI: d.output.VNI, VtepMAC: d.output.VtepMAC.toLowerCase() };
   }
-  return {
-    ok: true,
-    lease: {
-      subnet,
-      key: cidrToKey(subnet),
-      attrs: { publicIp: parseIp4(r.output.PublicIP)!, backendType: r.output.BackendType, vxlan },
-      expiresAt: rec.expiresAt,
-      revision: rec.revision,
-    },
-  };
+  return { publicIp: parseIp4(r.output.PublicIP)!, backendType: r.output.BackendType, vxlan };
+}
+
+/**
+ * The common case without the schema machinery: a plain flannel lease value that every
+ * rule of LeaseValueSchema and VxlanDataSchema accepts (this check is at least as
+ * strict; anything else, valid or not, goes through the schemas, which also word the
+ * reason). 10,000 leases arrive at once on a large cluster: this keeps their decoding
+ * from allocating a dozen short-lived objects each. Null = not the plain case.
+ */
+function plainLeaseAttrs(doc: unknown): LeaseAttrs | null {
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return null;
+  const o = doc as { PublicIP?: unknown; BackendType?: unknown; BackendData?: unknown };
+  if (typeof o.PublicIP !== "string") return null;
+  const publicIp = parseIp4(o.PublicIP);
+  if (publicIp === null) return null;
+  const backendType = o.BackendType === undefined ? "" : o.BackendType;
+  if (typeof backendType !== "string") return null;
+  if (backendType !== "vxlan") return { publicIp, backendType, vxlan: null };
+  const d = o.BackendData as { VNI?: unknown; VtepMAC?: unknown } | null | undefined;
+  if (typeof d !== "object" || d === null || Array.isArray(d)) return null;
+  const vni = d.VNI;
+  if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) return null;
+  if (typeof d.VtepMAC !== "string" || !MAC_RE.test(d.VtepMAC)) return null;
+  return { publicIp, backendType, vxlan: { VNI: vni, VtepMAC: d.VtepMAC.toLowerCase() } };
 }
 
 /** A set of valid leases must not overlap; returns the subnets of `lease` that clash with `others`. */

@@ -134,6 +134,10 @@ export class SqliteRegistry implements Registry {
       }
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = NORMAL");
+      // 256 KiB of page cache, not sqlite's default 2 MiB: a registry of 10,000 leases is
+      // 2-3 MB and an agent reads the tail of the event log; the default cache stayed
+      // resident in every agent (bench/CONTROL-PLANE.md)
+      db.exec("PRAGMA cache_size = -256");
       if (!ours) {
         db.transaction(() => {
           db.exec("CREATE TABLE IF NOT EXISTS tartan_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");

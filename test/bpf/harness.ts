@@ -188,6 +188,7 @@ export async function setupHarness(): Promise<Harness> {
       underlayMac: FX.underlayMac,
       vtepMac: FX.vtepMac,
       ttl: 64,
+      subnetLen: 24,
     };
     config.update(0, cfg);
     const local = cidr(FX.localSubnet);

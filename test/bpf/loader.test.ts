@@ -145,7 +145,7 @@ describe("maps", () => {
     expect(m.lookup(0x0a000001)).toBeNull();
   });
 
-  test("batch update writes every entry, hash and LPM trie", () => {
+  test("batch update writes every entry, in both hashes", () => {
     const entries = Array.from({ length: 500 }, (_, i) => [(0x0b000000 + i) >>> 0, i + 1] as const);
     expect(h.members.updateBatch(entries)).toBe(500);
     for (const [k, v] of entries) expect(h.members.lookup(k)).toBe(v);
@@ -161,6 +161,28 @@ describe("maps", () => {
     expect(h.subnets.updateBatch(subnets)).toBe(300);
     for (const [k, v] of subnets) expect(h.subnets.lookup(k)).toEqual(v);
     for (const [k] of subnets) h.subnets.delete(k);
+  });
+
+  test("batch delete removes every key, and counts only those that were there", () => {
+    const entries = Array.from({ length: 200 }, (_, i) => [(0x0e000000 + i) >>> 0, 1] as const);
+    h.members.updateBatch(entries);
+    const keys = entries.map(([k]) => k);
+    expect(h.members.deleteBatch(keys.slice(0, 100))).toBe(100);
+    // a missing key in the middle: the kernel stops there; the rest still goes
+    expect(h.members.deleteBatch([keys[150]!, keys[0]!, ...keys.slice(100, 150), ...keys.slice(151)])).toBe(
+      100,
+    );
+    for (const k of keys) expect(h.members.lookup(k)).toBeNull();
+    expect(h.members.deleteBatch([])).toBe(0);
+  });
+
+  test("a MAC that is not aa:bb:cc:dd:ee:ff is refused by the codec", () => {
+    const key = { prefixLen: 24, addr: 0x0c000000 };
+    for (const mac of ["0a:00:00:00:00", "0a-00-00-00-00-02", "0a:00:00:00:00:0g", "0a:00:00:00:00:022"])
+      expect(() => h.subnets.update(key, { nodeIp: 1, vtepMac: mac, flags: 0 })).toThrow("not a MAC address");
+    h.subnets.update(key, { nodeIp: 1, vtepMac: "0A:bC:00:00:00:02", flags: 0 });
+    expect(h.subnets.lookup(key)!.vtepMac).toBe("0a:bc:00:00:00:02");
+    h.subnets.delete(key);
   });
 
   test("per-CPU lookup returns one value per CPU", () => {

@@ -52,7 +52,7 @@ describe("VTEP MAC", () => {
 
 describe("leases → subnet map", () => {
   test("a vxlan lease with our VNI maps its subnet to its node and VTEP MAC", () => {
-    expect(remoteEntry(lease("198.19.2.0/24", {}), 1)).toEqual({
+    expect(remoteEntry(lease("198.19.2.0/24", {}), 1, 24)).toEqual({
       key: { prefixLen: 24, addr: ip("198.19.2.0") },
       value: { nodeIp: ip("198.18.0.2"), vtepMac: "0a:00:00:00:00:02", flags: 0 },
     });
@@ -60,12 +60,18 @@ describe("leases → subnet map", () => {
 
   test("another VNI or a non-vxlan lease is skipped with the reason", () => {
     expect(
-      remoteEntry(lease("198.19.2.0/24", { vxlan: { VNI: 7, VtepMAC: "0a:00:00:00:00:02" } }), 1),
+      remoteEntry(lease("198.19.2.0/24", { vxlan: { VNI: 7, VtepMAC: "0a:00:00:00:00:02" } }), 1, 24),
     ).toEqual({
       skip: "VNI 7 differs from ours (1)",
     });
-    expect(remoteEntry(lease("198.19.2.0/24", { backendType: "host-gw", vxlan: null }), 1)).toEqual({
+    expect(remoteEntry(lease("198.19.2.0/24", { backendType: "host-gw", vxlan: null }), 1, 24)).toEqual({
       skip: "backend type host-gw is not vxlan",
+    });
+  });
+
+  test("a prefix length other than SubnetLen is skipped: the subnet map is an exact-match hash", () => {
+    expect(remoteEntry(lease("198.19.2.0/25", {}), 1, 24)).toEqual({
+      skip: "prefix length /25 differs from the network's SubnetLen /24",
     });
   });
 });

@@ -10,10 +10,11 @@
  * attaches encap to the pod bridge's TC ingress and decap to the underlay (TC ingress,
  * or XDP). Attaching replaces the previous run's programs atomically, so an agent
  * restart drops nothing. apply() writes lease diffs to the subnet and member maps in
- * batches; a timer keeps the endpoint map (local pods) in step with the bridge.
+ * batches (one syscall per map and kind of change: 10,000 leases are two batches);
+ * a timer keeps the endpoint map (local pods) in step with the bridge.
  */
 
-import { CFG_READY, SUBNET_LOCAL, VXLAN_OVERHEAD } from "../../bpf/abi.ts";
+import { CFG_READY, SUBNET_LOCAL, type SubnetKey, type SubnetValue, VXLAN_OVERHEAD } from "../../bpf/abi.ts";
 import { tcAttach, tcDetach, tcQuery, xdpDetach } from "../../bpf/attach.ts";
 import { removePinDir } from "../../bpf/pin.ts";
 import { containsIp, formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
@@ -44,7 +45,6 @@ import {
 import {
   DEFAULT_BRIDGE,
   endpointsFrom,
-  keyString,
   overlayDeviceName,
   overlayPeerName,
   type RemoteEntry,
@@ -73,14 +73,19 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
   const peer = overlayPeerName(vni);
   const bridge = opts.bridge ?? DEFAULT_BRIDGE;
   const decapKind = ctx.decap === "auto" ? "tc" : ctx.decap;
+  /** Every key of the subnet map has this prefix length (the map is an exact-match hash). */
+  const subnetLen = ctx.config.subnetLen;
 
   let dp: Datapath | null = null;
   let decap: DecapAttach | null = null;
   let devIfindex = 0;
   let bridgeIfindex: number | null = null;
   let local: Lease | null = null;
-  /** What the subnet map holds for remote leases, by "a.b.c.d/len". */
-  const programmed = new Map<string, RemoteEntry>();
+  /** What the subnet map holds for remote leases, by subnet address (every key is /subnetLen). */
+  const programmed = new Map<Ip4, SubnetValue>();
+  const keyOf = (addr: Ip4): SubnetKey => ({ prefixLen: subnetLen, addr });
+  /** Local-subnet entries found in adopted maps: setLocal removes those that are not ours. */
+  const adoptedLocal: SubnetKey[] = [];
   /** Leases per member node IP. */
   const members = new Map<Ip4, number>();
   /** Adopted maps may hold leases deleted while no agent ran: the first apply prunes them. */
@@ -154,6 +159,7 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       underlayMac: ext.mac,
       vtepMac,
       ttl,
+      subnetLen,
     });
   }
 
@@ -220,16 +226,18 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
   }
 
   function adoptProgrammed(d: Datapath): void {
+    const stale: SubnetKey[] = [];
     for (const [key, value] of d.subnets.entries()) {
-      if (value.flags & SUBNET_LOCAL) continue;
-      programmed.set(keyString(key), { key, value });
+      // keys of another prefix length (SubnetLen changed) are never looked up: drop them
+      if (key.prefixLen !== subnetLen) stale.push(key);
+      else if (value.flags & SUBNET_LOCAL) adoptedLocal.push(key);
+      else programmed.set(key.addr, value);
+    }
+    if (stale.length > 0) {
+      d.subnets.deleteBatch(stale);
+      log.info("removed subnet entries of another prefix length", { count: stale.length, subnetLen });
     }
     for (const [ip4, n] of d.members.entries()) members.set(ip4, n);
-  }
-
-  function memberDelta(changes: Map<Ip4, number>, ip4: Ip4, by: number): void {
-    members.set(ip4, (members.get(ip4) ?? 0) + by);
-    changes.set(ip4, members.get(ip4)!);
   }
 
   return {
@@ -245,6 +253,7 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       dp = null;
       programmed.clear();
       members.clear();
+      adoptedLocal.length = 0;
       bridgeIfindex = null;
       const d = await loadDatapath(ctx.bpffs, log);
       dp = d;
@@ -279,8 +288,11 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
 
     async setLocal(lease: Lease): Promise<void> {
       const d = need();
+      const key = subnetKeyOf(lease.subnet);
       if (local && local.key !== lease.key) d.subnets.delete(subnetKeyOf(local.subnet));
-      d.subnets.update(subnetKeyOf(lease.subnet), { nodeIp: ext.publicIp, vtepMac, flags: SUBNET_LOCAL });
+      for (const k of adoptedLocal.splice(0))
+        if (k.addr !== key.addr || k.prefixLen !== key.prefixLen) d.subnets.delete(k);
+      d.subnets.update(key, { nodeIp: ext.publicIp, vtepMac, flags: SUBNET_LOCAL });
       local = lease;
       const want = `${formatIp4(lease.subnet.ip)}/32`;
       for (const a of await listAddrs(dev))
@@ -299,56 +311,69 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
     async apply(diff: LeaseDiff): Promise<void> {
       const d = need();
       const t0 = performance.now();
+      // what the subnet map should gain (upserts) and lose (drop: subnet addresses)
       const upserts: RemoteEntry[] = [];
-      const drop = new Set<string>();
-      for (const l of diff.remove) drop.add(keyString(subnetKeyOf(l.subnet)));
-      for (const l of [...diff.add, ...diff.update]) {
-        const r = remoteEntry(l, vni);
-        if ("skip" in r) {
-          log.warn("lease cannot be reached over VXLAN from this node; skipped", {
-            subnet: l.key,
-            reason: r.skip,
-          });
-          drop.add(keyString(subnetKeyOf(l.subnet)));
-        } else {
-          upserts.push(r);
-          drop.delete(keyString(r.key));
+      const drop = new Set<Ip4>();
+      for (const l of diff.remove) drop.add(l.subnet.ip);
+      for (const list of [diff.add, diff.update])
+        for (const l of list) {
+          const r = remoteEntry(l, vni, subnetLen);
+          if ("skip" in r) {
+            log.warn("lease cannot be reached over VXLAN from this node; skipped", {
+              subnet: l.key,
+              reason: r.skip,
+            });
+            drop.add(l.subnet.ip);
+          } else {
+            upserts.push(r);
+            drop.delete(r.key.addr);
+          }
         }
-      }
       if (pruneOnNextApply) {
-        const keep = new Set(upserts.map((r) => keyString(r.key)));
+        const keep = new Set(upserts.map((r) => r.key.addr));
         for (const k of programmed.keys()) if (!keep.has(k)) drop.add(k);
-        pruneOnNextApply = false;
       }
-      const memberChanges = new Map<Ip4, number>();
+      // member counts after this diff, computed before any write; committed after
+      const next = new Map<Ip4, number>();
+      const count = (ip4: Ip4, by: number) => next.set(ip4, (next.get(ip4) ?? members.get(ip4) ?? 0) + by);
+      const writes: Array<readonly [SubnetKey, SubnetValue]> = [];
       for (const r of upserts) {
-        const k = keyString(r.key);
-        const old = programmed.get(k);
-        if (old && old.value.nodeIp === r.value.nodeIp) continue;
-        if (old) memberDelta(memberChanges, old.value.nodeIp, -1);
-        memberDelta(memberChanges, r.value.nodeIp, +1);
+        const old = programmed.get(r.key.addr);
+        if (old && sameValue(old, r.value)) continue; // already in the map as wanted
+        if (old?.nodeIp !== r.value.nodeIp) {
+          if (old) count(old.nodeIp, -1);
+          count(r.value.nodeIp, +1);
+        }
+        writes.push([r.key, r.value]);
       }
-      // members first: a node is accepted before we start sending to it
-      const addMembers = [...memberChanges].filter(([, n]) => n > 0);
-      d.members.updateBatch(addMembers);
-      d.subnets.updateBatch(upserts.map((r) => [r.key, r.value] as const));
-      for (const r of upserts) programmed.set(keyString(r.key), r);
-      for (const k of drop) {
-        const old = programmed.get(k);
+      const removed: Ip4[] = [];
+      for (const addr of drop) {
+        const old = programmed.get(addr);
         if (!old) continue;
-        d.subnets.delete(old.key);
-        programmed.delete(k);
-        memberDelta(memberChanges, old.value.nodeIp, -1);
+        removed.push(addr);
+        count(old.nodeIp, -1);
       }
-      for (const [ip4, n] of memberChanges) {
-        if (n <= 0) {
-          d.members.delete(ip4);
-          members.delete(ip4);
-        } else d.members.update(ip4, n);
+      const memberUp: Array<readonly [Ip4, number]> = [];
+      const memberGone: Ip4[] = [];
+      for (const [ip4, n] of next) {
+        if (n > 0) memberUp.push([ip4, n]);
+        else if (members.has(ip4)) memberGone.push(ip4);
       }
+      // members first: a node is accepted before we start sending to it; removed last
+      d.members.updateBatch(memberUp);
+      d.subnets.updateBatch(writes);
+      for (const [k, v] of writes) programmed.set(k.addr, v);
+      d.subnets.deleteBatch(removed.map(keyOf));
+      for (const addr of removed) programmed.delete(addr);
+      d.members.deleteBatch(memberGone);
+      for (const [ip4, n] of next) {
+        if (n > 0) members.set(ip4, n);
+        else members.delete(ip4);
+      }
+      pruneOnNextApply = false;
       log.debug("maps updated", {
-        upserts: upserts.length,
-        removed: drop.size,
+        upserts: writes.length,
+        removed: removed.length,
         subnets: programmed.size,
         members: members.size,
         ms: Math.round((performance.now() - t0) * 10) / 10,
@@ -383,6 +408,10 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       dp = null;
     },
   };
+}
+
+function sameValue(a: SubnetValue, b: SubnetValue): boolean {
+  return a.nodeIp === b.nodeIp && a.vtepMac === b.vtepMac && a.flags === b.flags;
 }
 
 export interface CleanupOptions {

@@ -39,21 +39,20 @@ export function subnetKeyOf(c: Cidr): SubnetKey {
   return { prefixLen: c.len, addr: c.ip };
 }
 
-export function keyString(k: SubnetKey): string {
-  return `${formatIp4(k.addr)}/${k.prefixLen}`;
-}
-
 export type RemoteEntry = { key: SubnetKey; value: SubnetValue };
 
 /**
  * The subnet-map entry for a remote lease, or the reason it cannot be reached over
- * VXLAN from here (no VTEP MAC, another VNI).
+ * VXLAN from here (no VTEP MAC, another VNI, or a prefix length other than the
+ * network's SubnetLen: the map is an exact-match hash on {SubnetLen, addr & mask}).
  */
-export function remoteEntry(lease: Lease, vni: number): RemoteEntry | { skip: string } {
+export function remoteEntry(lease: Lease, vni: number, subnetLen: number): RemoteEntry | { skip: string } {
   const vx = lease.attrs.vxlan;
   if (lease.attrs.backendType !== "vxlan" || !vx)
     return { skip: `backend type ${lease.attrs.backendType || "none"} is not vxlan` };
   if (vx.VNI !== vni) return { skip: `VNI ${vx.VNI} differs from ours (${vni})` };
+  if (lease.subnet.len !== subnetLen)
+    return { skip: `prefix length /${lease.subnet.len} differs from the network's SubnetLen /${subnetLen}` };
   return {
     key: subnetKeyOf(lease.subnet),
     value: { nodeIp: lease.attrs.publicIp, vtepMac: vx.VtepMAC, flags: 0 },
