@@ -1,14 +1,19 @@
 /**
- * Reads bun's JUnit report and prints the plain line CI reads: "N passed, N failed"
- * (", N skipped" when any were). Exits 1 when the report is missing or unreadable.
+ * Reads bun's JUnit reports and prints the plain line CI reads: "N passed, N failed"
+ * (", N skipped" when any were), summed over every report given. Exits 1 when a report
+ * is missing or holds no test case.
  */
-const path = process.argv[2] ?? ".test-report/junit.xml";
-const file = Bun.file(path);
-if (!(await file.exists())) {
-  console.error(`junit-summary: no report at ${path} (the test run did not finish)`);
-  process.exit(1);
+const paths = process.argv.slice(2);
+if (paths.length === 0) paths.push(".test-report/junit.xml");
+let xml = "";
+for (const path of paths) {
+  const file = Bun.file(path);
+  if (!(await file.exists())) {
+    console.error(`junit-summary: no report at ${path} (the test run did not finish)`);
+    process.exit(1);
+  }
+  xml += await file.text();
 }
-const xml = await file.text();
 let passed = 0;
 let failed = 0;
 let skipped = 0;
@@ -20,7 +25,7 @@ for (const m of xml.matchAll(/<testcase\b[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g))
   else passed++;
 }
 if (passed + failed + skipped === 0) {
-  console.error(`junit-summary: ${path} holds no test cases`);
+  console.error(`junit-summary: ${paths.join(", ")} hold no test cases`);
   process.exit(1);
 }
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);

@@ -4,14 +4,15 @@
  * lease into the datapath, and serves the status endpoint. SIGTERM/SIGINT stop it and
  * leave the datapath in place, so a restart does not cut traffic.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Server } from "bun";
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/index.ts";
 import type { AgentOptions } from "../cli/options.ts";
-import { formatCidr, formatIp4 } from "../config/cidr.ts";
+import { cidrToKey, formatCidr, formatIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
-import { readSubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
+import { readSubnetEnv, writeFileAtomic, writeSubnetEnv } from "../config/subnet-env.ts";
 import { doctorInputFromAgent, runChecks } from "../doctor/command.ts";
 import { LatestDoctor } from "../doctor/latest.ts";
 import { createApp } from "../http/app.ts";
@@ -127,6 +128,10 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
       `--subnet-file=${o.subnetFile} is corrupt (${prev.reason}); fix it or delete it (tartan then picks a subnet again)`,
     );
 
+  // What this node held before (survives reboots, unlike /run/flannel/subnet.env).
+  const stateFile = join(o.stateDir, `${o.nodeName}.lease`);
+  const heldBefore = existsSync(stateFile) ? readFileSync(stateFile, "utf8").trim() || null : null;
+
   const registry = await openRegistry(o.registry, log);
   const onRegistryError = (e: unknown) => {
     registryState = "degraded";
@@ -138,7 +143,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     registryError = null;
   };
 
-  const status = async (): Promise<AgentStatus> => {
+  const status = async (opts: { leases?: boolean } = {}): Promise<AgentStatus> => {
     const own = keeper?.lease ?? null;
     const health: string[] = [];
     const ready: string[] = [];
@@ -155,16 +160,26 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     if (!sync?.synced) ready.push("datapath not yet in sync with the registry");
     if (registryState !== "ok")
       ready.push(`registry ${registryState}${registryError ? `: ${registryError}` : ""}`);
-    const leases: LeaseView[] = [...(sync?.leases.values() ?? [])].map((l) => ({
-      subnet: formatCidr(l.subnet),
-      publicIp: formatIp4(l.attrs.publicIp),
-      backendType: l.attrs.backendType,
-      vni: l.attrs.vxlan?.VNI ?? null,
-      vtepMac: l.attrs.vxlan?.VtepMAC ?? null,
-      expiresAt: l.expiresAt === null ? null : new Date(l.expiresAt).toISOString(),
-      own: l.key === own?.key,
-      programmed: l.key === own?.key ? localSet : (sync?.programmed.has(l.key) ?? false),
-    }));
+    const ownKey = own?.key;
+    const leases: LeaseView[] =
+      opts.leases === false
+        ? []
+        : [...(sync?.leases.values() ?? [])].map((l) => ({
+            subnet: formatCidr(l.subnet),
+            publicIp: formatIp4(l.attrs.publicIp),
+            backendType: l.attrs.backendType,
+            vni: l.attrs.vxlan?.VNI ?? null,
+            vtepMac: l.attrs.vxlan?.VtepMAC ?? null,
+            expiresAt: l.expiresAt === null ? null : new Date(l.expiresAt).toISOString(),
+            own: l.key === ownKey,
+            programmed: l.key === ownKey ? localSet : (sync?.programmed.has(l.key) ?? false),
+          }));
+    const counts = {
+      leases: sync?.leases.size ?? 0,
+      programmed: sync
+        ? [...sync.programmed.keys()].filter((k) => k !== ownKey && sync?.leases.has(k)).length
+        : 0,
+    };
     const renewAt = keeper?.renewAt ?? null;
     return {
       node: o.nodeName,
@@ -188,6 +203,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
         : null,
       subnetFile: { path: o.subnetFile, written: subnetWritten },
       leases,
+      counts,
       health: { ok: health.length === 0, reasons: health },
       ready: { ok: ready.length === 0, reasons: ready },
       counters: backend ? await backend.counters().catch(() => ({})) : {},
@@ -328,6 +344,11 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
       ttlMs: o.leaseTtlMs,
       renewMarginMs: o.renewMarginMs,
       previous: prev.kind === "ok" && prev.env.network.ip === cfg.network.ip ? prev.env.subnet : null,
+      owned: new Set([
+        ...(prev.kind === "ok" ? [cidrToKey(prev.env.subnet)] : []),
+        ...(heldBefore ? [heldBefore] : []),
+      ]),
+      stateFile,
       log,
       metrics,
       onRegistryError,

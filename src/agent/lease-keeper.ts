@@ -19,6 +19,14 @@ export interface LeaseKeeperOptions {
   readonly ttlMs: number;
   readonly renewMarginMs: number;
   readonly previous: Cidr | null;
+  /**
+   * Subnet keys this node knows it held (its subnet.env, its state file). A lease that
+   * carries our PublicIP but is not among them may belong to another live node with the
+   * same PublicIP: it is refused, not shared.
+   */
+  readonly owned: ReadonlySet<string>;
+  /** Where the node's record lives, for the error message. */
+  readonly stateFile: string;
   readonly log: Logger;
   readonly metrics: AgentMetrics;
   /** Registry reachable again / failing, for health reporting. */
@@ -30,17 +38,36 @@ export interface LeaseKeeperOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A lease carries our PublicIP, but nothing on this node says we held it. */
+export class LeaseConflictError extends Error {
+  override name = "LeaseConflictError";
+  constructor(lease: Lease, publicIp: number, stateFile: string) {
+    const until =
+      lease.expiresAt === null
+        ? "never expires (a reservation)"
+        : `expires ${new Date(lease.expiresAt).toISOString()}`;
+    super(
+      `lease ${lease.key} carries our public IP ${formatIp4(publicIp)}, but this node has no record of holding it ` +
+        `(neither its subnet file nor ${stateFile} names it): another node may use the same public IP, and sharing ` +
+        `its subnet would break both. Give this node its own --public-ip; or, if this node really owned that lease and ` +
+        `its state was wiped, delete the lease (tartan leases delete ${lease.key}) — it ${until}`,
+    );
+  }
+}
+
 export class LeaseKeeper {
   #lease: Lease | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
   #reacquiring = false;
   readonly #o: LeaseKeeperOptions;
+  readonly #owned: Set<string>;
   /** Renew this long before expiry: the flag, capped at half the TTL so short TTLs still work. */
   readonly marginMs: number;
 
   constructor(o: LeaseKeeperOptions) {
     this.#o = o;
+    this.#owned = new Set(o.owned);
     this.marginMs = Math.min(o.renewMarginMs, Math.floor(o.ttlMs / 2));
   }
 
@@ -70,6 +97,8 @@ export class LeaseKeeper {
         const choice = chooseSubnet({ config, leases, publicIp: attrs.publicIp, previous, exclude });
         let rec: RegistryRecord | null;
         if (choice.kind === "full") throw new NoFreeSubnetError(config, choice.capacity);
+        if (choice.kind === "reuse" && !this.#owned.has(choice.lease.key))
+          throw new LeaseConflictError(choice.lease, attrs.publicIp, this.#o.stateFile);
         if (choice.kind === "reuse") {
           rec = await registry.renew(
             choice.lease.key,
@@ -99,11 +128,12 @@ export class LeaseKeeper {
         const d = decodeLeaseRecord(rec, config);
         if (!d.ok) throw new Error(`registry returned an invalid lease for ${rec.key}: ${d.reason}`);
         this.#lease = d.lease;
+        this.#owned.add(d.lease.key);
         this.#o.metrics.acquisitions++;
         this.#schedule();
         return d.lease;
       } catch (e) {
-        if (e instanceof NoFreeSubnetError) throw e;
+        if (e instanceof NoFreeSubnetError || e instanceof LeaseConflictError) throw e;
         this.#o.metrics.registryErrors++;
         this.#o.onRegistryError(e);
         log.warn("lease acquisition failed, retrying", { error: errorText(e), retryInMs: backoff });

@@ -4,7 +4,7 @@ import { envName } from "./flags.ts";
 
 export const COMMANDS: { name: string; summary: string }[] = [
   { name: "agent", summary: "run the node agent: lease a subnet, program the datapath, serve /healthz" },
-  { name: "leases", summary: "list the leases in the registry" },
+  { name: "leases [delete SUBNET]", summary: "list the leases in the registry, or delete one" },
   { name: "config get", summary: "print the network config stored in the registry" },
   {
     name: "config set FILE",

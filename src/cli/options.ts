@@ -4,6 +4,7 @@
  * the value and what is allowed.
  */
 import { hostname } from "node:os";
+import { dirname } from "node:path";
 import * as v from "valibot";
 import type { DecapMode } from "../backend/backend.ts";
 import { type Ip4, parseIp4 } from "../config/cidr.ts";
@@ -16,6 +17,7 @@ export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
 export const DEFAULT_SQLITE_PATH = "/var/lib/tartan/registry.db";
 export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 export const DEFAULT_HTTP = "127.0.0.1:8471";
+export const DEFAULT_STATE_DIR = "/var/lib/tartan";
 export const DECAP_MODES = ["auto", "xdp", "tc"] as const;
 
 export type RegistryOptions =
@@ -58,6 +60,8 @@ export interface AgentOptions extends CommonOptions {
   readonly leaseTtlMs: number;
   readonly bpffs: string;
   readonly decap: DecapMode;
+  /** Where the node remembers which subnet it holds (survives reboots, unlike /run). */
+  readonly stateDir: string;
 }
 
 // ---- flag definitions ---------------------------------------------------------------
@@ -189,6 +193,11 @@ export const AGENT_FLAGS: FlagDef[] = [
     kind: "string",
     default: "auto",
     help: `ebpf-vxlan decapsulation hook: ${DECAP_MODES.join("|")}`,
+  },
+  {
+    name: "state-dir",
+    kind: "string",
+    help: "where this node records the subnet it holds, so a reboot keeps it (default: the sqlite registry's directory, or /var/lib/tartan)",
   },
 ];
 
@@ -338,6 +347,7 @@ const AgentSchema = v.object({
   ),
   bpffs: v.optional(v.pipe(v.string(), v.regex(/^\//, "--bpffs must be an absolute path"))),
   decap: v.optional(v.picklist(DECAP_MODES, `--decap must be one of ${DECAP_MODES.join(", ")}`), "auto"),
+  "state-dir": v.optional(v.pipe(v.string(), v.regex(/^\//, "--state-dir must be an absolute path"))),
   help: v.optional(v.boolean()),
 });
 
@@ -389,12 +399,13 @@ export function parseAgentOptions(
     throw new ValidationError(`tartan agent takes no arguments (got ${JSON.stringify(positionals[0])})`);
   const o = validateFlags(AgentSchema, flags);
   const nodeName = o["node-name"] ?? hostname().split(".")[0] ?? "node";
+  const registry = registryOptions(o);
   return {
     help: o.help ?? false,
     fromEnv,
     logLevel: o["log-level"],
     logFormat: o["log-format"],
-    registry: registryOptions(o),
+    registry,
     netConfigPath: o["net-config-path"] ?? null,
     backend: o.backend ?? null,
     ifaces: o.iface,
@@ -413,6 +424,7 @@ export function parseAgentOptions(
     leaseTtlMs: o["lease-ttl"],
     bpffs: o.bpffs ?? `/sys/fs/bpf/tartan/${nodeName}`,
     decap: o.decap,
+    stateDir: o["state-dir"] ?? (registry.kind === "sqlite" ? dirname(registry.path) : DEFAULT_STATE_DIR),
   };
 }
 

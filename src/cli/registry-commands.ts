@@ -3,7 +3,7 @@
  * registry directly (sqlite file or etcd), with flannel's validation.
  */
 import { readFileSync } from "node:fs";
-import { formatCidr, formatIp4 } from "../config/cidr.ts";
+import { cidrToKey, formatCidr, formatIp4, keyToCidr, parseCidr } from "../config/cidr.ts";
 import { parseNetworkConfig } from "../config/network.ts";
 import { decodeLeaseRecord } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
@@ -37,6 +37,30 @@ export async function runLeases(argv: readonly string[], log: Logger, out: Out):
   if (o.help) {
     out(`${leasesHelp()}\n`);
     return 0;
+  }
+  const [verb, arg, ...extra] = o.positionals;
+  if (verb !== undefined && verb !== "delete")
+    throw new ValidationError(
+      `tartan leases ${verb}: unknown action; use "tartan leases" or "tartan leases delete SUBNET"`,
+    );
+  if (verb === "delete") {
+    const subnet = arg === undefined ? null : (keyToCidr(arg) ?? parseCidr(arg));
+    if (!subnet || extra.length > 0)
+      throw new ValidationError(
+        `tartan leases delete needs one SUBNET like 10.244.3.0/24 or 10.244.3.0-24 (got ${JSON.stringify(arg ?? "")})`,
+      );
+    const reg = await openRegistry(o.registry, log);
+    try {
+      const key = cidrToKey(subnet);
+      if (!(await reg.delete(key))) {
+        log.error("no such lease", { subnet: key, registry: reg.description });
+        return 1;
+      }
+      out(`deleted lease ${formatCidr(subnet)} from ${reg.description}\n`);
+      return 0;
+    } finally {
+      await reg.close();
+    }
   }
   const reg = await openRegistry(o.registry, log);
   try {

@@ -9,7 +9,8 @@ import type { DoctorReport } from "../doctor/report.ts";
 
 export interface AppDeps {
   /** A fresh status snapshot (health checks included). */
-  status(): Promise<AgentStatus>;
+  /** A status snapshot; `leases: false` leaves the per-lease list out (counts stay). */
+  status(opts?: { leases?: boolean }): Promise<AgentStatus>;
   /** The effective configuration with secrets redacted. */
   config(): Record<string, unknown>;
   /** The latest `tartan doctor` report (runs the checks if none has finished yet). */
@@ -29,7 +30,7 @@ const ROUTES = [
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.get("/healthz", async (c) => {
-    const s = await deps.status();
+    const s = await deps.status({ leases: false });
     const body = {
       status: s.health.ok ? "ok" : "unhealthy",
       reasons: s.health.reasons,
@@ -38,7 +39,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(body, s.health.ok ? 200 : 503);
   });
   app.get("/readyz", async (c) => {
-    const s = await deps.status();
+    const s = await deps.status({ leases: false });
     return c.json(
       { status: s.ready.ok ? "ready" : "not ready", reasons: s.ready.reasons },
       s.ready.ok ? 200 : 503,
@@ -55,7 +56,7 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(await deps.doctor());
   });
   app.get("/metrics", async (c) => {
-    const s = await deps.status();
+    const s = await deps.status({ leases: false });
     return c.text(formatMetrics(s), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   });
   for (const path of ROUTES) {

@@ -44,7 +44,8 @@ export interface BackoffPolicy {
   readonly maxMs: number;
 }
 
-const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 100, maxMs: 5000 };
+// capped at 1 s: after an outage the watch (and readiness) comes back within about a second
+const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 100, maxMs: 1000 };
 
 type SessionEnd = { kind: "stopped" } | { kind: "resync"; why: string } | { kind: "failed"; err: Error };
 

@@ -44,6 +44,8 @@ export function startAgent(lab: Lab, s: AgentSpec): LabProcess {
     `--node-name=${s.name}`,
     `--subnet-file=${s.subnetFile}`,
     `--http=127.0.0.1:${s.httpPort ?? 8471}`,
+    // the node's lease record stays in the lab, whatever the registry
+    `--state-dir=${lab.dir}/state`,
     ...(s.extra ?? []),
   ]);
 }

@@ -19,6 +19,10 @@ describe("agent flags", () => {
     expect(o.decap).toBe("auto");
     expect(o.healthz).toBeNull();
     expect(o.ipMasq).toBe(false);
+    expect(o.stateDir).toBe("/var/lib/tartan");
+    expect(agent(["--etcd-endpoints=http://127.0.0.1:2379"]).stateDir).toBe("/var/lib/tartan");
+    expect(agent(["--registry=sqlite:/srv/t/r.db"]).stateDir).toBe("/srv/t");
+    expect(agent(["--state-dir=/x"]).stateDir).toBe("/x");
   });
   test("Go-style single-dash flags and repeatable --iface", () => {
     const o = agent([
@@ -115,6 +119,7 @@ describe("every bad flag is one line naming the flag, the value and what is allo
     [["--log-format=xml"], /^--log-format=xml: must be one of logfmt, json$/],
     [["--node-name=a b"], /^--node-name=a b: must be 1-63 letters/],
     [["--bpffs=relative"], /^--bpffs=relative: must be an absolute path/],
+    [["--state-dir=rel"], /^--state-dir=rel: must be an absolute path/],
     [
       ["--etcd-endpointz=x"],
       /^unknown flag --etcd-endpointz for "tartan agent"; did you mean --etcd-endpoints\?/,

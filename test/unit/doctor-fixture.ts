@@ -110,6 +110,7 @@ function agentStatus(): AgentStatus {
     },
     subnetFile: { path: "/run/flannel/subnet.env", written: true },
     leases: [],
+    counts: { leases: 0, programmed: 0 },
     health: { ok: true, reasons: [] },
     ready: { ok: true, reasons: [] },
     counters: {},

@@ -34,6 +34,7 @@ function status(over: Partial<AgentStatus> = {}): AgentStatus {
         programmed: true,
       },
     ],
+    counts: { leases: 2, programmed: 1 },
     health: { ok: true, reasons: [] },
     ready: { ok: true, reasons: [] },
     counters: { encap_ok: 10, decap_ok: 7 },

@@ -14,9 +14,17 @@
  * a timer keeps the endpoint map (local pods) in step with the bridge.
  */
 
-import { CFG_READY, SUBNET_LOCAL, type SubnetKey, type SubnetValue, VXLAN_OVERHEAD } from "../../bpf/abi.ts";
+import { existsSync } from "node:fs";
+import {
+  CFG_READY,
+  MAPS,
+  SUBNET_LOCAL,
+  type SubnetKey,
+  type SubnetValue,
+  VXLAN_OVERHEAD,
+} from "../../bpf/abi.ts";
 import { tcAttach, tcDetach, tcQuery, xdpDetach } from "../../bpf/attach.ts";
-import { removePinDir } from "../../bpf/pin.ts";
+import { pinFd, removePinDir } from "../../bpf/pin.ts";
 import { containsIp, formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
@@ -39,6 +47,7 @@ import {
   type DecapAttach,
   decapAttached,
   loadDatapath,
+  mapPinDir,
   ourTc,
   ourXdp,
 } from "./datapath.ts";
@@ -182,10 +191,24 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
     if (fwd !== null) log.info("enabled IPv4 forwarding (pods are routed through this node)", { from: fwd });
   }
 
+  /**
+   * A restarted agent adopts the live maps through their pins; a pin removed by hand would
+   * make that restart start empty. The live maps are still held here: pin them again.
+   */
+  function repairPins(d: Datapath): void {
+    for (const m of [d.subnets, d.members, d.endpoints, d.config, d.counters]) {
+      const pin = `${mapPinDir(ctx.bpffs)}/${m.name}`;
+      if (existsSync(pin)) continue;
+      pinFd(m.fd, pin);
+      log.warn("a pinned map was removed; pinned the live map again", { pin });
+    }
+  }
+
   /** Re-attaches encap to the bridge when it (re)appears, and syncs the endpoint map. */
   async function scanBridgeOnce(): Promise<void> {
     const d = dp;
     if (!d) return;
+    repairPins(d);
     const br = await getLink(bridge);
     if (!br) {
       bridgeIfindex = null;
@@ -386,6 +409,7 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
         return { ok: false, reason: `decap program not attached to ${ext.name}` };
       if (tcQuery(devIfindex, dev, "egress") === null)
         return { ok: false, reason: `encap program not attached to ${dev}` };
+
       if (local) {
         const net = formatCidr(ctx.config.network);
         const routes = await listRoutes({ dev }).catch(() => []);
