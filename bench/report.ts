@@ -142,3 +142,26 @@ export function svgChart(configs: readonly ConfigName[], samples: Samples): stri
   parts.push("</svg>");
   return parts.join("\n");
 }
+
+/** Issue 7's targets, judged from this run's medians (a measurement, never a test assertion). */
+export function targetsTable(samples: Samples, cp: readonly ControlPlaneResult[]): string {
+  const med = (c: ConfigName, id: string) => summarize(samples.get(c)?.get(id) ?? []).median;
+  const rows: string[] = [];
+  const row = (what: string, value: number, cmp: "ge" | "le", goal: number, unit = "×") => {
+    const met = Number.isFinite(value) ? (cmp === "ge" ? value >= goal : value <= goal) : null;
+    rows.push(
+      `| ${what} | ${cmp === "ge" ? "≥" : "≤"} ${goal}${unit} | ${fmt(value)}${unit} | ${met === null ? "not measured" : met ? "met" : "**missed**"} |`,
+    );
+  };
+  const r = (c: ConfigName, ref: ConfigName, id: string) => ratio(med(c, id), med(ref, id));
+  row("ebpf-vxlan UDP 64 B rate ÷ reference-vxlan", r("tartan-ebpf", "reference-vxlan", "udp64"), "ge", 1.5);
+  row("ebpf-vxlan UDP 64 B rate ÷ host-gw", r("tartan-ebpf", "host-gw", "udp64"), "ge", 1.0);
+  row("ebpf-vxlan TCP 1 stream ÷ reference-vxlan", r("tartan-ebpf", "reference-vxlan", "tcp1"), "ge", 1.1);
+  row("ebpf-vxlan TCP 1 stream ÷ host-gw", r("tartan-ebpf", "host-gw", "tcp1"), "ge", 0.95);
+  row("ebpf-vxlan latency p50 ÷ reference-vxlan", r("tartan-ebpf", "reference-vxlan", "p50"), "le", 0.7);
+  row("ebpf-vxlan latency p50 ÷ host-gw", r("tartan-ebpf", "host-gw", "p50"), "le", 1.0);
+  const big = cp.find((x) => x.backend === "ebpf-vxlan" && x.leases === 10_000);
+  row("10,000 leases programmed by ebpf-vxlan after delivery", big?.applyMs ?? Number.NaN, "le", 50, " ms");
+  row("agent RSS with 10,000 leases (ebpf-vxlan)", big?.rssMiB ?? Number.NaN, "le", 64, " MiB");
+  return ["| target (issue 7) | goal | this run | |", "|---|---|---|---|", ...rows].join("\n");
+}
