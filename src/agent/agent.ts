@@ -413,8 +413,13 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
       programmed: sync.programmed.size,
     });
   } catch (e) {
+    // a signal while still starting (waiting for config or a lease) is a clean stop
+    const asked = stopping;
     phase = "failed";
     await shutdown("error");
+    process.off("SIGTERM", onSig);
+    process.off("SIGINT", onSig);
+    if (asked) return 0;
     throw e;
   }
   const code = await done;

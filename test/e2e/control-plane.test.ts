@@ -317,3 +317,26 @@ describe.skipIf(!isRoot())("one binary", () => {
     }
   }, 60_000);
 });
+
+describe.skipIf(!isRoot())("stopping while starting", () => {
+  test("SIGTERM while waiting for a network config exits 0 and leaves nothing half-done", async () => {
+    const lab = new Lab("stw");
+    try {
+      const node = await lab.addNode();
+      const p = startAgent(lab, {
+        node,
+        name: "waiting",
+        registry: `sqlite:${join(lab.dir, "empty.db")}`,
+        subnetFile: join(lab.dir, "s.env"),
+      });
+      await until(
+        async () => (await lab.http(node.ns, "/readyz")).body.includes("waiting for the network config"),
+        "the agent to wait for a config",
+      );
+      expect(await lab.stop(p)).toBe(0);
+      expect(await Bun.file(join(lab.dir, "s.env")).exists()).toBe(false);
+    } finally {
+      await lab.cleanup();
+    }
+  }, 30_000);
+});
