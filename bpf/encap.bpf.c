@@ -167,7 +167,11 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 
 	fib.family = AF_INET;
 	fib.l4_protocol = IPPROTO_UDP;
-	fib.tot_len = l3len;
+	/* tot_len stays 0: with it set, the helper compares the whole (GSO) length with the
+	 * route MTU and answers FRAG_NEEDED for every 64 KB super-packet before it looks at the
+	 * neighbour, which sent bulk TCP down the slower bpf_redirect_neigh path. With 0 it
+	 * checks the skb as forwarding does (is_skb_forwardable: GSO packets pass, and
+	 * fits_mtu above already bounded each segment). */
 	fib.ifindex = cfg->underlay_ifindex;
 	fib.ipv4_src = cfg->local_ip_be;
 	fib.ipv4_dst = node_ip;

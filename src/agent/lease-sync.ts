@@ -50,6 +50,11 @@ export class LeaseSync {
   #dirty = false;
   #retry: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
+  /**
+   * Nothing is applied before the first full list: an apply of an empty "desired" set
+   * would make a backend that adopted a live datapath prune every lease (packets lost).
+   */
+  #loaded = false;
   /** The backend must see one apply after (re)preparing, even an empty one: it prunes what it adopted. */
   #fullApplyDue = true;
   readonly #badSeen = new Map<string, string>();
@@ -63,6 +68,7 @@ export class LeaseSync {
     const { records, revision } = await this.#o.registry.list();
     this.#replace(records);
     this.revision = revision;
+    this.#loaded = true;
     await this.reconcile();
     this.#watch = this.#o.registry.watch(revision, {
       onEvents: (events) => this.#onEvents(events),
@@ -130,7 +136,7 @@ export class LeaseSync {
   reconcile(): Promise<void> {
     this.#dirty = true;
     this.#running = this.#running.then(async () => {
-      if (!this.#dirty || this.#stopped) return;
+      if (!this.#dirty || this.#stopped || !this.#loaded) return;
       this.#dirty = false;
       const diff = diffLeases(this.leases, this.programmed, this.#o.ownKey());
       if (isEmptyDiff(diff) && !this.#fullApplyDue) {

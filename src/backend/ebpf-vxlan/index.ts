@@ -228,11 +228,16 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
     ]);
     const want = endpointsFrom({ bridge: br, ports, fdb, neighbours }, local?.subnet ?? null);
     // Entries the CNI plugin wrote for pods that have not talked yet stay while their veth
-    // is still a port of the bridge and the IP is in our subnet; anything else goes.
+    // is still a port of the bridge and the IP is in our subnet; anything else goes. Before
+    // our subnet is known (a restart, between prepare and setLocal) nothing is judged:
+    // emptying the map then would send live pod traffic the slow way for a moment.
     const portIndexes = new Set(ports.map((p) => p.ifindex));
-    for (const [ip4, v] of d.endpoints.entries()) {
-      const cniKept = portIndexes.has(v.ifindex) && local !== null && containsIp(local.subnet, ip4);
-      if (!want.has(ip4) && !cniKept) d.endpoints.delete(ip4);
+    if (local !== null) {
+      const subnet = local.subnet;
+      for (const [ip4, v] of d.endpoints.entries()) {
+        const cniKept = portIndexes.has(v.ifindex) && containsIp(subnet, ip4);
+        if (!want.has(ip4) && !cniKept) d.endpoints.delete(ip4);
+      }
     }
     for (const [ip4, v] of want) {
       const cur = d.endpoints.lookup(ip4);
