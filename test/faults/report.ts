@@ -91,3 +91,11 @@ export async function faultCluster(
     agentFlags: opts.agentFlags,
   });
 }
+
+/**
+ * ebpf-vxlan loses an occasional single ping under the suite's load (three 100/s flows
+ * and a TCP stream), with or without a fault: docs/reliability.md finding 9, cause not
+ * yet found. Tests that judge background loss on ebpf-vxlan allow this many, and record
+ * the exact figure; kernel vxlan is held to zero.
+ */
+export const EBPF_SPORADIC_LOSS = 2;
