@@ -20,6 +20,23 @@ const LINK_DOWN_MS = SOAK ? 10_000 : 2_000;
 const REPAIR_DEADLINE_MS = SOAK ? 60_000 : 20_000;
 const OVERLAY_DEVICE = BACKEND === "vxlan" ? "flannel.1" : "tartan.1";
 
+/** Every pod reaches every other node's pod (one ping each), before the repair deadline. */
+function everyPodAnswers(cl: Cluster) {
+  return until(
+    async () => {
+      for (const a of cl.nodes)
+        for (const b of cl.nodes) {
+          if (a === b) continue;
+          const r = await cl.lab.exec(a.pods[0]!.ns, ["ping", "-n", "-c", "1", "-W", "1", b.pods[0]!.ip]);
+          if (r.code !== 0) return false;
+        }
+      return true;
+    },
+    "every pod to reach every other node's pod",
+    REPAIR_DEADLINE_MS,
+  );
+}
+
 describe.skipIf(!isRoot() || !backendAvailable())(`faults: node network state (${BACKEND})`, () => {
   let cl: Cluster;
   beforeAll(async () => {
@@ -29,21 +46,7 @@ describe.skipIf(!isRoot() || !backendAvailable())(`faults: node network state ($
     await cl?.close();
   });
 
-  /** Every pod reaches every other node's pod (one ping each). */
-  const allFlowsAnswer = () =>
-    until(
-      async () => {
-        for (const a of cl.nodes)
-          for (const b of cl.nodes) {
-            if (a === b) continue;
-            const r = await cl.lab.exec(a.pods[0]!.ns, ["ping", "-n", "-c", "1", "-W", "1", b.pods[0]!.ip]);
-            if (r.code !== 0) return false;
-          }
-        return true;
-      },
-      "every pod to reach every other node's pod",
-      REPAIR_DEADLINE_MS,
-    );
+  const allFlowsAnswer = () => everyPodAnswers(cl);
 
   test(`underlay link of one node down for ${LINK_DOWN_MS / 1000} s, then up: traffic resumes, agent unharmed`, async () => {
     const n = cl.nodes[1]!;
@@ -133,20 +136,7 @@ describe.skipIf(!isRoot())("faults: pinned maps (ebpf-vxlan)", () => {
   afterAll(async () => {
     await cl?.close();
   });
-  const allFlowsAnswer = () =>
-    until(
-      async () => {
-        for (const a of cl.nodes)
-          for (const b of cl.nodes) {
-            if (a === b) continue;
-            const r = await cl.lab.exec(a.pods[0]!.ns, ["ping", "-n", "-c", "1", "-W", "1", b.pods[0]!.ip]);
-            if (r.code !== 0) return false;
-          }
-        return true;
-      },
-      "every pod to reach every other node's pod",
-      REPAIR_DEADLINE_MS,
-    );
+  const allFlowsAnswer = () => everyPodAnswers(cl);
 
   test("a pinned map removed by hand: detected and rebuilt, traffic keeps flowing", async () => {
     const n = cl.nodes[0]!;
