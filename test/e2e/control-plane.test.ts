@@ -288,28 +288,21 @@ describe.skipIf(!isRoot())("one binary", () => {
       expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_decap_tc")).toBe(true);
       await lab.stop(p);
       // every path cleanup may remove lives in the lab
-      const cniPaths = ["ipam", "conf", "bin"].map(
-        (k, i) => `--${["cni-ipam-dir", "cni-conf-file", "cni-bin"][i]}=${join(lab.dir, k)}`,
-      );
-      const c = await lab.exec(node.ns, [
+      const cleanup = [
         join(alone, "tartan"),
         "cleanup",
         `--bpffs=${bpffs}`,
         `--subnet-file=${join(lab.dir, "s.env")}`,
         `--cni-data-dir=${join(lab.dir, "cni")}`,
-        ...cniPaths,
-      ]);
+        `--cni-ipam-dir=${join(lab.dir, "ipam")}`,
+        `--cni-conf-file=${join(lab.dir, "conf")}`,
+        `--cni-bin=${join(lab.dir, "bin")}`,
+      ];
+      const c = await lab.exec(node.ns, cleanup);
       expect(c.code).toBe(0);
       expect(c.stdout).toContain("removed eBPF programs");
       expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_")).toBe(false);
-      const again = await lab.exec(node.ns, [
-        join(alone, "tartan"),
-        "cleanup",
-        `--bpffs=${bpffs}`,
-        `--subnet-file=${join(lab.dir, "s.env")}`,
-        `--cni-data-dir=${join(lab.dir, "cni")}`,
-        ...cniPaths,
-      ]);
+      const again = await lab.exec(node.ns, cleanup);
       expect(again.code).toBe(0);
       expect(again.stdout).toContain("nothing to remove");
     } finally {

@@ -4,13 +4,13 @@
  * Target: zero packets lost — the datapath stays in place while no agent runs — and the
  * TCP stream intact; convergence (agent ready and every lease programmed) is measured.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, test } from "bun:test";
 import { copyFileSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import type { Cluster, ClusterNode } from "../helpers/cluster.ts";
 import { isRoot, requireBinary, waitReady } from "../helpers/tartan.ts";
-import { summary, TrafficMonitor } from "../helpers/traffic-monitor.ts";
-import { BACKEND, backendAvailable, faultCluster, record, timed } from "./report.ts";
+import { TrafficMonitor } from "../helpers/traffic-monitor.ts";
+import { BACKEND, backendAvailable, expectZeroLoss, faultCluster, timed } from "./report.ts";
 
 const REGISTRY = "sqlite" as const;
 
@@ -44,30 +44,8 @@ describe.skipIf(!isRoot() || !backendAvailable())(`faults: agent restart (${BACK
     await waitReady(cl.lab, n.ns, n.agent, 8471, 60_000);
   };
 
-  const check = (fault: string, r: Awaited<ReturnType<TrafficMonitor["stop"]>>, convergeMs: number) => {
-    const ok = r.lost === 0 && r.tcpIntact;
-    record({
-      fault,
-      backend: BACKEND,
-      registry: REGISTRY,
-      lost: r.lost,
-      sent: r.sent,
-      convergeMs,
-      result: ok ? "pass" : `fail: ${summary(r)}`,
-      detail: {
-        longestGapMs: r.longestGapMs,
-        longestSilenceMs: r.longestSilenceMs,
-        tcpBytes: r.tcp.received,
-        tcpStallMs: r.tcp.longestStallMs,
-      },
-    });
-    expect({ fault, lost: r.lost, tcp: r.tcpIntact, summary: summary(r) }).toEqual({
-      fault,
-      lost: 0,
-      tcp: true,
-      summary: summary(r),
-    });
-  };
+  const check = (fault: string, r: Awaited<ReturnType<TrafficMonitor["stop"]>>, convergeMs: number) =>
+    expectZeroLoss(fault, REGISTRY, r, convergeMs, { tcpStallMs: r.tcp.longestStallMs });
 
   test("agent SIGKILL and restart on one node: 0 packets lost", async () => {
     const mon = await TrafficMonitor.start(cl.lab, cl.nodes);

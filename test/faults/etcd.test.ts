@@ -11,8 +11,8 @@ import type { Cluster } from "../helpers/cluster.ts";
 import * as etcdHelper from "../helpers/etcd.ts";
 import { until } from "../helpers/netns.ts";
 import { isRoot, status } from "../helpers/tartan.ts";
-import { summary, TrafficMonitor } from "../helpers/traffic-monitor.ts";
-import { BACKEND, backendAvailable, faultCluster, record, SOAK, timed } from "./report.ts";
+import { TrafficMonitor } from "../helpers/traffic-monitor.ts";
+import { BACKEND, backendAvailable, expectZeroLoss, faultCluster, SOAK, timed } from "./report.ts";
 
 // The cluster harness keeps its etcd to itself; capture it as the harness starts it.
 let etcd: etcdHelper.TestEtcd | null = null;
@@ -87,30 +87,7 @@ describe.skipIf(!isRoot() || !backendAvailable())(`faults: etcd (${BACKEND})`, (
     r: Awaited<ReturnType<TrafficMonitor["stop"]>>,
     convergeMs: number,
     detail: Record<string, unknown>,
-  ) => {
-    const ok = r.lost === 0 && r.tcpIntact;
-    record({
-      fault,
-      backend: BACKEND,
-      registry: REGISTRY,
-      lost: r.lost,
-      sent: r.sent,
-      convergeMs,
-      result: ok ? "pass" : `fail: ${summary(r)}`,
-      detail: {
-        longestGapMs: r.longestGapMs,
-        longestSilenceMs: r.longestSilenceMs,
-        tcpBytes: r.tcp.received,
-        ...detail,
-      },
-    });
-    expect({ fault, lost: r.lost, tcp: r.tcpIntact, summary: summary(r) }).toEqual({
-      fault,
-      lost: 0,
-      tcp: true,
-      summary: summary(r),
-    });
-  };
+  ) => expectZeroLoss(fault, REGISTRY, r, convergeMs, detail);
 
   test(`etcd stopped for ${OUTAGE_MS / 1000} s, then started: 0 lost, agents converge`, async () => {
     const mon = await TrafficMonitor.start(cl.lab, cl.nodes);

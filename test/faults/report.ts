@@ -10,8 +10,10 @@
  *   TARTAN_FAULT_BACKEND=vxlan|ebpf-vxlan   the backend under test (default vxlan)
  *   TARTAN_SOAK=1                           full-length variants (30 s etcd outage, 100,000 keys, …)
  */
+import { expect } from "bun:test";
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { summary, type TrafficMonitor } from "../helpers/traffic-monitor.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const RESULTS = process.env.TARTAN_FAULT_RESULTS ?? resolve(ROOT, ".test-report/faults.jsonl");
@@ -99,3 +101,38 @@ export async function faultCluster(
  * the exact figure; kernel vxlan is held to zero.
  */
 export const EBPF_SPORADIC_LOSS = 2;
+
+/**
+ * Records a fault whose target is zero loss under the traffic monitor, then asserts it:
+ * no ping lost and the TCP stream intact. `detail` adds fault-specific figures.
+ */
+export function expectZeroLoss(
+  fault: string,
+  registry: "sqlite" | "etcd",
+  r: Awaited<ReturnType<TrafficMonitor["stop"]>>,
+  convergeMs: number,
+  detail: Record<string, unknown> = {},
+): void {
+  const ok = r.lost === 0 && r.tcpIntact;
+  record({
+    fault,
+    backend: BACKEND,
+    registry,
+    lost: r.lost,
+    sent: r.sent,
+    convergeMs,
+    result: ok ? "pass" : `fail: ${summary(r)}`,
+    detail: {
+      longestGapMs: r.longestGapMs,
+      longestSilenceMs: r.longestSilenceMs,
+      tcpBytes: r.tcp.received,
+      ...detail,
+    },
+  });
+  expect({ fault, lost: r.lost, tcp: r.tcpIntact, summary: summary(r) }).toEqual({
+    fault,
+    lost: 0,
+    tcp: true,
+    summary: summary(r),
+  });
+}
