@@ -9,23 +9,23 @@ import { join } from "node:path";
 import type { Server } from "bun";
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/index.ts";
-import type { AgentOptions } from "../cli/options.ts";
 import { cidrToKey, formatCidr, formatIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
-import { readSubnetEnv, writeFileAtomic, writeSubnetEnv } from "../config/subnet-env.ts";
-import { doctorInputFromAgent, runChecks } from "../doctor/command.ts";
+import type { AgentOptions } from "../config/options.ts";
+import { readSubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
 import { LatestDoctor } from "../doctor/latest.ts";
+import { doctorInputFromAgent, runChecks } from "../doctor/run.ts";
 import { createApp } from "../http/app.ts";
 import type { Lease } from "../lease/lease.ts";
 import { errorText, type Logger } from "../log.ts";
 import { findInterface } from "../net/iface.ts";
 import { openRegistry } from "../registry/index.ts";
 import type { Registry } from "../registry/registry.ts";
+import { type AgentStatus, type LeaseView, newMetrics } from "../status/status.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { MasqKeeper } from "./ip-masq.ts";
 import { LeaseKeeper } from "./lease-keeper.ts";
 import { LeaseSync } from "./lease-sync.ts";
-import { type AgentStatus, type LeaseView, newMetrics } from "./status.ts";
 
 /** Fatal start-up problems an operator must fix; the message says how. */
 export class AgentError extends Error {

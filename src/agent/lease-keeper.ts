@@ -10,7 +10,7 @@ import { chooseSubnet, NoFreeSubnetError, renewAt } from "../lease/allocate.ts";
 import { decodeLeaseRecord, encodeLeaseValue, type Lease, type LeaseAttrs } from "../lease/lease.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { Registry, RegistryRecord } from "../registry/registry.ts";
-import type { AgentMetrics } from "./status.ts";
+import type { AgentMetrics } from "../status/status.ts";
 
 export interface LeaseKeeperOptions {
   readonly registry: Registry;

@@ -10,7 +10,7 @@ import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
 import { diffLeases, isEmptyDiff } from "../lease/reconcile.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { Registry, RegistryRecord, WatchEvent, WatchHandle } from "../registry/registry.ts";
-import type { AgentMetrics } from "./status.ts";
+import type { AgentMetrics } from "../status/status.ts";
 
 /** Changes in one apply from which a full GC follows it (see reconcile). */
 const LARGE_BATCH = 1000;

@@ -5,6 +5,7 @@
  */
 import type { Ip4 } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
+import type { DecapMode } from "../config/options.ts";
 import type { Lease, VxlanBackendData, WireBackend } from "../lease/lease.ts";
 import type { LeaseDiff } from "../lease/reconcile.ts";
 import type { Logger } from "../log.ts";
@@ -20,8 +21,6 @@ export interface ExternalInterface {
   readonly mtu: number;
   readonly mac: string;
 }
-
-export type DecapMode = "auto" | "xdp" | "tc";
 
 export interface BackendContext {
   readonly log: Logger;

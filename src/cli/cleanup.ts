@@ -8,6 +8,7 @@ import { existsSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import * as v from "valibot";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
+import { DEFAULT_SUBNET_FILE } from "../config/options.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { errorText, type Logger } from "../log.ts";
 import { removeBatch } from "../net/batch.ts";
@@ -16,7 +17,7 @@ import { removeEmptyNatTable, removeMasq } from "../net/masq.ts";
 import { ValidationError } from "../validation.ts";
 import { type FlagDef, parseFlags } from "./flags.ts";
 import { flagsHelp } from "./help.ts";
-import { DEFAULT_SUBNET_FILE, validateFlags } from "./options.ts";
+import { validateFlags } from "./options.ts";
 
 export const DEFAULT_CNI_DATA_DIR = "/var/lib/cni/flannel";
 export const DEFAULT_CNI_IPAM_DIR = "/var/lib/cni/networks/cbr0";

@@ -4,11 +4,13 @@
  */
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import { formatDockerOpts, parseSubnetEnv, writeFileAtomic } from "../config/subnet-env.ts";
+import { DEFAULT_SUBNET_FILE } from "../config/options.ts";
+import { formatDockerOpts, parseSubnetEnv } from "../config/subnet-env.ts";
+import { writeFileAtomic } from "../files.ts";
 import { ValidationError } from "../validation.ts";
 import { type FlagDef, parseFlags } from "./flags.ts";
 import { flagsHelp } from "./help.ts";
-import { DEFAULT_SUBNET_FILE, validateFlags } from "./options.ts";
+import { validateFlags } from "./options.ts";
 
 export const DOCKER_OPTS_FLAGS: FlagDef[] = [
   {

@@ -6,63 +6,23 @@
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import * as v from "valibot";
-import type { DecapMode } from "../backend/backend.ts";
 import { type Ip4, parseIp4 } from "../config/cidr.ts";
 import { BACKENDS, type BackendName } from "../config/network.ts";
+import {
+  type AgentOptions,
+  type CommonOptions,
+  DECAP_MODES,
+  DEFAULT_ETCD_PREFIX,
+  DEFAULT_HTTP,
+  DEFAULT_SQLITE_PATH,
+  DEFAULT_STATE_DIR,
+  DEFAULT_SUBNET_FILE,
+  type HostPort,
+  type RegistryOptions,
+} from "../config/options.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../log.ts";
 import { ValidationError } from "../validation.ts";
 import { type FlagDef, parseFlags, type RawFlags } from "./flags.ts";
-
-export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
-export const DEFAULT_SQLITE_PATH = "/var/lib/tartan/registry.db";
-export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
-export const DEFAULT_HTTP = "127.0.0.1:8471";
-export const DEFAULT_STATE_DIR = "/var/lib/tartan";
-export const DECAP_MODES = ["auto", "xdp", "tc"] as const;
-
-export type RegistryOptions =
-  | { readonly kind: "sqlite"; readonly path: string }
-  | {
-      readonly kind: "etcd";
-      readonly endpoints: string[];
-      readonly prefix: string;
-      readonly caFile?: string;
-      readonly certFile?: string;
-      readonly keyFile?: string;
-      readonly username?: string;
-      readonly password?: string;
-    };
-
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-export interface CommonOptions {
-  readonly logLevel: LogLevel;
-  readonly logFormat: LogFormat;
-}
-
-export interface AgentOptions extends CommonOptions {
-  readonly registry: RegistryOptions;
-  readonly netConfigPath: string | null;
-  readonly backend: BackendName | null;
-  readonly ifaces: string[];
-  readonly ifaceRegex: string[];
-  readonly ifaceCanReach: Ip4 | null;
-  readonly publicIp: Ip4 | null;
-  readonly subnetFile: string;
-  readonly ipMasq: boolean;
-  readonly renewMarginMs: number;
-  readonly healthz: HostPort | null;
-  readonly http: HostPort;
-  readonly nodeName: string;
-  readonly leaseTtlMs: number;
-  readonly bpffs: string;
-  readonly decap: DecapMode;
-  /** Where the node remembers which subnet it holds (survives reboots, unlike /run). */
-  readonly stateDir: string;
-}
 
 // ---- flag definitions ---------------------------------------------------------------
 

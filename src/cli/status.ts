@@ -1,10 +1,11 @@
 /** `tartan status`: asks a running agent's endpoint for /v1/status and prints it as tables. */
 import * as v from "valibot";
-import type { AgentStatus } from "../agent/status.ts";
+import { DEFAULT_HTTP } from "../config/options.ts";
+import type { AgentStatus } from "../status/status.ts";
 import { ValidationError } from "../validation.ts";
 import { type FlagDef, parseFlags } from "./flags.ts";
 import { flagsHelp } from "./help.ts";
-import { DEFAULT_HTTP, parseHostPort, validateFlags } from "./options.ts";
+import { parseHostPort, validateFlags } from "./options.ts";
 import { table } from "./table.ts";
 
 export const STATUS_FLAGS: FlagDef[] = [

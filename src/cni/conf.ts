@@ -7,11 +7,11 @@
 import { isAbsolute } from "node:path";
 import * as v from "valibot";
 import { parseCidr, parseIp4 } from "../config/cidr.ts";
+import { DEFAULT_SUBNET_FILE } from "../config/options.ts";
 import { issuesText } from "../validation.ts";
 import { CNI_ERR, CniError } from "./errors.ts";
 import { type CniVersion, negotiate } from "./version.ts";
 
-export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 /** flannel's CNI data dir: pods added by flannel's plugin can be deleted by Tartan's, and back. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/flannel";
 export const DEFAULT_BRIDGE = "cni0";

@@ -7,6 +7,8 @@
  * endpoint sink (the eBPF datapath's endpoint map). Every failure is one spec error
  * object on stdout and exit code 1.
  */
+
+import { type EndpointSink, type EndpointSinkFactory, noopEndpointSink } from "../backend/endpoint.ts";
 import { formatCidr } from "../config/cidr.ts";
 import { readSubnetEnv, type SubnetEnv } from "../config/subnet-env.ts";
 import { createLogger, errorText, type Logger } from "../log.ts";
@@ -18,7 +20,6 @@ import {
   gatewayOf,
   staleBridgeAddrs,
 } from "./delegate-conf.ts";
-import { type EndpointSink, type EndpointSinkFactory, noopEndpointSink } from "./endpoints.ts";
 import { CNI_ERR, CniError } from "./errors.ts";
 import { type HostNet, iproute2 } from "./host.ts";
 import { invokeDelegate } from "./invoke.ts";

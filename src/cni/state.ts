@@ -6,8 +6,8 @@
  */
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../config/subnet-env.ts";
-import type { Endpoint } from "./endpoints.ts";
+import type { Endpoint } from "../backend/endpoint.ts";
+import { writeFileAtomic } from "../files.ts";
 import { CNI_ERR, CniError } from "./errors.ts";
 
 const ENDPOINTS_DIR = "tartan-endpoints";

@@ -2,8 +2,8 @@
  * `/run/flannel/subnet.env` in flanneld's exact format, written atomically (temp file +
  * rename), parsed strictly; and `docker-opts`, the output of flannel's mk-docker-opts.sh.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { readFileSync } from "node:fs";
+import { writeFileAtomic } from "../files.ts";
 import { ValidationError } from "../validation.ts";
 import { type Cidr, firstHost, formatCidr, formatIp4, parseCidr, parseIp4 } from "./cidr.ts";
 
@@ -66,14 +66,6 @@ export function parseSubnetEnv(text: string): SubnetEnv {
   if (masq !== "true" && masq !== "false")
     throw new ValidationError(`FLANNEL_IPMASQ=${masq} must be true or false`);
   return { network, subnet: sub, mtu, ipMasq: masq === "true" };
-}
-
-/** Writes the file atomically: readers never see a half-written subnet.env. */
-export function writeFileAtomic(path: string, content: string, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, content, { mode });
-  renameSync(tmp, path);
 }
 
 export function writeSubnetEnv(path: string, env: SubnetEnv): void {

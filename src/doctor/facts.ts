@@ -4,12 +4,13 @@
  * Every fact that could not be read carries the reason instead of a value, so a
  * judge can say "could not read X: why" rather than guess.
  */
-import type { AgentStatus } from "../agent/status.ts";
+
 import type { Ip4 } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { ReadSubnetEnv } from "../config/subnet-env.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { FdbEntry, Neigh, Route } from "../net/ip.ts";
+import type { AgentStatus } from "../status/status.ts";
 
 /** A value, or why it could not be read. */
 export type Fact<T> =

@@ -7,7 +7,6 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { AgentStatus } from "../agent/status.ts";
 import { cidrToKey, formatIp4, parseCidr, parseIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
@@ -17,6 +16,7 @@ import { findInterface } from "../net/iface.ts";
 import { type FdbEntry, listRoutes, type Neigh } from "../net/ip.ts";
 import { confKey, readSysctl } from "../net/sysctl.ts";
 import { openRegistry } from "../registry/index.ts";
+import type { AgentStatus } from "../status/status.ts";
 import { derive, overlayName } from "./checks.ts";
 import {
   type AgentFacts,

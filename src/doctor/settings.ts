@@ -4,11 +4,35 @@
  * effective options: the node is judged by how it actually runs); else subnet.env
  * (for --ip-masq) and the agent's defaults. Pure.
  */
-import type { AgentOptions, RegistryOptions } from "../cli/options.ts";
+
 import { type Ip4, parseIp4 } from "../config/cidr.ts";
 import { BACKENDS, type BackendName } from "../config/network.ts";
+import type { AgentOptions, RegistryOptions } from "../config/options.ts";
 import type { ReadSubnetEnv } from "../config/subnet-env.ts";
 import type { DoctorSettings } from "./facts.ts";
+
+/** The agent flags doctor shares: given explicitly they win over what the agent reports. */
+export const SHARED_SETTINGS = [
+  "backend",
+  "net-config-path",
+  "iface",
+  "iface-regex",
+  "iface-can-reach",
+  "public-ip",
+  "subnet-file",
+  "ip-masq",
+  "http",
+  "node-name",
+  "bpffs",
+  "registry",
+  "etcd-endpoints",
+  "etcd-prefix",
+  "etcd-cafile",
+  "etcd-certfile",
+  "etcd-keyfile",
+  "etcd-username",
+  "etcd-password",
+] as const;
 
 export interface DoctorInput {
   /** The agent flags doctor shares, parsed and defaulted as the agent does. */

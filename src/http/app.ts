@@ -4,8 +4,8 @@
  * paths 404. Built from its dependencies so tests drive it with app.request().
  */
 import { Hono } from "hono";
-import { type AgentStatus, formatMetrics } from "../agent/status.ts";
 import type { DoctorReport } from "../doctor/report.ts";
+import { type AgentStatus, formatMetrics } from "../status/status.ts";
 
 export interface AppDeps {
   /** A fresh status snapshot (health checks included). */

@@ -28,9 +28,6 @@ import {
   type WatchHandle,
 } from "./registry.ts";
 
-/** flanneld's default `--etcd-prefix`. */
-export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
-
 export interface EtcdRegistryOptions extends EtcdSecurityOptions {
   /** e.g. ["http://127.0.0.1:2379"] (flanneld's `--etcd-endpoints`, split at commas). */
   endpoints: string[];

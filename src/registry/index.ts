@@ -1,5 +1,5 @@
 /** Opens the registry an operator chose: sqlite:PATH (embedded) or etcd (--etcd-endpoints). */
-import type { RegistryOptions } from "../cli/options.ts";
+import type { RegistryOptions } from "../config/options.ts";
 import type { Logger } from "../log.ts";
 import type { Registry } from "./registry.ts";
 import { SqliteRegistry } from "./sqlite.ts";

@@ -29,13 +29,8 @@ import { run, until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
 import { isRoot, ROOT, TARTAN } from "../helpers/tartan.ts";
 
-const BUN = join(ROOT, "node_modules/.bin/bun");
-
-/** dist/tartan when it has the doctor command, else the module run by bun (same code). */
 async function doctorCommand(): Promise<string[]> {
-  if (existsSync(TARTAN) && (await run([TARTAN, "doctor", "--help"])).code === 0) return [TARTAN, "doctor"];
-  console.log("doctor e2e: dist/tartan has no doctor command yet; running src/doctor/command.ts with bun");
-  return [BUN, join(ROOT, "src/doctor/command.ts")];
+  return [TARTAN, "doctor"];
 }
 
 /** Is the ebpf-vxlan backend in this build? Constructing it touches nothing. */

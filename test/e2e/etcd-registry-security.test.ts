@@ -4,8 +4,9 @@
  * username/password auth (`--etcd-username/--etcd-password`), on real etcds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { DEFAULT_ETCD_PREFIX } from "../../src/config/options.ts";
 import { silentLogger } from "../../src/log.ts";
-import { createEtcdRegistry, DEFAULT_ETCD_PREFIX } from "../../src/registry/etcd.ts";
+import { createEtcdRegistry } from "../../src/registry/etcd.ts";
 import type { Registry, WatchEvent } from "../../src/registry/registry.ts";
 import { RegistryError } from "../../src/registry/registry.ts";
 import { makeTestPki, type TestPki } from "../helpers/certs.ts";

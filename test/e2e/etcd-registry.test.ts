@@ -7,9 +7,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { rmSync } from "node:fs";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { parseNetworkConfig } from "../../src/config/network.ts";
+import { DEFAULT_ETCD_PREFIX } from "../../src/config/options.ts";
 import { decodeLeaseRecord, encodeLeaseValue } from "../../src/lease/lease.ts";
 import { silentLogger } from "../../src/log.ts";
-import { createEtcdRegistry, DEFAULT_ETCD_PREFIX } from "../../src/registry/etcd.ts";
+import { createEtcdRegistry } from "../../src/registry/etcd.ts";
 import {
   type Registry,
   RegistryError,

@@ -7,10 +7,10 @@
  *     --network=198.19.0.0/16 --subnet=198.19.1.0/24 --peer=n2,198.18.0.2,198.19.2.0/24 ...
  */
 import { parseArgs } from "node:util";
-import type { DecapMode } from "../../src/backend/backend.ts";
 import { cleanupEbpfVxlan, createEbpfVxlanBackend, vtepMacFor } from "../../src/backend/ebpf-vxlan/index.ts";
 import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import { parseNetworkConfig } from "../../src/config/network.ts";
+import type { DecapMode } from "../../src/config/options.ts";
 import type { Lease } from "../../src/lease/lease.ts";
 import { createLogger } from "../../src/log.ts";
 import { getLink, listAddrs } from "../../src/net/ip.ts";

@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { AgentStatus } from "../../src/agent/status.ts";
+import type { AgentStatus } from "../../src/status/status.ts";
 import { type Lab, type LabProcess, run, StopPolling, until } from "./netns.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");

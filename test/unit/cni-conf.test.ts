@@ -1,10 +1,11 @@
 /** CNI plugin inputs: CNI_* environment, stdin network config, version negotiation. */
 import { describe, expect, test } from "bun:test";
-import { DEFAULT_DATA_DIR, DEFAULT_SUBNET_FILE, parseCniEnv, parseNetConf } from "../../src/cni/conf.ts";
+import { DEFAULT_DATA_DIR, parseCniEnv, parseNetConf } from "../../src/cni/conf.ts";
 import { buildDelegateConf, staleBridgeAddrs } from "../../src/cni/delegate-conf.ts";
 import { CNI_ERR, CniError } from "../../src/cni/errors.ts";
 import { compareVersions, negotiate, requireCheckSupport, versionInfo } from "../../src/cni/version.ts";
 import { parseCidr } from "../../src/config/cidr.ts";
+import { DEFAULT_SUBNET_FILE } from "../../src/config/options.ts";
 
 const ENV = {
   CNI_COMMAND: "ADD",

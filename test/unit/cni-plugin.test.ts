@@ -8,8 +8,8 @@ import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Endpoint, EndpointSink } from "../../src/backend/endpoint.ts";
 import type { BridgeAddr } from "../../src/cni/delegate-conf.ts";
-import type { Endpoint, EndpointSink } from "../../src/cni/endpoints.ts";
 import type { HostNet } from "../../src/cni/host.ts";
 import { type CniOptions, runCni } from "../../src/cni/plugin.ts";
 

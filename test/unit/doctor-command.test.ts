@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
+import { doctorHelp, parseDoctorArgs } from "../../src/cli/doctor.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { judge } from "../../src/doctor/checks.ts";
-import { doctorHelp, doctorInputFromAgent, parseDoctorArgs } from "../../src/doctor/command.ts";
 import { REPAIRABLE } from "../../src/doctor/fix.ts";
 import { exitCodeOf, formatReport, summarize } from "../../src/doctor/report.ts";
+import { doctorInputFromAgent } from "../../src/doctor/run.ts";
 import { resolveSettings } from "../../src/doctor/settings.ts";
 import { ValidationError } from "../../src/validation.ts";
 import { healthy, withLink } from "./doctor-fixture.ts";

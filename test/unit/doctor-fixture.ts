@@ -3,12 +3,13 @@
  * 198.19.1.0/24; peer 198.18.0.2 with 198.19.2.0/24), for the doctor's unit tests:
  * each test breaks one fact and checks the verdict.
  */
-import { type AgentStatus, newMetrics } from "../../src/agent/status.ts";
+
 import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import { parseNetworkConfig } from "../../src/config/network.ts";
 import { type Facts, fact, type LinkFacts } from "../../src/doctor/facts.ts";
 import { parseNftJson } from "../../src/doctor/nft-rules.ts";
 import type { Lease } from "../../src/lease/lease.ts";
+import { type AgentStatus, newMetrics } from "../../src/status/status.ts";
 
 export const NOW = Date.parse("2026-01-01T00:00:00Z");
 export const MAC1 = "0e:7a:01:12:00:01";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { type AgentStatus, newMetrics } from "../../src/agent/status.ts";
 import { createApp } from "../../src/http/app.ts";
+import { type AgentStatus, newMetrics } from "../../src/status/status.ts";
 
 function status(over: Partial<AgentStatus> = {}): AgentStatus {
   return {

@@ -3,13 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LeaseConflictError, LeaseKeeper } from "../../src/agent/lease-keeper.ts";
-import { newMetrics } from "../../src/agent/status.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { parseNetworkConfig } from "../../src/config/network.ts";
 import { NoFreeSubnetError } from "../../src/lease/allocate.ts";
 import { encodeLeaseValue } from "../../src/lease/lease.ts";
 import { silentLogger } from "../../src/log.ts";
 import { SqliteRegistry } from "../../src/registry/sqlite.ts";
+import { newMetrics } from "../../src/status/status.ts";
 
 const dirs: string[] = [];
 const regs: SqliteRegistry[] = [];

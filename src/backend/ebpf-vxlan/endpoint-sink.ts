@@ -13,9 +13,9 @@ import { type EndpointValue, endpointValueCodec, ip4KeyCodec, MAPS, PROGRAMS } f
 import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import { BpfMap } from "../../bpf/map.ts";
 import { openPin } from "../../bpf/pin.ts";
-import type { Endpoint, EndpointSink, EndpointSinkContext } from "../../cni/endpoints.ts";
 import { parseIp4 } from "../../config/cidr.ts";
 import { getLink } from "../../net/ip.ts";
+import type { Endpoint, EndpointSink, EndpointSinkContext } from "../endpoint.ts";
 import { mapPinDir } from "./datapath.ts";
 import { DEFAULT_BRIDGE } from "./model.ts";
 

@@ -1,47 +1,30 @@
 /**
- * `tartan doctor [--fix] [--json]`: gathers the node's facts, judges every check,
- * optionally repairs what is safe and judges again, and prints the result. Flags that
- * mean the same as the agent's are the agent's (parsed and validated by the same
- * code); doctor adds --fix, --json, --strict, --cni-conf-dir, --bridge and the probe
- * flags. `runChecks` is the same run as a function, for the agent's GET /v1/doctor.
+ * `tartan doctor [--fix] [--json]`: parses the flags, runs the checks (src/doctor/run.ts)
+ * and prints the report. Flags that mean the same as the agent's are the agent's (parsed
+ * and validated by the same code); doctor adds --fix, --json, --strict, --cni-conf-dir,
+ * --bridge and the probe flags.
  */
 import * as v from "valibot";
-import { type FlagDef, parseFlags, type RawFlags } from "../cli/flags.ts";
-import { flagsHelp } from "../cli/help.ts";
-import { type AgentOptions, ALL_AGENT_FLAGS, parseAgentOptions, validateFlags } from "../cli/options.ts";
+import { DEFAULT_BRIDGE } from "../cni/conf.ts";
+import { formatReport } from "../doctor/report.ts";
+import { DEFAULT_CNI_CONF_DIR, type DoctorRunOptions, runChecks } from "../doctor/run.ts";
+import { SHARED_SETTINGS } from "../doctor/settings.ts";
 import { ValidationError } from "../validation.ts";
-import { judge } from "./checks.ts";
-import type { AgentFacts } from "./facts.ts";
-import { applyFixes } from "./fix.ts";
-import { gatherFacts } from "./gather.ts";
-import { type DoctorReport, exitCodeOf, type FixResult, formatReport, summarize } from "./report.ts";
-import type { DoctorInput } from "./settings.ts";
+import { type FlagDef, parseFlags, type RawFlags } from "./flags.ts";
+import { flagsHelp } from "./help.ts";
+import { ALL_AGENT_FLAGS, parseAgentOptions, validateFlags } from "./options.ts";
 
-export const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
-export const DEFAULT_BRIDGE = "cni0";
-
-/** Agent flags doctor shares, with help saying what they mean to doctor. */
-const SHARED: Record<string, string | null> = {
+/** Help text doctor gives a shared agent flag, where it means something more to doctor. */
+const SHARED_HELP: Record<string, string> = {
   backend: "the backend to check the datapath of (default: the running agent's, else the network config's)",
-  "net-config-path": null,
   iface: "underlay interface (name or IPv4) as given to the agent; repeatable",
-  "iface-regex": null,
-  "iface-can-reach": null,
   "public-ip": "this node's PublicIP, to find its lease (default: the interface's address)",
   "subnet-file": "the subnet environment file to check, and rewrite with --fix",
   "ip-masq": "expect the --ip-masq nftables table (default: the running agent's setting, else subnet.env)",
   http: "HOST:PORT of the running agent, asked for its effective options, lease and leases",
-  "node-name": null,
   bpffs: "bpffs directory of the ebpf-vxlan pins (default: the agent's, else /sys/fs/bpf/tartan/<node-name>)",
-  registry: null,
-  "etcd-endpoints": null,
-  "etcd-prefix": null,
-  "etcd-cafile": null,
-  "etcd-certfile": null,
-  "etcd-keyfile": null,
-  "etcd-username": null,
-  "etcd-password": null,
 };
+const SHARED: ReadonlySet<string> = new Set(SHARED_SETTINGS);
 
 const OWN_FLAGS: FlagDef[] = [
   {
@@ -75,8 +58,8 @@ const OWN_FLAGS: FlagDef[] = [
 
 export const DOCTOR_FLAGS: FlagDef[] = [
   ...OWN_FLAGS,
-  ...ALL_AGENT_FLAGS.filter((d) => d.name in SHARED).map((d) => {
-    const help = SHARED[d.name];
+  ...ALL_AGENT_FLAGS.filter((d) => SHARED.has(d.name)).map((d) => {
+    const help = SHARED_HELP[d.name];
     return help ? { ...d, help } : d;
   }),
 ];
@@ -107,16 +90,6 @@ const OwnSchema = v.object({
   ),
   help: v.optional(v.boolean(), false),
 });
-
-export interface DoctorRunOptions {
-  readonly input: DoctorInput;
-  readonly fix: boolean;
-  readonly strict: boolean;
-  readonly probe: boolean;
-  readonly probeTimeoutS: number;
-  /** Inside the agent: its own status and options, instead of asking itself over HTTP. */
-  readonly agent?: () => Promise<AgentFacts>;
-}
 
 export function doctorHelp(): string {
   return flagsHelp(
@@ -153,7 +126,7 @@ export function doctorHelp(): string {
 function agentArgv(flags: RawFlags): string[] {
   const out: string[] = [];
   for (const [name, val] of Object.entries(flags)) {
-    if (!(name in SHARED) || val === undefined) continue;
+    if (!SHARED.has(name) || val === undefined) continue;
     if (Array.isArray(val)) for (const x of val) out.push(`--${name}=${x}`);
     else out.push(`--${name}=${String(val)}`);
   }
@@ -177,7 +150,7 @@ export function parseDoctorArgs(
   for (const d of OWN_FLAGS) own[d.name] = flags[d.name];
   const o = validateFlags(OwnSchema, own);
   const agent = parseAgentOptions(agentArgv(flags), {});
-  const explicit = new Set(Object.keys(flags).filter((k) => k in SHARED && flags[k] !== undefined));
+  const explicit = new Set(Object.keys(flags).filter((k) => SHARED.has(k) && flags[k] !== undefined));
   return {
     help: o.help,
     json: o.json,
@@ -191,63 +164,6 @@ export function parseDoctorArgs(
   };
 }
 
-/**
- * Doctor input for a process that already has the agent's options (the agent itself):
- * every option counts as given, so nothing is looked up elsewhere.
- */
-export function doctorInputFromAgent(
-  o: AgentOptions,
-  extra: { bridge?: string; cniConfDir?: string } = {},
-): DoctorInput {
-  return {
-    agent: o,
-    explicit: new Set(Object.keys(SHARED)),
-    bridge: extra.bridge ?? DEFAULT_BRIDGE,
-    cniConfDir: extra.cniConfDir ?? DEFAULT_CNI_CONF_DIR,
-  };
-}
-
-/** One doctor run: gather, judge, and with `fix` repair and judge again. */
-export async function runChecks(opts: DoctorRunOptions): Promise<DoctorReport> {
-  const gather = () =>
-    gatherFacts({
-      input: opts.input,
-      probe: opts.probe,
-      probeTimeoutS: opts.probeTimeoutS,
-      agent: opts.agent,
-    });
-  let facts = await gather();
-  let checks = judge(facts);
-  let fixes: FixResult[] | undefined;
-  if (opts.fix) {
-    fixes = await applyFixes(facts, checks);
-    if (fixes.length > 0) {
-      facts = await gather();
-      checks = judge(facts);
-    }
-  }
-  const cfgBackend = facts.config.ok ? facts.config.value.backend.type : null;
-  return {
-    node: facts.settings.nodeName,
-    backend: facts.settings.backend ?? cfgBackend,
-    kernel: facts.kernel,
-    at: new Date(facts.now).toISOString(),
-    settings: {
-      subnetFile: facts.settings.subnetFile,
-      ipMasq: facts.settings.ipMasq,
-      bpffs: facts.settings.bpffs,
-      bridge: facts.settings.bridge,
-      cniConfDir: facts.settings.cniConfDir,
-      http: facts.settings.http,
-      sources: facts.settings.sources,
-    },
-    checks,
-    ...(fixes ? { fixes } : {}),
-    summary: summarize(checks),
-    exitCode: exitCodeOf(checks, opts.strict),
-  };
-}
-
 export async function runDoctor(argv: readonly string[], out: (s: string) => void): Promise<number> {
   const p = parseDoctorArgs(argv);
   if (p.help) {
@@ -257,13 +173,4 @@ export async function runDoctor(argv: readonly string[], out: (s: string) => voi
   const report = await runChecks(p.run);
   out(p.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   return report.exitCode;
-}
-
-// `bun src/doctor/command.ts [flags]` runs doctor without the compiled binary (development).
-if (import.meta.main) {
-  const code = await runDoctor(process.argv.slice(2), (s) => process.stdout.write(s)).catch((e: unknown) => {
-    process.stderr.write(`tartan doctor: ${(e as Error).message}\n`);
-    return e instanceof ValidationError ? 2 : 1;
-  });
-  process.exit(code);
 }

@@ -1,0 +1,63 @@
+/**
+ * The options every command runs with, as typed values: what the agent, the registry
+ * commands and doctor are given after the CLI parsed and validated the flags. Defaults
+ * live here so the CLI, doctor and the agent agree on them.
+ */
+
+import type { LogFormat, LogLevel } from "../log.ts";
+import type { Ip4 } from "./cidr.ts";
+import type { BackendName } from "./network.ts";
+
+/** flanneld's default `--etcd-prefix`. */
+export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
+export const DEFAULT_SQLITE_PATH = "/var/lib/tartan/registry.db";
+export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
+export const DEFAULT_HTTP = "127.0.0.1:8471";
+export const DEFAULT_STATE_DIR = "/var/lib/tartan";
+export const DECAP_MODES = ["auto", "xdp", "tc"] as const;
+/** Where ebpf-vxlan decapsulates; auto picks tc on veth. */
+export type DecapMode = (typeof DECAP_MODES)[number];
+
+export type RegistryOptions =
+  | { readonly kind: "sqlite"; readonly path: string }
+  | {
+      readonly kind: "etcd";
+      readonly endpoints: string[];
+      readonly prefix: string;
+      readonly caFile?: string;
+      readonly certFile?: string;
+      readonly keyFile?: string;
+      readonly username?: string;
+      readonly password?: string;
+    };
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface CommonOptions {
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+}
+
+export interface AgentOptions extends CommonOptions {
+  readonly registry: RegistryOptions;
+  readonly netConfigPath: string | null;
+  readonly backend: BackendName | null;
+  readonly ifaces: string[];
+  readonly ifaceRegex: string[];
+  readonly ifaceCanReach: Ip4 | null;
+  readonly publicIp: Ip4 | null;
+  readonly subnetFile: string;
+  readonly ipMasq: boolean;
+  readonly renewMarginMs: number;
+  readonly healthz: HostPort | null;
+  readonly http: HostPort;
+  readonly nodeName: string;
+  readonly leaseTtlMs: number;
+  readonly bpffs: string;
+  readonly decap: DecapMode;
+  /** Where the node remembers which subnet it holds (survives reboots, unlike /run). */
+  readonly stateDir: string;
+}
