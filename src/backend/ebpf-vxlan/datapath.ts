@@ -41,8 +41,9 @@ import { ensurePinDir, pinFd, removePinDir } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
 import type { Logger } from "../../log.ts";
 import { errorText } from "../../log.ts";
+import { mapPinDir, type ProgramName } from "./facts.ts";
 
-export type ProgramName = keyof typeof PROGRAMS;
+export { mapPinDir, type ProgramName } from "./facts.ts";
 
 export interface Datapath {
   readonly subnets: BpfMap<SubnetKey, SubnetValue>;
@@ -58,12 +59,25 @@ export interface Datapath {
   close(): void;
 }
 
-export function mapPinDir(bpffs: string): string {
-  return `${bpffs}/maps`;
+/**
+ * The kernel's answer to creating a clsact qdisc that exists: tcAttach expects that
+ * (every attach after the first on a device, every adopting restart), and libbpf prints
+ * the kernel's extack for it at warn. Only that line is demoted to debug.
+ */
+const EXPECTED_LIBBPF = /Exclusivity flag on, cannot modify/;
+
+function libbpfLog(log: Logger): Logger {
+  return {
+    debug: (m, f) => log.debug(m, f),
+    info: (m, f) => log.info(m, f),
+    warn: (m, f) => (EXPECTED_LIBBPF.test(String(f?.line ?? "")) ? log.debug(m, f) : log.warn(m, f)),
+    error: (m, f) => log.error(m, f),
+    with: (fields) => libbpfLog(log.with(fields)),
+  };
 }
 
 function openAndLoad(bytes: Uint8Array, bpffs: string, log: Logger): BpfObject {
-  const obj = BpfObject.open(bytes, { name: "tartan", log });
+  const obj = BpfObject.open(bytes, { name: "tartan", log: libbpfLog(log) });
   try {
     for (const m of Object.values(MAPS)) obj.setPinPath(m, `${mapPinDir(bpffs)}/${m}`);
     obj.load();

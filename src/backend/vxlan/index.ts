@@ -12,10 +12,9 @@ import { deleteLink, getLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
 import { loadRouteLookup, type RouteLookup } from "../../net/routes.ts";
 import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
-import { addLines, isVxlanPeer, removeLines, stableVtepMac, type VxlanPlanInput } from "./plan.ts";
-
-/** flanneld's overhead: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
-export const VXLAN_OVERHEAD = 50;
+import { podMtu } from "../facts.ts";
+import { isVxlanPeer, stableVtepMac, VXLAN_FACTS, type VxlanPlanInput, vxlanDeviceName } from "./facts.ts";
+import { addLines, removeLines } from "./plan.ts";
 
 interface VxlanInfo {
   id?: number;
@@ -25,15 +24,11 @@ interface VxlanInfo {
   learning?: boolean;
 }
 
-export function vxlanDeviceName(vni: number): string {
-  return `flannel.${vni}`;
-}
-
 export function createVxlanBackend(ctx: BackendContext): Backend {
   const { config, extIface, log } = ctx;
   const vni = config.backend.vni;
   const device = vxlanDeviceName(vni);
-  const mtu = config.backend.mtu ?? extIface.mtu - VXLAN_OVERHEAD;
+  const mtu = podMtu(VXLAN_FACTS, config.backend.mtu, extIface.mtu);
   /** What this process programmed, by subnet key (for exact removal). */
   const mine = new Map<string, Lease>();
   let routes: RouteLookup | null = null;
