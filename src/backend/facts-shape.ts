@@ -3,6 +3,7 @@
  * the pod bridge and a route as the kernel should hold it. Pure; kept apart from facts.ts
  * so each backend's facts module can use it without importing the others.
  */
+import { type Cidr, formatIp4 } from "../config/cidr.ts";
 import type { BackendName } from "../config/network.ts";
 import type { Lease } from "../lease/lease.ts";
 
@@ -42,4 +43,9 @@ export function routeArgs(r: RouteSpec): string[] {
 
 export function routeLine(r: RouteSpec): string {
   return routeArgs(r).join(" ");
+}
+
+/** A VXLAN device's address (flannel.<VNI>, tartan.<VNI>): its subnet's network address, /32. */
+export function vtepAddress(subnet: Cidr): string {
+  return `${formatIp4(subnet.ip)}/32`;
 }

@@ -60,11 +60,15 @@ export interface Datapath {
 }
 
 /**
- * The kernel's answer to creating a clsact qdisc that exists: tcAttach expects that
- * (every attach after the first on a device, every adopting restart), and libbpf prints
- * the kernel's extack for it at warn. Only that line is demoted to debug.
+ * The kernel's answers (netlink extack, which libbpf prints at warn) to TC calls whose
+ * outcome the caller expects and handles by return code: creating a clsact qdisc that
+ * exists (tcAttach: every attach after the first on a device, every adopting restart),
+ * and querying a hook with no qdisc, no chain or no filter of ours (tcQuery: health
+ * checks, `tartan doctor`, XDP decap clearing TC). Only these lines are demoted to debug;
+ * a real failure still surfaces as the caller's BpfError.
  */
-const EXPECTED_LIBBPF = /Exclusivity flag on, cannot modify/;
+const EXPECTED_LIBBPF =
+  /Kernel error message: (Exclusivity flag on, cannot modify|Parent Qdisc doesn't exists|Cannot find specified filter chain|Filter with specified priority\/protocol not found)/;
 
 function libbpfLog(log: Logger): Logger {
   return {

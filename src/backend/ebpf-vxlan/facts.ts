@@ -105,11 +105,6 @@ export function expectedMembers(subnets: ReadonlyMap<Ip4, SubnetValue>): Map<Ip4
 
 // ---- the overlay device and the programs ------------------------------------------------
 
-/** The overlay device's address: the subnet's network address, as flannel.<VNI> has it. */
-export function vtepAddress(subnet: Cidr): string {
-  return `${formatIp4(subnet.ip)}/32`;
-}
-
 /** The slow path: the whole cluster network via the overlay device (host traffic, traffic before a program). */
 export function overlayRoute(network: Cidr, vni: number): RouteSpec {
   return {
@@ -124,6 +119,8 @@ export type Hook = "tc-ingress" | "tc-egress" | "xdp";
 
 /** Where a program must run: on `iface` at one of `hooks`, one of `programs` (full names). */
 export interface ExpectedAttachment {
+  /** What it does there, for people: "decap", "host encap", "pod encap". */
+  readonly role: string;
   readonly iface: string;
   readonly hooks: readonly Hook[];
   readonly programs: readonly string[];
@@ -138,12 +135,14 @@ export function expectedAttachments(o: {
   const out: ExpectedAttachment[] = [];
   if (o.underlay)
     out.push({
+      role: "decap",
       iface: o.underlay,
       hooks: ["tc-ingress", "xdp"],
       programs: [PROGRAMS.decapTc, PROGRAMS.decapXdp],
     });
-  out.push({ iface: o.overlay, hooks: ["tc-egress"], programs: [PROGRAMS.encapHost] });
-  if (o.bridge) out.push({ iface: o.bridge, hooks: ["tc-ingress"], programs: [PROGRAMS.encapFwd] });
+  out.push({ role: "host encap", iface: o.overlay, hooks: ["tc-egress"], programs: [PROGRAMS.encapHost] });
+  if (o.bridge)
+    out.push({ role: "pod encap", iface: o.bridge, hooks: ["tc-ingress"], programs: [PROGRAMS.encapFwd] });
   return out;
 }
 

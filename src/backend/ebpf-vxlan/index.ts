@@ -12,12 +12,13 @@
  * kind of change: 10,000 leases are two batches). The pod bridge is followed
  * (bridge.ts) to keep encap on it and the endpoint map in step (endpoint-sync.ts).
  */
+import type { SubnetKey } from "../../bpf/abi.ts";
 import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import { formatCidr } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
-import { DEFAULT_BRIDGE, podMtu } from "../facts.ts";
+import { DEFAULT_BRIDGE, type PeerScope, podMtu } from "../facts.ts";
 import { BridgeFollower } from "./bridge.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
 import { EndpointSync } from "./endpoint-sync.ts";
@@ -38,150 +39,165 @@ export interface EbpfVxlanOptions {
 }
 
 export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptions = {}): Backend {
-  const { log, extIface: ext, config } = ctx;
-  const scope = { vni: config.backend.vni, subnetLen: config.subnetLen };
-  const mtu = podMtu(EBPF_VXLAN_FACTS, config.backend.mtu, ext.mtu);
-  const vtepMac = vtepMacFor(ctx.nodeName, ext.publicIp);
-  const overlay = new OverlayDevice({ log, vni: scope.vni, mac: vtepMac, mtu });
-  const decapKind = ctx.decap === "auto" ? "tc" : ctx.decap;
+  return new EbpfVxlanBackend(ctx, opts);
+}
 
-  let dp: Datapath | null = null;
-  let decap: DecapAttach | null = null;
-  let local: Lease | null = null;
+class EbpfVxlanBackend implements Backend {
+  readonly name = "ebpf-vxlan";
+  readonly #ctx: BackendContext;
+  readonly #scope: PeerScope;
+  readonly #mtu: number;
+  readonly #vtepMac: string;
+  readonly #overlay: OverlayDevice;
+  #dp: Datapath | null = null;
+  #decap: DecapAttach | null = null;
+  #local: Lease | null = null;
   /** What the subnet and member maps hold for remote leases. */
-  const maps = new ProgrammedMaps();
+  readonly #maps = new ProgrammedMaps();
   /** Local-subnet entries found in adopted maps: setLocal removes those that are not ours. */
-  let adoptedLocal: ReturnType<ProgrammedMaps["adopt"]>["local"] = [];
-  const endpoints = new EndpointSync(log);
-  const follower = new BridgeFollower({
-    bridge: opts.bridge ?? DEFAULT_BRIDGE,
-    intervalMs: opts.scanIntervalMs ?? 1000,
-    log,
-    onView: (view) => {
-      const d = dp;
-      if (!d) return;
-      repairPins(d, ctx.bpffs, log);
-      endpoints.apply(view, d.endpoints, d.progFd("encapFwd"), local?.subnet ?? null);
-    },
-  });
+  #adoptedLocal: SubnetKey[] = [];
+  readonly #endpoints: EndpointSync;
+  readonly #follower: BridgeFollower;
 
-  const need = (): Datapath => {
-    if (!dp) throw new Error("ebpf-vxlan: prepare() has not run");
-    return dp;
-  };
+  constructor(ctx: BackendContext, opts: EbpfVxlanOptions) {
+    const { log, extIface: ext, config } = ctx;
+    this.#ctx = ctx;
+    this.#scope = { vni: config.backend.vni, subnetLen: config.subnetLen };
+    this.#mtu = podMtu(EBPF_VXLAN_FACTS, config.backend.mtu, ext.mtu);
+    this.#vtepMac = vtepMacFor(ctx.nodeName, ext.publicIp);
+    this.#overlay = new OverlayDevice({ log, vni: this.#scope.vni, mac: this.#vtepMac, mtu: this.#mtu });
+    this.#endpoints = new EndpointSync(log);
+    this.#follower = new BridgeFollower({
+      bridge: opts.bridge ?? DEFAULT_BRIDGE,
+      intervalMs: opts.scanIntervalMs ?? 1000,
+      log,
+      onView: (view) => {
+        const d = this.#dp;
+        if (!d) return;
+        repairPins(d, ctx.bpffs, log);
+        this.#endpoints.apply(view, d.endpoints, d.progFd("encapFwd"), this.#local?.subnet ?? null);
+      },
+    });
+  }
+
+  #need(): Datapath {
+    if (!this.#dp) throw new Error("ebpf-vxlan: prepare() has not run");
+    return this.#dp;
+  }
 
   /** Loads (or adopts) the maps and programs; a second call starts over from the pins. */
-  async function load(): Promise<Datapath> {
-    await follower.stop();
-    dp?.close();
-    dp = null;
-    maps.clear();
-    adoptedLocal = [];
-    endpoints.reset();
-    const d = await loadDatapath(ctx.bpffs, log);
-    dp = d;
-    if (d.adopted) {
-      const found = maps.adopt(d.subnets.entries(), d.members.entries(), scope.subnetLen);
-      adoptedLocal = found.local;
-      if (found.stale.length > 0) {
-        d.subnets.deleteBatch(found.stale);
-        log.info("removed subnet entries of another prefix length", {
-          count: found.stale.length,
-          subnetLen: scope.subnetLen,
-        });
-      }
-      log.info("adopted the pinned datapath of a previous run", {
-        bpffs: ctx.bpffs,
-        subnets: maps.subnets.size,
+  async #load(): Promise<Datapath> {
+    const { log, bpffs } = this.#ctx;
+    await this.#follower.stop();
+    this.#dp?.close();
+    this.#dp = null;
+    this.#maps.clear();
+    this.#adoptedLocal = [];
+    this.#endpoints.reset();
+    const d = await loadDatapath(bpffs, log);
+    this.#dp = d;
+    if (!d.adopted) return d;
+    const found = this.#maps.adopt(d.subnets.entries(), d.members.entries(), this.#scope.subnetLen);
+    this.#adoptedLocal = found.local;
+    if (found.stale.length > 0) {
+      d.subnets.deleteBatch(found.stale);
+      log.info("removed subnet entries of another prefix length", {
+        count: found.stale.length,
+        subnetLen: this.#scope.subnetLen,
       });
     }
+    log.info("adopted the pinned datapath of a previous run", { bpffs, subnets: this.#maps.subnets.size });
     return d;
   }
 
-  return {
-    name: "ebpf-vxlan",
+  async prepare(): Promise<BackendAnnouncement> {
+    const { log, extIface: ext, config } = this.#ctx;
+    const { vni } = this.#scope;
+    const port = config.backend.port;
+    const d = await this.#load();
+    writeConfig(d.config, { ext, ...this.#scope, port, mtu: this.#mtu, vtepMac: this.#vtepMac });
+    await this.#overlay.ensure();
+    tcAttach(this.#overlay.ifindex, this.#overlay.name, "egress", d.progFd("encapHost"));
+    const decapKind = this.#ctx.decap === "auto" ? "tc" : this.#ctx.decap;
+    const decap = attachDecap(d, ext.index, ext.name, decapKind, log);
+    this.#decap = decap;
+    log.info("datapath attached", {
+      decap: decap.kind === "xdp" ? `xdp-${decap.mode}` : "tc",
+      requested: this.#ctx.decap,
+      iface: ext.name,
+      overlay: this.#overlay.name,
+      vni,
+      port,
+      mtu: this.#mtu,
+      vtepMac: this.#vtepMac,
+    });
+    hostSysctls(ext, log);
+    await this.#follower.refresh();
+    this.#follower.start();
+    return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: this.#vtepMac }, mtu: this.#mtu };
+  }
 
-    async prepare(): Promise<BackendAnnouncement> {
-      const d = await load();
-      writeConfig(d.config, { ext, ...scope, port: config.backend.port, mtu, vtepMac });
-      await overlay.ensure();
-      tcAttach(overlay.ifindex, overlay.name, "egress", d.progFd("encapHost"));
-      decap = attachDecap(d, ext.index, ext.name, decapKind, log);
-      log.info("datapath attached", {
-        decap: decap.kind === "xdp" ? `xdp-${decap.mode}` : "tc",
-        requested: ctx.decap,
-        iface: ext.name,
-        overlay: overlay.name,
-        vni: scope.vni,
-        port: config.backend.port,
-        mtu,
-        vtepMac,
+  async setLocal(lease: Lease): Promise<void> {
+    const d = this.#need();
+    const entry = planLocalEntry(this.#local?.subnet ?? null, this.#adoptedLocal, lease.subnet, {
+      nodeIp: this.#ctx.extIface.publicIp,
+      vtepMac: this.#vtepMac,
+    });
+    for (const k of entry.deletes) d.subnets.delete(k);
+    d.subnets.update(...entry.write);
+    this.#adoptedLocal = [];
+    this.#local = lease;
+    const route = await this.#overlay.setLocal(lease.subnet, this.#ctx.config.network);
+    this.#ctx.log.info("local subnet programmed", { subnet: formatCidr(lease.subnet), route });
+    await this.#follower.refresh();
+  }
+
+  async apply(diff: LeaseDiff): Promise<void> {
+    const d = this.#need();
+    const log = this.#ctx.log;
+    const t0 = performance.now();
+    const plan = planMapWrites(this.#maps, diff, this.#scope);
+    for (const s of plan.skipped)
+      log.warn("lease cannot be reached over VXLAN from this node; skipped", {
+        subnet: s.lease.key,
+        reason: s.reason,
       });
-      hostSysctls(ext, log);
-      await follower.refresh();
-      follower.start();
-      return { backendType: "vxlan", vxlan: { VNI: scope.vni, VtepMAC: vtepMac }, mtu };
-    },
+    // members first: a node is accepted before we start sending to it; removed last
+    d.members.updateBatch(plan.memberWrites);
+    d.subnets.updateBatch(plan.subnetWrites);
+    d.subnets.deleteBatch(plan.subnetDeletes);
+    d.members.deleteBatch(plan.memberDeletes);
+    this.#maps.commit(plan);
+    log.debug("maps updated", {
+      upserts: plan.subnetWrites.length,
+      removed: plan.subnetDeletes.length,
+      subnets: this.#maps.subnets.size,
+      members: this.#maps.members.size,
+      ms: Math.round((performance.now() - t0) * 10) / 10,
+    });
+  }
 
-    async setLocal(lease: Lease): Promise<void> {
-      const d = need();
-      const entry = planLocalEntry(local?.subnet ?? null, adoptedLocal, lease.subnet, {
-        nodeIp: ext.publicIp,
-        vtepMac,
-      });
-      for (const k of entry.deletes) d.subnets.delete(k);
-      d.subnets.update(...entry.write);
-      adoptedLocal = [];
-      local = lease;
-      const route = await overlay.setLocal(lease.subnet, config.network);
-      log.info("local subnet programmed", { subnet: formatCidr(lease.subnet), route });
-      await follower.refresh();
-    },
+  async health(): Promise<BackendHealth> {
+    const { extIface: ext, config } = this.#ctx;
+    const overlay = this.#overlay;
+    if (!this.#dp || !this.#decap) return { ok: false, reason: "datapath not loaded" };
+    if (!decapAttached(ext.index, ext.name, this.#decap))
+      return { ok: false, reason: `decap program not attached to ${ext.name}` };
+    if (tcQuery(overlay.ifindex, overlay.name, "egress") === null)
+      return { ok: false, reason: `encap program not attached to ${overlay.name}` };
+    if (this.#local && !(await overlay.routePresent(config.network)))
+      return { ok: false, reason: `route ${formatCidr(config.network)} via ${overlay.name} is missing` };
+    return { ok: true };
+  }
 
-    async apply(diff: LeaseDiff): Promise<void> {
-      const d = need();
-      const t0 = performance.now();
-      const plan = planMapWrites(maps, diff, scope);
-      for (const s of plan.skipped)
-        log.warn("lease cannot be reached over VXLAN from this node; skipped", {
-          subnet: s.lease.key,
-          reason: s.reason,
-        });
-      // members first: a node is accepted before we start sending to it; removed last
-      d.members.updateBatch(plan.memberWrites);
-      d.subnets.updateBatch(plan.subnetWrites);
-      d.subnets.deleteBatch(plan.subnetDeletes);
-      d.members.deleteBatch(plan.memberDeletes);
-      maps.commit(plan);
-      log.debug("maps updated", {
-        upserts: plan.subnetWrites.length,
-        removed: plan.subnetDeletes.length,
-        subnets: maps.subnets.size,
-        members: maps.members.size,
-        ms: Math.round((performance.now() - t0) * 10) / 10,
-      });
-    },
+  async counters(): Promise<Record<string, number>> {
+    if (!this.#dp) return {};
+    return { ...this.#dp.readCounters(), subnets: this.#maps.subnets.size, members: this.#maps.members.size };
+  }
 
-    async health(): Promise<BackendHealth> {
-      if (!dp || !decap) return { ok: false, reason: "datapath not loaded" };
-      if (!decapAttached(ext.index, ext.name, decap))
-        return { ok: false, reason: `decap program not attached to ${ext.name}` };
-      if (tcQuery(overlay.ifindex, overlay.name, "egress") === null)
-        return { ok: false, reason: `encap program not attached to ${overlay.name}` };
-      if (local && !(await overlay.routePresent(config.network)))
-        return { ok: false, reason: `route ${formatCidr(config.network)} via ${overlay.name} is missing` };
-      return { ok: true };
-    },
-
-    async counters(): Promise<Record<string, number>> {
-      if (!dp) return {};
-      return { ...dp.readCounters(), subnets: maps.subnets.size, members: maps.members.size };
-    },
-
-    async close(): Promise<void> {
-      await follower.stop();
-      dp?.close();
-      dp = null;
-    },
-  };
+  async close(): Promise<void> {
+    await this.#follower.stop();
+    this.#dp?.close();
+    this.#dp = null;
+  }
 }

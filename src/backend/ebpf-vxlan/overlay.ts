@@ -11,8 +11,8 @@ import type { Cidr } from "../../config/cidr.ts";
 import type { Logger } from "../../log.ts";
 import { deleteLink, getLink, ip, listAddrs, listRoutes } from "../../net/ip.ts";
 import { confKey, ensureSysctl } from "../../net/sysctl.ts";
-import { routeArgs, routeLine } from "../facts-shape.ts";
-import { overlayDeviceName, overlayPeerName, overlayRoute, vtepAddress } from "./facts.ts";
+import { routeArgs, routeLine, vtepAddress } from "../facts-shape.ts";
+import { overlayDeviceName, overlayPeerName, overlayRoute } from "./facts.ts";
 
 export interface OverlayOptions {
   readonly log: Logger;

@@ -12,7 +12,7 @@ import { deleteLink, getLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
 import { loadRouteLookup, type RouteLookup } from "../../net/routes.ts";
 import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
-import { podMtu } from "../facts.ts";
+import { podMtu, vtepAddress } from "../facts.ts";
 import { isVxlanPeer, stableVtepMac, VXLAN_FACTS, type VxlanPlanInput, vxlanDeviceName } from "./facts.ts";
 import { addLines, removeLines } from "./plan.ts";
 
@@ -113,7 +113,7 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
     },
     async setLocal(lease: Lease): Promise<void> {
-      const want = `${formatIp4(lease.subnet.ip)}/32`;
+      const want = vtepAddress(lease.subnet);
       for (const a of await listAddrs(device))
         if (a.family === "inet" && `${a.local}/${a.prefixlen}` !== want)
           await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", device);
