@@ -26,7 +26,7 @@ import type { Check } from "../../src/doctor/checks.ts";
 import type { DoctorReport } from "../../src/doctor/report.ts";
 import { silentLogger } from "../../src/log.ts";
 import { Cluster, type ClusterNode, EXTERNAL_IP } from "../helpers/cluster.ts";
-import { run, until } from "../helpers/netns.ts";
+import { until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
 import { isRoot, ROOT, TARTAN, waitReady } from "../helpers/tartan.ts";
 
