@@ -31,6 +31,7 @@ function lease(subnet: string, node: string, mac: string, vni = 1): Lease {
 const key = (subnet: string) => ({ prefixLen: 24, addr: parseCidr(subnet)!.ip });
 const value = (node: string, mac: string) => ({ nodeIp: ip(node), vtepMac: mac, flags: 0 });
 const diff = (d: Partial<LeaseDiff>): LeaseDiff => ({ add: [], update: [], remove: [], ...d });
+const NOTHING = { memberWrites: [], subnetWrites: [], subnetDeletes: [], memberDeletes: [], skipped: [] };
 
 /** Plans `d` against `state` and commits it, as the backend does after writing the maps. */
 function applyTo(state: ProgrammedMaps, d: Partial<LeaseDiff>) {
@@ -71,13 +72,7 @@ describe("map planner: adds, updates, removes", () => {
     const s = new ProgrammedMaps();
     applyTo(s, { add: [A1] });
     const plan = planMapWrites(s, diff({ add: [A1] }), scope);
-    expect(plan).toEqual({
-      memberWrites: [],
-      subnetWrites: [],
-      subnetDeletes: [],
-      memberDeletes: [],
-      skipped: [],
-    });
+    expect(plan).toEqual(NOTHING);
   });
 
   test("a new VTEP MAC rewrites the subnet entry and leaves the member count alone", () => {
@@ -114,13 +109,7 @@ describe("map planner: adds, updates, removes", () => {
 
   test("removing a lease that was never programmed writes nothing", () => {
     const plan = planMapWrites(new ProgrammedMaps(), diff({ remove: [B3] }), scope);
-    expect(plan).toEqual({
-      memberWrites: [],
-      subnetWrites: [],
-      subnetDeletes: [],
-      memberDeletes: [],
-      skipped: [],
-    });
+    expect(plan).toEqual(NOTHING);
   });
 
   test("a lease of another VNI is skipped with the reason; one that moved to another VNI is removed", () => {
