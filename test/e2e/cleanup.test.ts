@@ -134,6 +134,8 @@ describe.skipIf(!isRoot())("tartan cleanup", () => {
     const second = await lab.exec(node.ns, [requireBinary(), ...args]);
     expect(second.code).toBe(0);
     expect(second.stdout).toContain("nothing to remove");
+    // and it says nothing it did not do
+    expect(second.stderr).not.toContain("removed pins");
     expect(await snapshot()).toEqual(before);
   }, 120_000);
 });

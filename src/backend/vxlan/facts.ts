@@ -7,13 +7,11 @@
  * plain route via its PublicIP instead. The backend, `tartan doctor` and its fixes all
  * read these. Pure.
  */
+// outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: the wire's, the one the eBPF programs use too
 import { VXLAN_OVERHEAD } from "../../bpf/abi.ts";
 import { formatCidr, formatIp4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { BackendFacts, RouteSpec } from "../facts-shape.ts";
-
-/** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: the wire's, so the one the eBPF programs use too. */
-export { VXLAN_OVERHEAD };
 
 export function vxlanDeviceName(vni: number): string {
   return `flannel.${vni}`;
