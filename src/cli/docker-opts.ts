@@ -43,7 +43,7 @@ export const DOCKER_OPTS_FLAGS = {
 } satisfies FlagSet;
 
 /** Reads subnet.env; an unreadable file names itself and the flag that picks another. */
-function readEnvFile(path: string, given: boolean): string {
+export function readEnvFile(path: string, given: boolean): string {
   try {
     return readFileSync(path, "utf8");
   } catch (e) {

@@ -110,18 +110,20 @@ const cell = (s: string) => s.replaceAll("|", "\\|");
 export function markdownFlagTable(flags: FlagSet): string {
   const rows = Object.entries(flags).map(([name, d]) => {
     const repeat = d.kind === "list" ? " (repeatable)" : "";
-    const def =
-      d.default === undefined ? "—" : /^[\w./:<>-]+$/.test(d.default) ? `\`${d.default}\`` : d.default;
+    const shown = d.default ?? (d.kind === "boolean" ? "false" : undefined);
+    const def = shown === undefined ? "—" : /^[\w./:<>-]+$/.test(shown) ? `\`${shown}\`` : shown;
     return `| \`--${name}\`${repeat} | ${cell(def)} | ${cell(d.help)} |`;
   });
   return ["| flag | default | meaning |", "|---|---|---|", ...rows].join("\n");
 }
 
-/** A markdown table of the flanneld flags Tartan refuses or ignores, with what happens. */
+/** A markdown table of the flanneld flags Tartan refuses or ignores; flags with one reason share a row. */
 export function markdownCompatTable(flags: FlagSet): string {
-  const rows = Object.entries(flags).map(
-    ([name, d]) =>
-      `| \`--${name}\` | ${d.refuse ? "refused" : "ignored"}: ${cell(d.refuse ?? d.ignore ?? "")} |`,
-  );
+  const byReason = new Map<string, string[]>();
+  for (const [name, d] of Object.entries(flags)) {
+    const reason = d.refuse ? `refused: ${d.refuse}` : `ignored: ${d.ignore ?? ""}`;
+    byReason.set(reason, [...(byReason.get(reason) ?? []), `\`--${name}\``]);
+  }
+  const rows = [...byReason].map(([reason, names]) => `| ${names.join(", ")} | ${cell(reason)} |`);
   return ["| flanneld flag | in Tartan |", "|---|---|", ...rows].join("\n");
 }

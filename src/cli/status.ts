@@ -62,7 +62,7 @@ export function formatStatus(s: AgentStatus, verbose = false): string {
 /** GET /v1/status; no answer is one line saying which address was asked and how to give another. */
 async function fetchStatus(hp: HostPort, given: string): Promise<AgentStatus> {
   const base = `http://${hp.host === "0.0.0.0" ? "127.0.0.1" : hp.host}:${hp.port}`;
-  const hint = `is \`tartan agent\` running? give its address with --http=HOST:PORT (asked: --http=${given})`;
+  const hint = "is `tartan agent` running? if it listens elsewhere, give --http=HOST:PORT";
   let res: Response;
   try {
     res = await fetch(`${base}/v1/status`, { signal: AbortSignal.timeout(5000) });
