@@ -6,7 +6,7 @@
 import { createEbpfEndpointSink } from "../backend/ebpf-vxlan/endpoint-sink.ts";
 import { runCni } from "../cni/plugin.ts";
 import { ValidationError } from "../validation.ts";
-import type { Command, Io } from "./command.ts";
+import { type Command, type Io, noArguments } from "./command.ts";
 import { HELP_FLAG } from "./options.ts";
 
 /** Runs the plugin on this process's CNI_* variables and stdin. */
@@ -43,10 +43,9 @@ export const cniCommand: Command = {
   async run(p, io) {
     if (io.env.CNI_COMMAND === undefined || io.env.CNI_COMMAND === "")
       throw new ValidationError(
-        "tartan cni is run by a container runtime, with CNI_COMMAND (ADD, DEL, CHECK or VERSION) and the other CNI_* variables set and the network config on stdin (see tartan help cni)",
+        "cni is the CNI plugin: a container runtime runs it with CNI_COMMAND (ADD, DEL, CHECK or VERSION) and the other CNI_* variables set and the network config on stdin (see tartan help cni)",
       );
-    if (p.positionals.length > 0)
-      throw new ValidationError(`tartan cni takes no arguments (got ${JSON.stringify(p.positionals[0])})`);
+    noArguments("cni", p.positionals);
     return runCniPlugin(io);
   },
 };

@@ -28,5 +28,7 @@ export interface Command extends CommandHelp {
 /** For commands that take flags only. */
 export function noArguments(command: string, positionals: readonly string[]): void {
   if (positionals.length > 0)
-    throw new ValidationError(`tartan ${command} takes no arguments (got ${JSON.stringify(positionals[0])})`);
+    throw new ValidationError(
+      `${command} takes no arguments (got ${JSON.stringify(positionals[0])}); flags start with - or --`,
+    );
 }

@@ -39,7 +39,7 @@ const helpCommand: Command = {
   async run(p, io) {
     const [topic, ...extra] = p.positionals;
     if (extra.length > 0)
-      throw new ValidationError(`tartan help takes one COMMAND (got ${JSON.stringify(extra[0])})`);
+      throw new ValidationError(`help takes one COMMAND (got ${JSON.stringify(extra[0])})`);
     io.out(`${topic === undefined ? mainHelp(COMMANDS) : commandHelp(findCommand(topic, "no help for"))}\n`);
     return 0;
   },

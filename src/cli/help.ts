@@ -43,7 +43,8 @@ export function mainHelp(commands: readonly CommandHelp[]): string {
 
 function flagName(name: string, d: FlagDef): string {
   const value = d.kind === "boolean" ? "" : d.kind === "list" ? "=VALUE (repeatable)" : "=VALUE";
-  return `${d.short ? `-${d.short}, ` : ""}--${name}${value}`;
+  // a one-letter full name is glog's style: -v=2
+  return `${d.short ? `-${d.short}, ` : ""}${name.length === 1 ? "-" : "--"}${name}${value}`;
 }
 
 /** flanneld flags Tartan refuses or ignores: listed by name only, to keep help short. */

@@ -22,6 +22,7 @@ import {
 } from "../config/options.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
 import { ValidationError } from "../validation.ts";
+import { noArguments } from "./command.ts";
 import {
   booleanFlag,
   type FlagSet,
@@ -268,8 +269,7 @@ export interface ParsedAgentOptions extends AgentOptions {
 
 /** AgentOptions from parsed agent flags (`tartan agent`, and doctor for the flags it shares). */
 export function agentOptionsFrom(p: ParsedArgs): ParsedAgentOptions {
-  if (p.positionals.length > 0)
-    throw new ValidationError(`tartan agent takes no arguments (got ${JSON.stringify(p.positionals[0])})`);
+  noArguments("agent", p.positionals);
   const o = validateFlags(AGENT_FLAGS, p.flags, p.fromEnv);
   const node = o["node-name"] ?? hostname().split(".")[0] ?? "node";
   const registry = registryOptions(o);

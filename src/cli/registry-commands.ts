@@ -146,12 +146,12 @@ export const leasesCommand: Command = {
     if (verb === undefined) return listLeases(o, io);
     if (verb !== "delete")
       throw new ValidationError(
-        `tartan leases ${verb}: unknown action; use "tartan leases" or "tartan leases delete SUBNET"`,
+        `unknown action "${verb}" for leases; use "tartan leases" or "tartan leases delete SUBNET"`,
       );
     const subnet = arg === undefined ? null : (keyToCidr(arg) ?? parseCidr(arg));
     if (!subnet || extra.length > 0)
       throw new ValidationError(
-        `tartan leases delete needs one SUBNET like 10.244.3.0/24 or 10.244.3.0-24 (got ${JSON.stringify(arg ?? "")})`,
+        `leases delete needs one SUBNET like 10.244.3.0/24 or 10.244.3.0-24 (got ${JSON.stringify(arg ?? "")})`,
       );
     return deleteLease(o, subnet, io);
   },
@@ -220,17 +220,14 @@ export const configCommand: Command = {
     const o = registryCommandOptions(p);
     const [verb, file, ...rest] = o.positionals;
     if (verb === undefined)
-      throw new ValidationError(
-        'tartan config needs an action: "get" or "set FILE" (see tartan help config)',
-      );
+      throw new ValidationError('config needs an action: "tartan config get" or "tartan config set FILE"');
     if (verb !== "get" && verb !== "set")
-      throw new ValidationError(`tartan config ${verb}: unknown action; use "get" or "set FILE"`);
-    if (verb === "set" && !file)
-      throw new ValidationError("tartan config set needs FILE, a flannel net-conf.json");
-    if (rest.length > 0 || (verb === "get" && file))
       throw new ValidationError(
-        `tartan config ${verb}: unexpected argument ${JSON.stringify(rest[0] ?? file)}`,
+        `unknown action "${verb}" for config; use "tartan config get" or "tartan config set FILE"`,
       );
+    if (verb === "set" && !file) throw new ValidationError("config set needs FILE, a flannel net-conf.json");
+    if (rest.length > 0 || (verb === "get" && file))
+      throw new ValidationError(`config ${verb}: unexpected argument ${JSON.stringify(rest[0] ?? file)}`);
     return verb === "set" ? setConfig(o, file!, io) : getConfig(o, io);
   },
 };

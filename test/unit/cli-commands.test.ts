@@ -103,7 +103,7 @@ describe("help comes from the one command table", () => {
   test("`tartan cni` typed by a person (no CNI_COMMAND) says how it is run", async () => {
     const r = await tartan(["cni"]);
     expect(r.code).toBe(2);
-    expect(oneLine(r)).toMatch(/^tartan cni is run by a container runtime, with CNI_COMMAND/);
+    expect(oneLine(r)).toMatch(/^cni is the CNI plugin: a container runtime runs it with CNI_COMMAND/);
   });
   test("the usage of `help leases` shows delete; `help config` shows get and set", async () => {
     expect((await tartan(["help", "leases"])).out).toContain("tartan leases delete SUBNET");
@@ -284,7 +284,7 @@ describe("every error is one `tartan: …` line", () => {
   });
   test("config: a missing action, a missing file", async () => {
     expect(oneLine(await tartan(["config"]))).toBe(
-      'tartan config needs an action: "get" or "set FILE" (see tartan help config)',
+      'config needs an action: "tartan config get" or "tartan config set FILE"',
     );
     const f = join(DIR, "nope.json");
     expect(oneLine(await tartan(["config", "set", f]))).toBe(
