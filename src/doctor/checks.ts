@@ -229,7 +229,7 @@ export function checkLease(f: Facts): Check {
   const id = "lease";
   const why =
     "the lease is this node's claim on its pod subnet; lose it and another node may take the subnet";
-  const pub = f.underlay.ok ? formatIp4(f.underlay.value.publicIp) : "?";
+  const pub = f.underlay.ok ? formatIp4(f.underlay.value.publicIp) : "this node";
   if (!f.registry.ok)
     return {
       id,
@@ -244,7 +244,9 @@ export function checkLease(f: Facts): Check {
     return {
       id,
       status: "problem",
-      finding: `no lease in ${f.registry.value.description} has PublicIP ${pub}`,
+      finding: f.underlay.ok
+        ? `no lease in ${f.registry.value.description} has PublicIP ${pub}`
+        : `cannot find this node's lease in ${f.registry.value.description}: its PublicIP is unknown (see the underlay check)`,
       why,
       fix: "start the agent (it acquires one); if it runs, check --iface/--public-ip match what it publishes",
       fixable: false,

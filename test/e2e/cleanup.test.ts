@@ -138,6 +138,9 @@ describe.skipIf(!isRoot())("tartan cleanup", () => {
     const second = await lab.exec(node.ns, [requireBinary(), ...args]);
     expect(second.code).toBe(0);
     expect(second.stdout).toContain("nothing to remove");
+    // a run that finds nothing claims to have removed nothing, on stdout or in its log
+    expect(second.stdout).not.toContain("removed");
+    expect(second.stderr).not.toContain("removed");
     expect(await snapshot()).toEqual(before);
   }, 120_000);
 });
