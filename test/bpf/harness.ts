@@ -23,7 +23,7 @@ import {
   u32Codec,
   u64Codec,
 } from "../../src/bpf/abi.ts";
-import { BpfMap } from "../../src/bpf/map.ts";
+import type { BpfMap } from "../../src/bpf/map.ts";
 import { BpfObject } from "../../src/bpf/object.ts";
 import { type Cidr, parseIp4 } from "../../src/config/cidr.ts";
 
@@ -170,13 +170,13 @@ export async function setupHarness(): Promise<Harness> {
     obj.load();
     const o = obj;
     const prog = Object.fromEntries(
-      Object.entries(PROGRAMS).map(([k, n]) => [k, o.programFd(n)]),
+      Object.entries(PROGRAMS).map(([k, n]) => [k, o.program(n).fd]),
     ) as Harness["prog"];
-    const subnets = new BpfMap(MAPS.subnets, o.mapFd(MAPS.subnets), subnetKeyCodec, subnetValueCodec);
-    const members = new BpfMap(MAPS.members, o.mapFd(MAPS.members), ip4KeyCodec, memberValueCodec);
-    const endpoints = new BpfMap(MAPS.endpoints, o.mapFd(MAPS.endpoints), ip4KeyCodec, endpointValueCodec);
-    const config = new BpfMap(MAPS.config, o.mapFd(MAPS.config), u32Codec, configCodec);
-    const counters = new BpfMap(MAPS.counters, o.mapFd(MAPS.counters), u32Codec, u64Codec, { perCpu: true });
+    const subnets = o.map(MAPS.subnets, subnetKeyCodec, subnetValueCodec);
+    const members = o.map(MAPS.members, ip4KeyCodec, memberValueCodec);
+    const endpoints = o.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec);
+    const config = o.map(MAPS.config, u32Codec, configCodec);
+    const counters = o.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
 
     const cfg: Config = {
       flags: CFG_READY,
