@@ -9,7 +9,7 @@
 
 import { dlopen, FFIType } from "bun:ffi";
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { loadDatapath, mapPinDir } from "../../src/backend/ebpf-vxlan/datapath.ts";
@@ -22,7 +22,7 @@ import { isBpffs, pinFd, removePinDir } from "../../src/bpf/pin.ts";
 import { LIBBPF_STRUCTS } from "../../src/bpf/structs.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { createLogger } from "../../src/log.ts";
-import { ensureObject, OBJECT_PATH, setupHarness } from "./harness.ts";
+import { compileBpf, ensureObject, OBJECT_PATH, setupHarness } from "./harness.ts";
 
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
@@ -106,39 +106,12 @@ function openFds(): number {
   return readdirSync("/proc/self/fd").length;
 }
 
-/** Compiles a one-program object that has none of tartan's maps. */
-function objectWithoutMaps(): Uint8Array {
-  const work = mkdtempSync(join(tmpdir(), "tartan-nomaps-"));
-  try {
-    const src = `#include <linux/bpf.h>
+/** A one-program object that has none of tartan's maps. */
+const NO_MAPS = `#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 SEC("xdp") int tartan_only(struct xdp_md *ctx) { return XDP_PASS; }
 char LICENSE[] SEC("license") = "GPL";
 `;
-    const out = join(work, "p.o");
-    const cc = Bun.spawnSync(
-      [
-        "clang-19",
-        "-O2",
-        "-g",
-        "-target",
-        "bpf",
-        "-I/usr/include/x86_64-linux-gnu",
-        "-x",
-        "c",
-        "-",
-        "-c",
-        "-o",
-        out,
-      ],
-      { stdin: new TextEncoder().encode(src), stderr: "pipe" },
-    );
-    if (cc.exitCode !== 0) throw new Error(`clang-19: ${cc.stderr.toString()}`);
-    return readFileSync(out);
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
 
 describe("a load that fails partway closes what it opened", () => {
   let full: Uint8Array;
@@ -181,7 +154,7 @@ describe("a load that fails partway closes what it opened", () => {
       "open BPF object tartan: LIBBPF_ERRNO__FORMAT",
     );
     // 3. binding pins before load: the object has no such map
-    const noMaps = objectWithoutMaps();
+    const noMaps = compileBpf(NO_MAPS);
     await failsClean(
       () => loadDatapath(dir, log, { object: noMaps }),
       `map ${MAPS.subnets} not in the object`,

@@ -6,7 +6,9 @@
  */
 
 import { dlopen, FFIType } from "bun:ffi";
-import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   CFG_READY,
   COUNTER_NAMES,
@@ -87,6 +89,35 @@ export async function ensureObject(): Promise<string> {
     if (p.exitCode !== 0) throw new Error(`scripts/build-bpf failed: ${p.stderr.toString()}`);
   }
   return OBJECT_PATH;
+}
+
+/** Compiles one BPF C source (clang-19, as scripts/build-bpf does) and returns the object's bytes. */
+export function compileBpf(source: string): Uint8Array {
+  const work = mkdtempSync(join(tmpdir(), "tartan-bpf-cc-"));
+  try {
+    const out = join(work, "prog.o");
+    const cc = Bun.spawnSync(
+      [
+        "clang-19",
+        "-O2",
+        "-g",
+        "-target",
+        "bpf",
+        "-I/usr/include/x86_64-linux-gnu",
+        "-x",
+        "c",
+        "-",
+        "-c",
+        "-o",
+        out,
+      ],
+      { stdin: new TextEncoder().encode(source), stderr: "pipe" },
+    );
+    if (cc.exitCode !== 0) throw new Error(`clang-19: ${cc.stderr.toString()}`);
+    return readFileSync(out);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 export interface Harness {

@@ -24,7 +24,7 @@ import { BpfMap } from "../../src/bpf/map.ts";
 import { BpfObject } from "../../src/bpf/object.ts";
 import { isBpffs, openPin, pinFd, unpin } from "../../src/bpf/pin.ts";
 import { createLogger } from "../../src/log.ts";
-import { type Harness, OBJECT_PATH, setupHarness } from "./harness.ts";
+import { compileBpf, type Harness, OBJECT_PATH, setupHarness } from "./harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -47,45 +47,21 @@ char LICENSE[] SEC("license") = "GPL";
 `;
 
 describe("object", () => {
-  test("a verifier rejection is a BpfError carrying the verifier log, and libbpf's log reaches the logger", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tartan-bad-"));
+  test("a verifier rejection is a BpfError carrying the verifier log, and libbpf's log reaches the logger", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", write: (l) => lines.push(l) });
+    let err: unknown = null;
     try {
-      await Bun.write(join(dir, "bad.c"), BAD_PROGRAM);
-      const cc = Bun.spawnSync(
-        [
-          "clang-19",
-          "-O2",
-          "-g",
-          "-target",
-          "bpf",
-          "-I/usr/include/x86_64-linux-gnu",
-          "-c",
-          join(dir, "bad.c"),
-          "-o",
-          join(dir, "bad.o"),
-        ],
-        { stderr: "pipe" },
-      );
-      expect(cc.exitCode).toBe(0);
-      const lines: string[] = [];
-      const log = createLogger({ level: "debug", write: (l) => lines.push(l) });
-      const obj = BpfObject.open(await Bun.file(join(dir, "bad.o")).bytes(), { name: "bad", log });
-      let err: unknown = null;
-      try {
-        obj.load();
-      } catch (e) {
-        err = e;
-      } finally {
-        obj.close();
-      }
-      expect(err).toBeInstanceOf(BpfError);
-      const e = err as BpfError;
-      expect(e.op).toBe("load BPF object");
-      expect(e.verifierLog).toContain("invalid access to packet");
-      expect(lines.some((l) => l.includes("level=warn") && l.includes("libbpf"))).toBe(true);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+      using obj = BpfObject.open(compileBpf(BAD_PROGRAM), { name: "bad", log });
+      obj.load();
+    } catch (e) {
+      err = e;
     }
+    expect(err).toBeInstanceOf(BpfError);
+    const e = err as BpfError;
+    expect(e.op).toBe("load BPF object");
+    expect(e.verifierLog).toContain("invalid access to packet");
+    expect(lines.some((l) => l.includes("level=warn") && l.includes("libbpf"))).toBe(true);
   });
 
   test("without privileges the error is one line telling the operator what to grant", async () => {
