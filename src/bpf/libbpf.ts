@@ -25,7 +25,6 @@ const LIBBPF_SYMBOLS = {
   bpf_program__fd: { args: [P], returns: i32 },
   bpf_map__fd: { args: [P], returns: i32 },
   bpf_map__set_pin_path: { args: [P, P], returns: i32 },
-  bpf_map__reuse_fd: { args: [P, i32], returns: i32 },
   bpf_map_lookup_elem: { args: [i32, P, P], returns: i32 },
   bpf_map_update_elem: { args: [i32, P, P, u64], returns: i32 },
   bpf_map_delete_elem: { args: [i32, P], returns: i32 },

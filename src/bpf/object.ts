@@ -104,11 +104,6 @@ export class BpfObject implements Disposable {
     check(`set pin path of map ${mapName}`, lib().bpf.bpf_map__set_pin_path(this.mapPtr(mapName), p));
   }
 
-  /** Before load: use an already open map fd instead of creating the map. */
-  reuseMapFd(mapName: string, fd: number): void {
-    check(`reuse fd for map ${mapName}`, lib().bpf.bpf_map__reuse_fd(this.mapPtr(mapName), fd));
-  }
-
   /** Creates the maps and loads every program; a verifier rejection carries its log. */
   load(): void {
     takeLibbpfLog();
