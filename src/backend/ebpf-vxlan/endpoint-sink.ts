@@ -24,8 +24,7 @@ export function defaultBpffs(): string {
 }
 
 function endpointsMap(bpffs: string): BpfMap<number, EndpointValue> | null {
-  const fd = openPin(`${mapPinDir(bpffs)}/${MAPS.endpoints}`);
-  return fd === null ? null : new BpfMap(MAPS.endpoints, fd, ip4KeyCodec, endpointValueCodec);
+  return BpfMap.openPinned(`${mapPinDir(bpffs)}/${MAPS.endpoints}`, ip4KeyCodec, endpointValueCodec);
 }
 
 export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
@@ -41,31 +40,24 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
       if (!bridge) throw new Error(`bridge ${bridgeName} not found`);
       // the first pod on a new bridge: attach encap where pod traffic enters, if the agent has not yet
       if (tcQuery(bridge.ifindex, bridgeName, "ingress") === null) {
-        const prog = openPin(`${bpffs}/progs/${PROGRAMS.encapFwd}`);
-        if (prog !== null) tcAttach(bridge.ifindex, bridgeName, "ingress", prog);
+        // the attached filter holds the program; our fd on its pin is closed at the end of the block
+        using prog = openPin(`${bpffs}/progs/${PROGRAMS.encapFwd}`);
+        if (prog !== null) tcAttach(bridge.ifindex, bridgeName, "ingress", prog.fd);
       }
-      const m = endpointsMap(bpffs);
+      using m = endpointsMap(bpffs);
       if (!m) return;
-      try {
-        m.update(ip, {
-          ifindex: ep.ifindex,
-          podMac: ep.mac.toLowerCase(),
-          gwMac: bridge.address.toLowerCase(),
-        });
-      } finally {
-        m.close();
-      }
+      m.update(ip, {
+        ifindex: ep.ifindex,
+        podMac: ep.mac.toLowerCase(),
+        gwMac: bridge.address.toLowerCase(),
+      });
     },
     async remove(ipText: string): Promise<void> {
       if (!pinned()) return;
       const ip = parseIp4(ipText);
-      const m = endpointsMap(bpffs);
+      using m = endpointsMap(bpffs);
       if (!m || ip === null) return;
-      try {
-        m.delete(ip);
-      } finally {
-        m.close();
-      }
+      m.delete(ip);
     },
   };
 }
