@@ -2,8 +2,8 @@
 /*
  * decap_tc.bpf.c - TC ingress decapsulation on the underlay interface. Valid VXLAN
  * (our port, address and VNI, from a member node, IPv4 for our subnet) loses its outer
- * IPv4/UDP/VXLAN and inner Ethernet headers (the outer Ethernet header stays, as
- * DATAPATH-NOTES.md measured, with FIXED_GSO so GSO packets survive). A packet for a
+ * IPv4/UDP/VXLAN and inner Ethernet headers (the outer Ethernet header stays, with
+ * FIXED_GSO so GSO packets survive: bpf/README.md, "Measured facts"). A packet for a
  * pod in the endpoint map goes straight into the pod with bpf_redirect_peer (MACs
  * rewritten, TTL decremented as forwarding would); anything else for our subnet goes
  * to the stack. Non-VXLAN passes untouched; forged or foreign VXLAN is dropped.
@@ -17,6 +17,7 @@
 #include "tartan.h"
 #include "maps.h"
 #include "csum.h"
+#include "parsing.h"
 #include "vxlan.h"
 
 static __always_inline int verdict(__u32 reason)
@@ -30,29 +31,20 @@ int tartan_decap_tc(struct __sk_buff *skb)
 {
 	struct endpoint_value *ep;
 	struct endpoint_key ek;
+	struct hdr_cursor c;
 	struct config *cfg;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	void *data, *data_end;
 	__u32 reason;
 
 	cfg = tartan_cfg();
 	if (!cfg)
 		return verdict(CNT_DECAP_PASS_NOT_READY);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	if (data + TARTAN_DECAP_PULL > data_end) {
-		bpf_skb_pull_data(skb, skb->len < TARTAN_DECAP_PULL ? skb->len : TARTAN_DECAP_PULL);
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-	}
-	reason = decap_check(data, data_end, skb->len, cfg);
+	tc_pull_cursor(skb, TARTAN_DECAP_PULL, &c);
+	reason = decap_check(&c, skb->len, cfg, &ip);
 	if (reason != CNT_MAX)
 		return verdict(reason);
 
-	ip = data + sizeof(struct vxlan_frame);
-	if ((void *)(ip + 1) > data_end)
-		return verdict(CNT_DECAP_DROP_INNER_MALFORMED);
 	ek.ip_be = ip->daddr;
 	ep = bpf_map_lookup_elem(&tartan_endpoints, &ek);
 
@@ -62,12 +54,11 @@ int tartan_decap_tc(struct __sk_buff *skb)
 	if (!ep)
 		return verdict(CNT_DECAP_STACK);
 
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	ip = data + ETH_HLEN;
-	if ((void *)(ip + 1) > data_end)
+	/* adjust_room moved the data: the inner IPv4 header now follows the outer Ethernet one */
+	tc_cursor(skb, &c);
+	if (parse_ethhdr(&c, &eth) < 0 || c.pos + sizeof(struct iphdr) > c.end)
 		return verdict(CNT_DECAP_STACK);
+	ip = c.pos;
 	/* TTL expiring: the stack answers with time-exceeded */
 	if (ip->ttl <= 1)
 		return verdict(CNT_DECAP_STACK);

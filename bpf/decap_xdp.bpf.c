@@ -6,7 +6,7 @@
  * Ethernet destination set to the receiving interface (else the stack sees
  * PACKET_OTHERHOST); the stack then routes them to the pod. XDP does not redirect
  * into pod veths: that needs an XDP program inside the pod and loses checksum state
- * (DATAPATH-NOTES.md, pitfalls 3 and 6).
+ * (bpf/README.md, "Measured facts").
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -14,6 +14,7 @@
 #include <bpf/bpf_endian.h>
 #include "tartan.h"
 #include "maps.h"
+#include "parsing.h"
 #include "vxlan.h"
 
 static __always_inline int verdict(__u32 reason)
@@ -25,20 +26,21 @@ static __always_inline int verdict(__u32 reason)
 SEC("xdp")
 int tartan_decap_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct vxlan_frame *f;
+	struct hdr_cursor c;
 	struct config *cfg;
+	struct iphdr *inner;
 	__u32 reason;
 
 	cfg = tartan_cfg();
 	if (!cfg)
 		return verdict(CNT_DECAP_PASS_NOT_READY);
-	reason = decap_check(data, data_end, (__u32)(data_end - data), cfg);
+	xdp_cursor(ctx, &c);
+	f = c.pos;
+	reason = decap_check(&c, (__u32)(c.end - (void *)f), cfg, &inner);
 	if (reason != CNT_MAX)
 		return verdict(reason);
-	f = data;
-	if ((void *)(f + 1) > data_end)
+	if ((void *)(f + 1) > c.end)
 		return verdict(CNT_DECAP_DROP_INNER_MALFORMED);
 	/* the inner Ethernet header becomes the frame's: to us, from the sender's NIC */
 	__builtin_memcpy(f->inner.h_source, f->eth.h_source, 6);

@@ -25,6 +25,7 @@
 #include "tartan.h"
 #include "maps.h"
 #include "csum.h"
+#include "parsing.h"
 #include "vxlan.h"
 
 #ifndef AF_INET
@@ -35,6 +36,8 @@
 #define SPORT_MIN 32768
 #define SPORT_MAX 60999
 
+/* L2(ETH_HLEN), not L2(14 + 8): with the VXLAN header counted as L2, segmentation frees
+ * every GSO packet (bpf/README.md, "Measured facts") */
 #define ENCAP_FLAGS                                                                      \
 	(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |                    \
 	 BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |               \
@@ -60,8 +63,8 @@ static __always_inline __u8 outer_tos(__u8 inner_tos)
 	return ecn == 3 ? 2 : ecn;
 }
 
-/* Does one segment (or the whole packet) fit the overlay MTU? */
-static __always_inline int fits_mtu(struct __sk_buff *skb, struct iphdr *ip, void *data_end,
+/* Does one segment (or the whole packet) fit the overlay MTU? `l4` is the cursor after the IPv4 header. */
+static __always_inline int fits_mtu(struct __sk_buff *skb, struct iphdr *ip, const struct hdr_cursor *l4,
 				    const struct config *cfg)
 {
 	__u32 l3 = bpf_ntohs(ip->tot_len);
@@ -71,9 +74,10 @@ static __always_inline int fits_mtu(struct __sk_buff *skb, struct iphdr *ip, voi
 		return l3 <= cfg->overlay_mtu;
 	hdrs = ip->ihl * 4;
 	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = (void *)ip + sizeof(*ip);
+		struct tcphdr *tcp = l4->pos;
 
-		if (ip->ihl != 5 || (void *)(tcp + 1) > data_end)
+		/* a GSO packet with IPv4 options goes to the stack, which segments it */
+		if (ip->ihl != 5 || (void *)(tcp + 1) > l4->end)
 			return 0;
 		hdrs += tcp->doff * 4;
 	} else {
@@ -87,37 +91,28 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 	struct vxlan_frame h = {};
 	struct bpf_fib_lookup fib = {};
 	struct subnet_value *sv;
+	struct hdr_cursor c;
 	struct config *cfg;
+	struct ethhdr *eth;
 	struct iphdr *ip;
-	void *data, *data_end;
 	__u32 node_ip, l3len, hash;
 	__u8 tos;
 	__u8 remote_mac[6];
-	int rc;
+	int proto, rc;
 
 	cfg = tartan_cfg();
 	if (!cfg)
 		return pass(CNT_ENCAP_PASS_NOT_READY);
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return pass(CNT_ENCAP_PASS_NOT_IPV4);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	if (data + ETH_HLEN + sizeof(*ip) + sizeof(struct tcphdr) > data_end) {
-		__u32 want = ETH_HLEN + sizeof(*ip) + sizeof(struct tcphdr);
-
-		bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-	}
-	if (data + ETH_HLEN > data_end)
+	/* up to the TCP header: fits_mtu() reads it for GSO packets */
+	tc_pull_cursor(skb, ETH_HLEN + sizeof(struct iphdr) + sizeof(struct tcphdr), &c);
+	proto = parse_ethhdr(&c, &eth);
+	if (proto < 0)
 		return pass(CNT_ENCAP_PASS_MALFORMED);
-	if (((struct ethhdr *)data)->h_proto != bpf_htons(ETH_P_IP))
+	if (proto != bpf_htons(ETH_P_IP))
 		return pass(CNT_ENCAP_PASS_NOT_IPV4);
-	ip = data + ETH_HLEN;
-	if ((void *)(ip + 1) > data_end)
-		return pass(CNT_ENCAP_PASS_MALFORMED);
-	if (ip->version != 4 || ip->ihl < 5 || bpf_ntohs(ip->tot_len) < ip->ihl * 4 ||
-	    bpf_ntohs(ip->tot_len) > skb->len - ETH_HLEN)
+	if (parse_iphdr(&c, skb->len - ETH_HLEN, &ip) < 0)
 		return pass(CNT_ENCAP_PASS_MALFORMED);
 
 	sv = tartan_subnet_of(cfg, ip->daddr);
@@ -127,7 +122,7 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 		return pass(CNT_ENCAP_PASS_LOCAL);
 	if (forwarding && ip->ttl <= 1)
 		return pass(CNT_ENCAP_PASS_TTL);
-	if (!fits_mtu(skb, ip, data_end, cfg))
+	if (!fits_mtu(skb, ip, &c, cfg))
 		return pass(CNT_ENCAP_PASS_TOO_BIG);
 
 	node_ip = sv->node_ip_be;
@@ -158,7 +153,7 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 	h.udp.dest = bpf_htons(cfg->port);
 	h.udp.len = bpf_htons(l3len - sizeof(struct iphdr));
 	h.udp.check = 0; /* allowed for IPv4 (RFC 7348); GSO-safe. flannel.1 fills it (udpcsum) */
-	h.vx.flags = TARTAN_VXLAN_FLAG_VNI;
+	h.vx.flags = VXLAN_FLAG_VNI;
 	h.vx.vni_be = bpf_htonl(cfg->vni << 8);
 	__builtin_memcpy(h.inner.h_dest, remote_mac, 6);
 	__builtin_memcpy(h.inner.h_source, cfg->vtep_mac, 6);

@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { Lab } from "../test/helpers/netns.ts";
 import { addPodViaCni, ping } from "../test/helpers/pods.ts";
 import { TARTAN, startAgent, waitReady } from "../test/helpers/tartan.ts";
+import { stepLine, useColour } from "./demo-style.ts";
 
 const BACKENDS = ["ebpf-vxlan", "vxlan", "host-gw", "alloc"];
 const { values } = parseArgs({
@@ -24,7 +25,8 @@ if (!BACKENDS.includes(backend)) {
   process.exit(2);
 }
 
-const step = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
+const colour = useColour(process.stdout.isTTY, process.env);
+const step = (s: string) => console.log(stepLine(s, colour));
 const show = (s: string) => console.log(s.trimEnd().replace(/^/gm, "   "));
 
 const lab = new Lab("demo");

@@ -29,3 +29,25 @@ export function parseOrThrow<S extends v.GenericSchema>(
   if (!r.success) throw new ValidationError(`${what}: ${issuesText(r.issues)}`);
   return r.output;
 }
+
+/** Levenshtein distance between two words, for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** The name in `names` closest to `word` (letter case aside), if within `maxDistance` edits. */
+export function closestName(word: string, names: readonly string[], maxDistance = 2): string | null {
+  let best: { name: string; d: number } | null = null;
+  for (const name of names) {
+    const d = editDistance(word.toLowerCase(), name.toLowerCase());
+    if (d <= maxDistance && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name ?? null;
+}

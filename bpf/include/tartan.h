@@ -2,9 +2,11 @@
 /*
  * tartan.h - the ABI between Tartan's eBPF programs and the agent.
  *
- * Map names, key/value layouts (fixed-width, explicit padding), counter ids and
- * constants. src/bpf/abi.ts mirrors this file; test/bpf/abi.test.ts checks the two
- * against the compiled object's BTF. Change both together and bump TARTAN_ABI_VERSION.
+ * Key/value layouts (fixed-width, explicit padding), counter ids and constants; the
+ * maps themselves (names, types, sizes) are defined in maps.h. src/bpf/abi.ts mirrors
+ * this file; test/bpf/abi.test.ts checks the two against the compiled object's BTF and
+ * against this header compiled into a probe. Change both together and bump
+ * TARTAN_ABI_VERSION when a layout or meaning changes.
  *
  * Byte order: fields named *_be are in network byte order (written big-endian by the
  * agent); every other integer is host order.
@@ -16,15 +18,16 @@
 
 #define TARTAN_ABI_VERSION 2
 
-/* Map sizes. The subnet and member hashes are preallocated (no kmalloc per insert,
- * no allocation failure under memory pressure); the endpoint hash is not. */
+/* Map sizes (C only: the agent does not depend on them). The subnet and member
+ * hashes are preallocated (no kmalloc per insert, no allocation failure under memory
+ * pressure); the endpoint hash is not. */
 #define TARTAN_MAX_SUBNETS   65536
 #define TARTAN_MAX_MEMBERS   65536
 #define TARTAN_MAX_ENDPOINTS 65536
 
-/* VXLAN on the wire: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
+/* VXLAN on the wire: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
+ * The agent sizes the pod MTU with it. */
 #define TARTAN_VXLAN_OVERHEAD 50
-#define TARTAN_VXLAN_FLAG_VNI 0x08 /* "I" flag, first byte of the VXLAN header */
 
 /* subnet_value.flags */
 #define TARTAN_SUBNET_LOCAL 0x1 /* our own subnet: never encapsulated; decap target */
@@ -33,7 +36,7 @@
 #define TARTAN_CFG_READY 0x1 /* config filled in; programs pass everything until set */
 
 /*
- * TARTAN_MAP_SUBNETS: hash, subnet -> remote node. Every lease of a flannel network has
+ * tartan_subnets: hash, subnet -> remote node. Every lease of a flannel network has
  * the same prefix length (the config's SubnetLen), so "which subnet holds this
  * address" is one exact lookup of {subnet_len, addr & subnet_mask} (config below),
  * not a longest-prefix match: cheaper per packet and per insert than an LPM trie.
@@ -49,7 +52,7 @@ struct subnet_value {
 	__u16 flags;        /* TARTAN_SUBNET_* */
 };
 
-/* TARTAN_MAP_MEMBERS: hash, outer source IPv4 of accepted VXLAN -> leases held. */
+/* tartan_members: hash, outer source IPv4 of accepted VXLAN -> leases held. */
 struct member_key {
 	__u32 node_ip_be;
 };
@@ -58,7 +61,7 @@ struct member_value {
 	__u32 leases; /* how many leases this node IP holds (agent bookkeeping) */
 };
 
-/* TARTAN_MAP_ENDPOINTS: hash, local pod IPv4 -> where to deliver it. */
+/* tartan_endpoints: hash, local pod IPv4 -> where to deliver it. */
 struct endpoint_key {
 	__u32 ip_be;
 };
@@ -69,7 +72,7 @@ struct endpoint_value {
 	__u8 gw_mac[6];   /* Ethernet source: the bridge (pod's gateway) */
 };
 
-/* TARTAN_MAP_CONFIG: array with one entry (key 0). */
+/* tartan_config: array with one entry (key 0). */
 struct config {
 	__u32 flags;          /* TARTAN_CFG_* */
 	__u32 local_ip_be;    /* outer source on encap; required outer destination on decap */
@@ -85,7 +88,7 @@ struct config {
 	__u32 subnet_mask_be; /* netmask of subnet_len: subnet of an address = addr & mask */
 };
 
-/* Counter ids: index into TARTAN_MAP_COUNTERS (per-CPU __u64). Names in abi.ts. */
+/* Counter ids: index into tartan_counters (per-CPU __u64). Names in abi.ts (COUNTER_NAMES). */
 enum tartan_counter {
 	/* encapsulation (TC) */
 	CNT_ENCAP_OK = 0,          /* encapsulated, redirected out of the underlay (fib hit) */
@@ -119,12 +122,5 @@ enum tartan_counter {
 	CNT_DECAP_DROP_ADJUST,     /* bpf_skb_adjust_room / xdp_adjust_head failed */
 	CNT_MAX,
 };
-
-/* Map names as they appear in the object and under the pin directory. */
-#define TARTAN_MAP_SUBNETS   tartan_subnets
-#define TARTAN_MAP_MEMBERS   tartan_members
-#define TARTAN_MAP_ENDPOINTS tartan_endpoints
-#define TARTAN_MAP_CONFIG    tartan_config
-#define TARTAN_MAP_COUNTERS  tartan_counters
 
 #endif /* TARTAN_H */

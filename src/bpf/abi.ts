@@ -1,11 +1,13 @@
 /**
  * The one TypeScript mirror of bpf/include/tartan.h: map and program names, struct
  * layouts (size and field offsets), codecs built from those layouts, counter names
- * in enum order, and constants. test/bpf/abi.test.ts checks every layout and counter
- * here against the BTF of build/tartan.bpf.o, so the two cannot drift.
+ * in enum order, and constants. test/bpf/abi.test.ts checks the layouts, map and
+ * program names against the BTF of build/tartan.bpf.o, and the constants and counter
+ * ids against tartan.h compiled into a probe, so the two cannot drift.
  * Fields that tartan.h names *_be are written big-endian; all else little-endian.
  */
 import type { Ip4 } from "../config/cidr.ts";
+import { type Layout, offsetOf } from "./layout.ts";
 import type { Codec } from "./map.ts";
 
 export const MAPS = {
@@ -23,9 +25,21 @@ export const PROGRAMS = {
   decapXdp: "tartan_decap_xdp",
 } as const;
 
-export const VXLAN_OVERHEAD = 50;
-export const SUBNET_LOCAL = 0x1;
-export const CFG_READY = 0x1;
+/**
+ * tartan.h's constants, each `TARTAN_<name>` there. Map capacities (TARTAN_MAX_*) stay
+ * C-only: nothing here depends on them.
+ */
+export const CONSTANTS = {
+  /** Bumped with every incompatible change to tartan.h (logged when pinned maps are recreated). */
+  ABI_VERSION: 2,
+  /** Outer IPv4 + UDP + VXLAN + inner Ethernet: the pod MTU is the underlay's minus this. */
+  VXLAN_OVERHEAD: 50,
+  /** subnet_value.flags: our own subnet. */
+  SUBNET_LOCAL: 0x1,
+  /** config.flags: filled in; the programs pass everything until it is set. */
+  CFG_READY: 0x1,
+} as const;
+export const { ABI_VERSION, VXLAN_OVERHEAD, SUBNET_LOCAL, CFG_READY } = CONSTANTS;
 
 /** Counter names, index = enum tartan_counter value (CNT_ENCAP_OK → "encap_ok"). */
 export const COUNTER_NAMES = [
@@ -63,12 +77,6 @@ export const COUNTER: { readonly [K in CounterName]: number } = Object.fromEntri
   COUNTER_NAMES.map((n, i) => [n, i]),
 ) as { [K in CounterName]: number };
 
-/** A C struct's layout as tartan.h declares it: field name → [offset, size] in bytes. */
-export interface Layout {
-  readonly size: number;
-  readonly fields: Readonly<Record<string, readonly [number, number]>>;
-}
-
 export const LAYOUTS = {
   subnet_key: { size: 8, fields: { prefixlen: [0, 4], addr_be: [4, 4] } },
   subnet_value: { size: 12, fields: { node_ip_be: [0, 4], vtep_mac: [4, 6], flags: [10, 2] } },
@@ -95,9 +103,8 @@ export const LAYOUTS = {
   },
 } as const satisfies Record<string, Layout>;
 
-type LayoutName = keyof typeof LAYOUTS;
-const off = <L extends LayoutName>(l: L, f: keyof (typeof LAYOUTS)[L]["fields"]): number =>
-  (LAYOUTS[l].fields as Record<string, readonly [number, number]>)[f as string]![0];
+const off = <L extends keyof typeof LAYOUTS>(l: L, f: keyof (typeof LAYOUTS)[L]["fields"] & string): number =>
+  offsetOf(LAYOUTS[l], f);
 
 /** "aa:bb:cc:dd:ee:ff" → 6 bytes; throws on anything else. */
 export function macBytes(mac: string): Uint8Array {

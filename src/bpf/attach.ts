@@ -6,8 +6,11 @@
  * A replace is atomic (same handle and priority, or XDP without UPDATE_IF_NOEXIST).
  */
 import type { Logger } from "../log.ts";
-import { BpfError, check, EEXIST, ENOENT, toError } from "./errors.ts";
-import { closeFd, lib } from "./libbpf.ts";
+import { check, EEXIST, EINVAL, ENODEV, ENOENT, toError } from "./errors.ts";
+import { BpfFd } from "./fd.ts";
+import { offsetOf, optsBuffer, structBuffer } from "./layout.ts";
+import { lib } from "./libbpf.ts";
+import { LIBBPF_CONSTANTS, LIBBPF_STRUCTS } from "./structs.ts";
 
 export type TcDirection = "ingress" | "egress";
 export type XdpMode = "native" | "generic";
@@ -16,30 +19,32 @@ export type XdpMode = "native" | "generic";
 export const TC_HANDLE = 0x7a7a;
 export const TC_PRIORITY = 1;
 
-const BPF_TC_INGRESS = 1;
-const BPF_TC_EGRESS = 2;
-const BPF_TC_F_REPLACE = 1;
-const XDP_FLAGS_SKB_MODE = 1 << 1;
-const XDP_FLAGS_DRV_MODE = 1 << 2;
+const { BPF_TC_INGRESS, BPF_TC_EGRESS, BPF_TC_F_REPLACE, XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE } =
+  LIBBPF_CONSTANTS;
+const HOOK = LIBBPF_STRUCTS.bpf_tc_hook;
+const TC_OPTS = LIBBPF_STRUCTS.bpf_tc_opts;
+const PROG_INFO = LIBBPF_STRUCTS.bpf_prog_info;
+const PROG_ID = offsetOf(TC_OPTS, "prog_id");
+
+/** bpf_tc_query/detach: no filter (ENOENT), no clsact qdisc (EINVAL), no such interface (ENODEV). */
+const TC_ABSENT = [-ENOENT, -EINVAL, -ENODEV];
+/** bpf_xdp_detach answers for a mode with nothing of ours to detach: ENOENT, or EINVAL. */
+const XDP_ABSENT = [-ENOENT, -EINVAL];
 
 function tcHook(ifindex: number, dir: TcDirection): Uint8Array {
-  const b = new Uint8Array(24);
-  const v = new DataView(b.buffer);
-  v.setBigUint64(0, 24n, true);
-  v.setInt32(8, ifindex, true);
-  v.setUint32(12, dir === "ingress" ? BPF_TC_INGRESS : BPF_TC_EGRESS, true);
-  return b;
+  const h = optsBuffer(HOOK);
+  h.view.setInt32(offsetOf(HOOK, "ifindex"), ifindex, true);
+  h.view.setUint32(offsetOf(HOOK, "attach_point"), dir === "ingress" ? BPF_TC_INGRESS : BPF_TC_EGRESS, true);
+  return h.bytes;
 }
 
 function tcOpts(progFd: number, flags: number): { bytes: Uint8Array; view: DataView } {
-  const bytes = new Uint8Array(32);
-  const view = new DataView(bytes.buffer);
-  view.setBigUint64(0, 32n, true);
-  view.setInt32(8, progFd, true);
-  view.setUint32(12, flags, true);
-  view.setUint32(20, TC_HANDLE, true);
-  view.setUint32(24, TC_PRIORITY, true);
-  return { bytes, view };
+  const o = optsBuffer(TC_OPTS);
+  o.view.setInt32(offsetOf(TC_OPTS, "prog_fd"), progFd, true);
+  o.view.setUint32(offsetOf(TC_OPTS, "flags"), flags, true);
+  o.view.setUint32(offsetOf(TC_OPTS, "handle"), TC_HANDLE, true);
+  o.view.setUint32(offsetOf(TC_OPTS, "priority"), TC_PRIORITY, true);
+  return o;
 }
 
 /** Attaches (or atomically replaces) our TC filter; creates the clsact qdisc if needed. */
@@ -49,22 +54,22 @@ export function tcAttach(ifindex: number, ifname: string, dir: TcDirection, prog
   if (rc < 0 && rc !== -EEXIST) check(`create clsact on ${ifname}`, rc);
   const o = tcOpts(progFd, BPF_TC_F_REPLACE);
   check(`attach tc ${dir} program to ${ifname}`, lib().bpf.bpf_tc_attach(hook, o.bytes));
-  return o.view.getUint32(16, true);
+  return o.view.getUint32(PROG_ID, true);
 }
 
 /** The program id of our TC filter, or null when none is attached. */
 export function tcQuery(ifindex: number, ifname: string, dir: TcDirection): number | null {
   const o = tcOpts(0, 0);
   const rc = lib().bpf.bpf_tc_query(tcHook(ifindex, dir), o.bytes);
-  if (rc === -ENOENT || rc === -22 || rc === -19) return null;
+  if (TC_ABSENT.includes(rc)) return null;
   check(`query tc ${dir} on ${ifname}`, rc);
-  return o.view.getUint32(16, true);
+  return o.view.getUint32(PROG_ID, true);
 }
 
 /** Removes our TC filter (other filters and the clsact qdisc stay). False when absent. */
 export function tcDetach(ifindex: number, ifname: string, dir: TcDirection): boolean {
   const rc = lib().bpf.bpf_tc_detach(tcHook(ifindex, dir), tcOpts(0, 0).bytes);
-  if (rc === -ENOENT || rc === -22 || rc === -19) return false;
+  if (TC_ABSENT.includes(rc)) return false;
   check(`detach tc ${dir} from ${ifname}`, rc);
   return true;
 }
@@ -107,32 +112,29 @@ export function xdpQuery(ifindex: number, ifname: string, mode: XdpMode): number
 export function xdpDetach(ifindex: number, ifname: string): void {
   for (const flags of [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE]) {
     const rc = lib().bpf.bpf_xdp_detach(ifindex, flags, null);
-    if (rc < 0 && rc !== -ENOENT && rc !== -22)
-      throw new BpfError(`detach xdp from ${ifname}`, { errno: -rc });
+    if (rc < 0 && !XDP_ABSENT.includes(rc)) throw toError(`detach xdp from ${ifname}`, -rc);
   }
 }
 
-/** The kernel id of a program or map fd (bpf_obj_get_info_by_fd; id is at offset 4 of both infos). */
+/** The kernel id of a program or map fd (bpf_obj_get_info_by_fd; the id sits at the same offset in both infos). */
 export function objectId(fd: number): number {
-  const info = new Uint8Array(8);
-  const len = new Uint32Array([8]);
+  const id = offsetOf(PROG_INFO, "id");
+  const info = new Uint8Array(id + 4);
+  const len = new Uint32Array([info.length]);
   check("get object info", lib().bpf.bpf_obj_get_info_by_fd(fd, info, len));
-  return new DataView(info.buffer).getUint32(4, true);
+  return new DataView(info.buffer).getUint32(id, true);
 }
 
 /** The name of the loaded program with kernel id `id` (bpf_prog_info.name), or null when gone. */
 export function programName(id: number): string | null {
-  const fd = lib().bpf.bpf_prog_get_fd_by_id(id);
-  if (fd === -ENOENT) return null;
-  check(`open program id ${id}`, fd);
-  try {
-    const info = new Uint8Array(80);
-    const len = new Uint32Array([80]);
-    check(`get info of program id ${id}`, lib().bpf.bpf_obj_get_info_by_fd(fd, info, len));
-    const name = info.subarray(64, 80);
-    const end = name.indexOf(0);
-    return new TextDecoder().decode(name.subarray(0, end < 0 ? 16 : end));
-  } finally {
-    closeFd(fd);
-  }
+  const rc = lib().bpf.bpf_prog_get_fd_by_id(id);
+  if (rc === -ENOENT) return null;
+  using prog = BpfFd.own(check(`open program id ${id}`, rc), `program id ${id}`);
+  const info = structBuffer(PROG_INFO);
+  const len = new Uint32Array([info.bytes.length]);
+  check(`get info of program id ${id}`, lib().bpf.bpf_obj_get_info_by_fd(prog.fd, info.bytes, len));
+  const [at, size] = PROG_INFO.fields.name;
+  const name = info.bytes.subarray(at, at + size);
+  const end = name.indexOf(0);
+  return new TextDecoder().decode(name.subarray(0, end < 0 ? size : end));
 }

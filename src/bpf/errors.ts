@@ -1,46 +1,56 @@
 /**
- * Typed errors for everything that goes through libbpf: the one place where libbpf's
- * negative return values and errno become `BpfError`s carrying the operation, the
- * errno (number and name) and the cause; and `BpfUnavailableError`, the one-line
- * explanation for an operator when BPF cannot work here at all.
+ * Typed errors for everything that goes through libbpf: the one place where errnos
+ * are named and where libbpf's negative return values become `BpfError`s carrying the
+ * operation, the errno (number and name) and the cause; and `BpfUnavailableError`,
+ * the one-line explanation for an operator when BPF cannot work here at all.
  */
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  3: "ESRCH",
-  4: "EINTR",
-  5: "EIO",
-  7: "E2BIG",
-  9: "EBADF",
-  11: "EAGAIN",
-  12: "ENOMEM",
-  13: "EACCES",
-  14: "EFAULT",
-  16: "EBUSY",
-  17: "EEXIST",
-  19: "ENODEV",
-  22: "EINVAL",
-  24: "EMFILE",
-  28: "ENOSPC",
-  34: "ERANGE",
-  38: "ENOSYS",
-  95: "EOPNOTSUPP",
-  524: "ENOTSUPP",
-  4003: "LIBBPF_ERRNO__FORMAT",
-  4007: "LIBBPF_ERRNO__VERIFY",
-  4009: "LIBBPF_ERRNO__KVER",
-};
+/**
+ * Every errno this module names, name → number (Linux; the same on x86-64 and arm64),
+ * and libbpf's own error codes (libbpf 1.x returns them negated, like errnos).
+ */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  EMFILE: 24,
+  ENOSPC: 28,
+  ERANGE: 34,
+  ENOSYS: 38,
+  EOPNOTSUPP: 95,
+  /** The kernel's internal "not supported" (include/linux/errno.h), which BPF syscalls leak. */
+  ENOTSUPP: 524,
+  LIBBPF_ERRNO__LIBELF: 4000,
+  LIBBPF_ERRNO__FORMAT: 4001,
+  LIBBPF_ERRNO__KVERSION: 4002,
+  LIBBPF_ERRNO__ENDIAN: 4003,
+  LIBBPF_ERRNO__INTERNAL: 4004,
+  LIBBPF_ERRNO__RELOC: 4005,
+  LIBBPF_ERRNO__LOAD: 4006,
+  LIBBPF_ERRNO__VERIFY: 4007,
+  LIBBPF_ERRNO__PROG2BIG: 4008,
+  LIBBPF_ERRNO__KVER: 4009,
+  LIBBPF_ERRNO__PROGTYPE: 4010,
+} as const;
 
-export const ENOENT = 2;
-export const EPERM = 1;
-export const EEXIST = 17;
-export const EINVAL = 22;
-export const ENOTSUPP = 524;
-export const EOPNOTSUPP = 95;
+export const { EPERM, ENOENT, EBADF, EACCES, EEXIST, ENODEV, EINVAL, ENOSYS, EOPNOTSUPP, ENOTSUPP } = ERRNO;
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, n]) => [n, name]));
 
 export function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }
 
 export interface BpfErrorOptions {
@@ -82,7 +92,11 @@ export class BpfUnavailableError extends Error {
 const PERMISSION_HINT =
   "run tartan as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (e.g. systemd AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON)";
 
-/** libbpf returns 0 or a positive value on success and -errno on failure. */
+/**
+ * libbpf 1.x returns 0 or a positive value on success and -errno on failure from every
+ * int-returning function this loader calls (bpf.c's libbpf_err_errno, netlink.c and
+ * libbpf.c's libbpf_err): the errno arrives with the return value, never read later.
+ */
 export function check(op: string, ret: number): number {
   if (ret >= 0) return ret;
   throw toError(op, -ret);
@@ -90,13 +104,13 @@ export function check(op: string, ret: number): number {
 
 /** The error for errno `errno` from `op`; permissions become the operator hint. */
 export function toError(op: string, errno: number, opts: Omit<BpfErrorOptions, "errno"> = {}): Error {
-  if (errno === EPERM || errno === 13) {
+  if (errno === EPERM || errno === EACCES) {
     return new BpfUnavailableError(
       `${op}: ${errnoName(errno)}: ${PERMISSION_HINT}`,
       new BpfError(op, { errno, ...opts }),
     );
   }
-  if (errno === 38) {
+  if (errno === ENOSYS) {
     return new BpfUnavailableError(
       `${op}: the kernel has no BPF system call (ENOSYS): use a kernel built with CONFIG_BPF_SYSCALL=y (5.15 or newer)`,
     );

@@ -1,11 +1,13 @@
 /**
  * libbpf.so.1 and the few libc functions the loader needs, opened once through
  * bun:ffi. `lib()` returns the symbol table; when libbpf cannot be opened it throws a
- * BpfUnavailableError saying what to install. libbpf's log lines go to the Logger set
- * with `setLibbpfLogger` (a JSCallback formats them with libc's vsnprintf), and the
- * last lines are kept so a verifier rejection can carry its log.
+ * BpfUnavailableError saying what to install. Every libbpf function declared here
+ * reports failure in its return value (-errno; NULL only from name lookups, whose one
+ * cause is "not found"), so errno is never read after the fact. libbpf's log lines go
+ * to the Logger set with `setLibbpfLogger` (a JSCallback formats them with libc's
+ * vsnprintf), and the last lines are kept so a verifier rejection can carry its log.
  */
-import { dlopen, FFIType, JSCallback, type Pointer, ptr, read } from "bun:ffi";
+import { dlopen, FFIType, JSCallback, type Pointer, ptr } from "bun:ffi";
 import type { Logger } from "../log.ts";
 import { BpfUnavailableError } from "./errors.ts";
 
@@ -15,7 +17,7 @@ const usize = u64;
 const LIBBPF_SYMBOLS = {
   libbpf_set_print: { args: [P], returns: P },
   libbpf_num_possible_cpus: { args: [], returns: i32 },
-  bpf_object__open_mem: { args: [P, usize, P], returns: P },
+  bpf_object__open_skeleton: { args: [P, P], returns: i32 },
   bpf_object__load: { args: [P], returns: i32 },
   bpf_object__close: { args: [P], returns: V },
   bpf_object__find_program_by_name: { args: [P, P], returns: P },
@@ -23,7 +25,6 @@ const LIBBPF_SYMBOLS = {
   bpf_program__fd: { args: [P], returns: i32 },
   bpf_map__fd: { args: [P], returns: i32 },
   bpf_map__set_pin_path: { args: [P, P], returns: i32 },
-  bpf_map__reuse_fd: { args: [P, i32], returns: i32 },
   bpf_map_lookup_elem: { args: [i32, P, P], returns: i32 },
   bpf_map_update_elem: { args: [i32, P, P, u64], returns: i32 },
   bpf_map_delete_elem: { args: [i32, P], returns: i32 },
@@ -47,7 +48,6 @@ const LIBBPF_SYMBOLS = {
 const LIBC_SYMBOLS = {
   close: { args: [i32], returns: i32 },
   vsnprintf: { args: [P, usize, P, P], returns: i32 },
-  __errno_location: { args: [], returns: P },
 } as const;
 
 function open() {
@@ -125,12 +125,7 @@ function installPrinter(l: Lib): void {
   l.bpf.libbpf_set_print(printer.ptr);
 }
 
-/** errno of the calling thread (after a call that returned NULL). */
-export function errno(): number {
-  const p = lib().libc.__errno_location();
-  return p ? read.i32(p, 0) : 0;
-}
-
+/** close(2); BpfFd is the one caller in src/ (it knows which fds are ours to close). */
 export function closeFd(fd: number): void {
   if (fd >= 0) lib().libc.close(fd);
 }

@@ -1,10 +1,16 @@
 /**
  * Typed BPF maps over fixed-size codecs (see abi.ts): lookup, update, delete, key
  * iteration, entries, batch update and batch delete, like cilium/ebpf's Map. Per-CPU
- * maps return one value per possible CPU from `lookupPerCpu`.
+ * maps return one value per possible CPU from `lookupPerCpu`. A map holds a BpfFd
+ * (fd.ts): `BpfMap.openPinned` owns its fd; `BpfObject.map` lends one of the object's.
+ * After close() (or its object's) every method throws instead of touching a stale fd.
  */
+import { basename } from "node:path";
 import { BpfError, check, EINVAL, ENOENT, ENOTSUPP, EOPNOTSUPP } from "./errors.ts";
-import { closeFd, lib, possibleCpus } from "./libbpf.ts";
+import type { BpfFd } from "./fd.ts";
+import { lib, possibleCpus } from "./libbpf.ts";
+import { openPin } from "./pin.ts";
+import { LIBBPF_CONSTANTS } from "./structs.ts";
 
 /** A fixed-size binary layout for a key or value. */
 export interface Codec<T> {
@@ -13,30 +19,59 @@ export interface Codec<T> {
   decode(view: DataView, offset: number): T;
 }
 
-export const BPF_ANY = 0;
-export const BPF_NOEXIST = 1;
-export const BPF_EXIST = 2;
+export const { BPF_ANY, BPF_NOEXIST, BPF_EXIST } = LIBBPF_CONSTANTS;
+
+export interface MapOptions {
+  /** Per-CPU map: values are read with lookupPerCpu and written to every CPU. */
+  readonly perCpu?: boolean;
+}
 
 function buf(size: number): { bytes: Uint8Array; view: DataView } {
   const bytes = new Uint8Array(Math.max(size, 1));
   return { bytes, view: new DataView(bytes.buffer) };
 }
 
-export class BpfMap<K, V> {
+export class BpfMap<K, V> implements Disposable {
   readonly name: string;
-  readonly fd: number;
+  private readonly handle: BpfFd;
   private readonly key: Codec<K>;
   private readonly value: Codec<V>;
   private readonly perCpu: boolean;
   private readonly stride: number;
 
-  constructor(name: string, fd: number, key: Codec<K>, value: Codec<V>, opts: { perCpu?: boolean } = {}) {
+  /** A typed view of the map behind `handle`; the handle's ownership decides what close() does. */
+  constructor(name: string, handle: BpfFd, key: Codec<K>, value: Codec<V>, opts: MapOptions = {}) {
     this.name = name;
-    this.fd = fd;
+    this.handle = handle;
     this.key = key;
     this.value = value;
     this.perCpu = opts.perCpu ?? false;
     this.stride = this.perCpu ? Math.ceil(value.size / 8) * 8 : value.size;
+  }
+
+  /** Opens the map pinned at `path` (owned: close() closes it); null when nothing is pinned there. */
+  static openPinned<K, V>(
+    path: string,
+    key: Codec<K>,
+    value: Codec<V>,
+    opts: MapOptions = {},
+  ): BpfMap<K, V> | null {
+    const name = basename(path);
+    const handle = openPin(path, `map ${name} at ${path}`);
+    return handle === null ? null : new BpfMap(name, handle, key, value, opts);
+  }
+
+  /** The map's fd (to pin it, or for its id); throws once the map is closed. */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  get owned(): boolean {
+    return this.handle.owned;
+  }
+
+  get closed(): boolean {
+    return this.handle.closed;
   }
 
   private encKey(k: K): Uint8Array {
@@ -69,7 +104,7 @@ export class BpfMap<K, V> {
     return out;
   }
 
-  update(k: K, v: V, flags = BPF_ANY): void {
+  update(k: K, v: V, flags: number = BPF_ANY): void {
     const b = buf(this.valueBytes());
     if (this.perCpu)
       for (let cpu = 0; cpu < possibleCpus(); cpu++) this.value.encode(v, b.view, cpu * this.stride);
@@ -162,7 +197,12 @@ export class BpfMap<K, V> {
     return deleted;
   }
 
+  /** Closes an owned map's fd; on a borrowed map, ends the borrow (see fd.ts). */
   close(): void {
-    closeFd(this.fd);
+    this.handle.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, rmSync, statfsSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Logger } from "../log.ts";
 import { BpfError, check, ENOENT } from "./errors.ts";
+import { BpfFd } from "./fd.ts";
 import { cstr, lib } from "./libbpf.ts";
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -40,12 +41,15 @@ export function pinFd(fd: number, path: string): void {
   check(`pin ${path}`, lib().bpf.bpf_obj_pin(fd, cstr(path)));
 }
 
-/** Opens a pinned object; null when nothing is pinned there. */
-export function openPin(path: string): number | null {
+/**
+ * Opens a pinned object: a new fd we own (close it); null when nothing is pinned there.
+ * `what` names it in errors ("map x at /sys/fs/bpf/...").
+ */
+export function openPin(path: string, what = `pin ${path}`): BpfFd | null {
   if (!existsSync(path)) return null;
   const fd = lib().bpf.bpf_obj_get(cstr(path));
   if (fd === -ENOENT) return null;
-  return check(`open pin ${path}`, fd);
+  return BpfFd.own(check(`open ${what}`, fd), what);
 }
 
 export function unpin(path: string): void {

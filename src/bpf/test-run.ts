@@ -4,15 +4,12 @@
  * (for TC programs) the __sk_buff context. Used by test/bpf and by `bench`.
  */
 import { check } from "./errors.ts";
+import { offsetOf, optsBuffer, structBuffer } from "./layout.ts";
 import { addr, lib } from "./libbpf.ts";
+import { LIBBPF_STRUCTS } from "./structs.ts";
 
-const OPTS_SIZE = 80;
-/** sizeof(struct __sk_buff) */
-export const SKB_CTX_SIZE = 192;
-const SKB_IFINDEX = 40;
-const SKB_INGRESS_IFINDEX = 36;
-const SKB_GSO_SEGS = 164;
-const SKB_GSO_SIZE = 176;
+const OPTS = LIBBPF_STRUCTS.bpf_test_run_opts;
+const SKB = LIBBPF_STRUCTS.__sk_buff;
 
 export interface SkbCtx {
   readonly ifindex?: number;
@@ -38,13 +35,13 @@ export interface TestRunResult {
 }
 
 export function skbCtx(c: SkbCtx): Uint8Array {
-  const b = new Uint8Array(SKB_CTX_SIZE);
-  const v = new DataView(b.buffer);
-  if (c.ifindex !== undefined) v.setUint32(SKB_IFINDEX, c.ifindex, true);
-  if (c.ingressIfindex !== undefined) v.setUint32(SKB_INGRESS_IFINDEX, c.ingressIfindex, true);
-  if (c.gsoSegs !== undefined) v.setUint32(SKB_GSO_SEGS, c.gsoSegs, true);
-  if (c.gsoSize !== undefined) v.setUint32(SKB_GSO_SIZE, c.gsoSize, true);
-  return b;
+  const { bytes, view } = structBuffer(SKB);
+  if (c.ifindex !== undefined) view.setUint32(offsetOf(SKB, "ifindex"), c.ifindex, true);
+  if (c.ingressIfindex !== undefined)
+    view.setUint32(offsetOf(SKB, "ingress_ifindex"), c.ingressIfindex, true);
+  if (c.gsoSegs !== undefined) view.setUint32(offsetOf(SKB, "gso_segs"), c.gsoSegs, true);
+  if (c.gsoSize !== undefined) view.setUint32(offsetOf(SKB, "gso_size"), c.gsoSize, true);
+  return bytes;
 }
 
 /** Runs program `progFd` once (or `repeat` times) on `input.data`. */
@@ -55,21 +52,24 @@ export function testRun(progFd: number, input: TestRunInput): TestRunResult {
   dataIn.set(input.data);
   const ctx = input.skb ? skbCtx(input.skb) : null;
   const ctxOut = ctx ? new Uint8Array(ctx.length) : null;
-  const o = new Uint8Array(OPTS_SIZE);
-  const v = new DataView(o.buffer);
-  v.setBigUint64(0, BigInt(OPTS_SIZE), true);
-  v.setBigUint64(8, BigInt(addr(dataIn)), true);
-  v.setBigUint64(16, BigInt(addr(out)), true);
-  v.setUint32(24, input.data.length, true);
-  v.setUint32(28, out.length, true);
+  const { bytes: o, view: v } = optsBuffer(OPTS);
+  const at = (f: keyof typeof OPTS.fields) => offsetOf(OPTS, f);
+  v.setBigUint64(at("data_in"), BigInt(addr(dataIn)), true);
+  v.setBigUint64(at("data_out"), BigInt(addr(out)), true);
+  v.setUint32(at("data_size_in"), input.data.length, true);
+  v.setUint32(at("data_size_out"), out.length, true);
   if (ctx && ctxOut) {
-    v.setBigUint64(32, BigInt(addr(ctx)), true);
-    v.setBigUint64(40, BigInt(addr(ctxOut)), true);
-    v.setUint32(48, ctx.length, true);
-    v.setUint32(52, ctxOut.length, true);
+    v.setBigUint64(at("ctx_in"), BigInt(addr(ctx)), true);
+    v.setBigUint64(at("ctx_out"), BigInt(addr(ctxOut)), true);
+    v.setUint32(at("ctx_size_in"), ctx.length, true);
+    v.setUint32(at("ctx_size_out"), ctxOut.length, true);
   }
-  v.setInt32(60, input.repeat ?? 1, true);
+  v.setInt32(at("repeat"), input.repeat ?? 1, true);
   check("test-run program", lib().bpf.bpf_prog_test_run_opts(progFd, o));
-  const outLen = v.getUint32(28, true);
-  return { retval: v.getUint32(56, true), data: out.slice(0, outLen), durationNs: v.getUint32(64, true) };
+  const outLen = v.getUint32(at("data_size_out"), true);
+  return {
+    retval: v.getUint32(at("retval"), true),
+    data: out.slice(0, outLen),
+    durationNs: v.getUint32(at("duration"), true),
+  };
 }

@@ -6,138 +6,76 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
-import * as v from "valibot";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
-import { DEFAULT_SUBNET_FILE } from "../config/options.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { errorText, type Logger } from "../log.ts";
 import { removeBatch } from "../net/batch.ts";
 import { deleteLink, listRoutes } from "../net/ip.ts";
 import { removeEmptyNatTable, removeMasq } from "../net/masq.ts";
-import { ValidationError } from "../validation.ts";
-import { type FlagDef, parseFlags } from "./flags.ts";
-import { flagsHelp } from "./help.ts";
-import { validateFlags } from "./options.ts";
+import { type Command, noArguments } from "./command.ts";
+import { DOCKER_ENV_FLAG } from "./docker-opts.ts";
+import { booleanFlag, type FlagSet, stringFlag, validateFlags, withHelp } from "./flag-def.ts";
+import type { ParsedArgs } from "./flags.ts";
+import { BRIDGE_FLAG, FLANNELD_AGENT_FLAGS, HELP_FLAG, TARTAN_AGENT_FLAGS } from "./options.ts";
+import { cidr, wholeNumber } from "./values.ts";
 
 export const DEFAULT_CNI_DATA_DIR = "/var/lib/cni/flannel";
 export const DEFAULT_CNI_IPAM_DIR = "/var/lib/cni/networks/cbr0";
 export const DEFAULT_CNI_CONF = "/etc/cni/net.d/10-tartan.conflist";
 export const DEFAULT_CNI_BIN = "/opt/cni/bin/tartan";
 
-export const CLEANUP_FLAGS: FlagDef[] = [
-  {
-    name: "subnet-file",
-    kind: "string",
-    default: DEFAULT_SUBNET_FILE,
-    help: "subnet.env the agent wrote (tells the cluster network)",
-  },
-  {
-    name: "remove-subnet-file",
-    kind: "boolean",
+export const CLEANUP_FLAGS = {
+  "subnet-file": withHelp(
+    FLANNELD_AGENT_FLAGS["subnet-file"],
+    "subnet.env the agent wrote (tells the cluster network)",
+    { env: false },
+  ),
+  "remove-subnet-file": booleanFlag({
     help: "also delete subnet.env (Docker and the CNI plugin need it while pods run)",
-  },
-  {
-    name: "node-name",
-    kind: "string",
-    help: "node name (default: the host name); picks the default --bpffs",
-  },
-  {
-    name: "bpffs",
-    kind: "string",
-    help: "pin directory of the eBPF datapath (default /sys/fs/bpf/tartan/<node-name>)",
-  },
-  { name: "vni", kind: "string", default: "1", help: "VNI of the vxlan and ebpf-vxlan devices" },
-  {
-    name: "network",
-    kind: "string",
-    help: "cluster network whose host-gw routes to remove (default: FLANNEL_NETWORK from subnet.env)",
-  },
-  {
-    name: "cni-data-dir",
-    kind: "string",
-    default: DEFAULT_CNI_DATA_DIR,
-    help: "the CNI plugin's per-container state",
-  },
-  {
-    name: "cni-ipam-dir",
-    kind: "string",
+  }),
+  "node-name": withHelp(TARTAN_AGENT_FLAGS["node-name"], "node name; picks the default --bpffs"),
+  bpffs: withHelp(TARTAN_AGENT_FLAGS.bpffs, "pin directory of the eBPF datapath"),
+  vni: stringFlag({
+    default: "1",
+    value: wholeNumber(0, 0xffffff, "0..16777215"),
+    help: "VNI of the vxlan and ebpf-vxlan devices",
+  }),
+  network: stringFlag({
+    value: cidr,
+    shownDefault: "FLANNEL_NETWORK from subnet.env",
+    help: "cluster network whose host-gw routes to remove",
+  }),
+  "cni-data-dir": stringFlag({ default: DEFAULT_CNI_DATA_DIR, help: "the CNI plugin's per-container state" }),
+  "cni-ipam-dir": stringFlag({
     default: DEFAULT_CNI_IPAM_DIR,
     help: "host-local's address reservations for the cbr0 network",
-  },
-  {
-    name: "cni-conf-file",
-    kind: "string",
-    default: DEFAULT_CNI_CONF,
-    help: "the conflist the DaemonSet installed",
-  },
-  {
-    name: "cni-bin",
-    kind: "string",
-    default: DEFAULT_CNI_BIN,
-    help: "the plugin binary the DaemonSet installed",
-  },
-  { name: "bridge", kind: "string", default: "cni0", help: "the pod bridge (removed with its address)" },
-  {
-    name: "docker-env",
-    kind: "string",
-    default: "/run/docker_opts.env",
-    help: "Docker options file, removed with --remove-subnet-file",
-  },
-  { name: "help", short: "h", kind: "boolean", help: "show this help" },
-];
+  }),
+  "cni-conf-file": stringFlag({ default: DEFAULT_CNI_CONF, help: "the conflist the DaemonSet installed" }),
+  "cni-bin": stringFlag({ default: DEFAULT_CNI_BIN, help: "the plugin binary the DaemonSet installed" }),
+  bridge: withHelp(BRIDGE_FLAG, "the pod bridge (removed with its address)"),
+  "docker-env": withHelp(DOCKER_ENV_FLAG, "Docker options file, removed with --remove-subnet-file", {
+    short: undefined,
+  }),
+  ...HELP_FLAG,
+} satisfies FlagSet;
 
-const Schema = v.object({
-  "subnet-file": v.optional(v.string(), DEFAULT_SUBNET_FILE),
-  "remove-subnet-file": v.optional(v.boolean(), false),
-  "node-name": v.optional(v.string()),
-  bpffs: v.optional(v.pipe(v.string(), v.regex(/^\//, "--bpffs must be an absolute path"))),
-  vni: v.optional(
-    v.pipe(
-      v.string(),
-      v.check((s) => /^\d+$/.test(s) && Number(s) <= 0xffffff, "--vni must be 0..16777215"),
-      v.transform(Number),
-    ),
-    "1",
-  ),
-  network: v.optional(
-    v.pipe(
-      v.string(),
-      v.check((s) => parseCidr(s) !== null, "--network must be a CIDR like 10.244.0.0/16"),
-    ),
-  ),
-  "cni-data-dir": v.optional(v.string(), DEFAULT_CNI_DATA_DIR),
-  "cni-ipam-dir": v.optional(v.string(), DEFAULT_CNI_IPAM_DIR),
-  "cni-conf-file": v.optional(v.string(), DEFAULT_CNI_CONF),
-  "cni-bin": v.optional(v.string(), DEFAULT_CNI_BIN),
-  bridge: v.optional(
-    v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,15}$/, "--bridge must be an interface name")),
-    "cni0",
-  ),
-  "docker-env": v.optional(v.string(), "/run/docker_opts.env"),
-  help: v.optional(v.boolean(), false),
-});
+export const cleanupCommand: Command = {
+  name: "cleanup",
+  summary:
+    "remove everything Tartan put on this node (programs, pins, devices, routes, nft table, CNI state)",
+  usage: "tartan cleanup [flags]",
+  about: [
+    "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their",
+    "routes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the pod bridge, the CNI plugin,",
+    "its config and state. Stop the agent and remove the pods first. Safe to run twice.",
+  ].join("\n"),
+  flags: CLEANUP_FLAGS,
+  run: (p, io) => runCleanup(p, io.log, io.out),
+};
 
-export function cleanupHelp(): string {
-  return flagsHelp(
-    "tartan cleanup [flags]",
-    "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their\nroutes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the pod bridge, the CNI plugin,\nits config and state. Stop the agent and remove the pods first. Safe to run twice.",
-    CLEANUP_FLAGS,
-  );
-}
-
-export async function runCleanup(
-  argv: readonly string[],
-  log: Logger,
-  out: (s: string) => void,
-): Promise<number> {
-  const { flags, positionals } = parseFlags("cleanup", argv, CLEANUP_FLAGS, {});
-  if (positionals.length)
-    throw new ValidationError(`tartan cleanup takes no arguments (got ${JSON.stringify(positionals[0])})`);
-  const o = validateFlags(Schema, flags);
-  if (o.help) {
-    out(`${cleanupHelp()}\n`);
-    return 0;
-  }
+export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) => void): Promise<number> {
+  noArguments("cleanup", p.positionals);
+  const o = validateFlags(CLEANUP_FLAGS, p.flags);
   const node = o["node-name"] ?? hostname().split(".")[0] ?? "node";
   const bpffs = o.bpffs ?? `/sys/fs/bpf/tartan/${node}`;
   const env = readSubnetEnv(o["subnet-file"]);
@@ -157,8 +95,17 @@ export async function runCleanup(
   await step("eBPF datapath", async () => {
     const { cleanupEbpfVxlan } = await import("../backend/ebpf-vxlan/index.ts");
     const had = existsSync(bpffs);
-    await cleanupEbpfVxlan({ log, bpffs, vni: o.vni });
-    return had ? `eBPF programs, overlay device and pins under ${bpffs}` : null;
+    // the backend logs each step at info whether or not there was anything to remove;
+    // collect them and say only what was really there, once, on stdout
+    const seen: string[] = [];
+    const record: Logger = { ...log, info: (msg) => void seen.push(msg), with: () => record };
+    await cleanupEbpfVxlan({ log: record, bpffs, vni: o.vni });
+    const removed = [
+      seen.some((m) => m.startsWith("detached")) ? "eBPF programs" : null,
+      seen.includes("deleted overlay device") ? "overlay device" : null,
+      had ? `pins under ${bpffs}` : null,
+    ].filter((x) => x !== null);
+    return removed.length ? removed.join(", ") : null;
   });
   await step("vxlan device", async () => {
     const { cleanupVxlan } = await import("../backend/vxlan/index.ts");

@@ -4,102 +4,95 @@
  */
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import { DEFAULT_SUBNET_FILE } from "../config/options.ts";
 import { formatDockerOpts, parseSubnetEnv } from "../config/subnet-env.ts";
 import { writeFileAtomic } from "../files.ts";
 import { ValidationError } from "../validation.ts";
-import { type FlagDef, parseFlags } from "./flags.ts";
-import { flagsHelp } from "./help.ts";
-import { validateFlags } from "./options.ts";
+import { type Command, noArguments } from "./command.ts";
+import { booleanFlag, type FlagSet, stringFlag, validateFlags, withHelp } from "./flag-def.ts";
+import { FLANNELD_AGENT_FLAGS, HELP_FLAG } from "./options.ts";
 
-export const DOCKER_OPTS_FLAGS: FlagDef[] = [
-  {
-    name: "subnet-file",
-    short: "f",
-    kind: "string",
-    default: DEFAULT_SUBNET_FILE,
-    help: "flannel env file to read",
-  },
-  {
-    name: "docker-env",
-    short: "d",
-    kind: "string",
-    default: "/run/docker_opts.env",
-    help: "Docker env file to write (- for stdout)",
-  },
-  { name: "combined", short: "c", kind: "boolean", help: "write the combined options into one variable" },
-  {
-    name: "individual",
-    short: "i",
-    kind: "boolean",
-    help: "write each option as its own DOCKER_OPT_* variable",
-  },
-  { name: "key", short: "k", kind: "string", default: "DOCKER_OPTS", help: "name of the combined variable" },
-  { name: "no-ip-masq", short: "m", kind: "boolean", help: "leave out --ip-masq (older Docker)" },
-  { name: "help", short: "h", kind: "boolean", help: "show this help" },
-];
+export const DEFAULT_DOCKER_ENV = "/run/docker_opts.env";
 
-const Schema = v.object({
-  "subnet-file": v.optional(v.string(), DEFAULT_SUBNET_FILE),
-  "docker-env": v.optional(v.string(), "/run/docker_opts.env"),
-  combined: v.optional(v.boolean(), false),
-  individual: v.optional(v.boolean(), false),
-  key: v.optional(
-    v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "--key must be a shell variable name")),
-    "DOCKER_OPTS",
-  ),
-  "no-ip-masq": v.optional(v.boolean(), false),
-  help: v.optional(v.boolean(), false),
+/** The Docker options file docker-opts writes (and cleanup removes with --remove-subnet-file). */
+export const DOCKER_ENV_FLAG = stringFlag({
+  short: "d",
+  default: DEFAULT_DOCKER_ENV,
+  help: "Docker env file to write (- for stdout)",
 });
 
-export function dockerOptsHelp(): string {
-  return flagsHelp(
-    "tartan docker-opts [-f SUBNET-ENV] [-d DOCKER-ENV] [-i] [-c] [-m] [-k KEY]",
-    "Generate Docker daemon options from subnet.env, exactly as flannel's mk-docker-opts.sh.\nWith neither -i nor -c, both are written.",
-    DOCKER_OPTS_FLAGS,
-    [
-      "Example output:",
-      '  DOCKER_OPT_BIP="--bip=10.244.3.1/24"',
-      '  DOCKER_OPT_IPMASQ="--ip-masq=true"',
-      '  DOCKER_OPT_MTU="--mtu=1450"',
-      '  DOCKER_OPTS=" --bip=10.244.3.1/24 --ip-masq=true --mtu=1450"',
-    ],
-  );
+export const DOCKER_OPTS_FLAGS = {
+  "subnet-file": withHelp(
+    FLANNELD_AGENT_FLAGS["subnet-file"],
+    "flannel env file to read (the agent's --subnet-file)",
+    {
+      short: "f",
+      env: false,
+    },
+  ),
+  "docker-env": DOCKER_ENV_FLAG,
+  combined: booleanFlag({ short: "c", help: "write the combined options into one variable" }),
+  individual: booleanFlag({ short: "i", help: "write each option as its own DOCKER_OPT_* variable" }),
+  key: stringFlag({
+    short: "k",
+    default: "DOCKER_OPTS",
+    value: v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a shell variable name")),
+    help: "name of the combined variable",
+  }),
+  "no-ip-masq": booleanFlag({ short: "m", help: "leave out --ip-masq (older Docker)" }),
+  ...HELP_FLAG,
+} satisfies FlagSet;
+
+/** Reads subnet.env; an unreadable file names itself and the flag that picks another. */
+export function readEnvFile(path: string, given: boolean): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    const hint = given
+      ? ""
+      : "; the agent writes it once it holds a lease, or read another file with -f PATH (--subnet-file=PATH)";
+    throw new ValidationError(`${path}: cannot read the flannel env file (${why})${hint}`);
+  }
 }
 
-export function runDockerOpts(argv: readonly string[], out: (s: string) => void): number {
-  const { flags, positionals } = parseFlags("docker-opts", argv, DOCKER_OPTS_FLAGS, {});
-  if (positionals.length)
-    throw new ValidationError(
-      `tartan docker-opts takes no arguments (got ${JSON.stringify(positionals[0])})`,
-    );
-  const o = validateFlags(Schema, flags);
-  if (o.help) {
-    out(`${dockerOptsHelp()}\n`);
+export const dockerOptsCommand: Command = {
+  name: "docker-opts",
+  summary: "write Docker daemon options from subnet.env (flannel's mk-docker-opts.sh)",
+  usage: "tartan docker-opts [-f SUBNET-ENV] [-d DOCKER-ENV] [-i] [-c] [-m] [-k KEY]",
+  about: [
+    "Generate Docker daemon options from subnet.env, exactly as flannel's mk-docker-opts.sh.",
+    "With neither -i nor -c, both are written.",
+  ].join("\n"),
+  flags: DOCKER_OPTS_FLAGS,
+  notes: [
+    "Example output:",
+    '  DOCKER_OPT_BIP="--bip=10.244.3.1/24"',
+    '  DOCKER_OPT_IPMASQ="--ip-masq=true"',
+    '  DOCKER_OPT_MTU="--mtu=1450"',
+    '  DOCKER_OPTS=" --bip=10.244.3.1/24 --ip-masq=true --mtu=1450"',
+  ],
+  async run(p, io) {
+    noArguments("docker-opts", p.positionals);
+    const o = validateFlags(DOCKER_OPTS_FLAGS, p.flags);
+    const path = o["subnet-file"];
+    let env: ReturnType<typeof parseSubnetEnv>;
+    try {
+      env = parseSubnetEnv(readEnvFile(path, p.flags["subnet-file"] !== undefined));
+    } catch (e) {
+      if (e instanceof ValidationError) throw e;
+      throw new ValidationError(`${path}: ${(e as Error).message}`);
+    }
+    const content = formatDockerOpts(env, {
+      individual: o.individual,
+      combined: o.combined,
+      combinedKey: o.key,
+      noIpMasq: o["no-ip-masq"],
+      existing: io.env[o.key],
+    });
+    if (o["docker-env"] === "-") io.out(content);
+    else writeFileAtomic(o["docker-env"], content);
     return 0;
-  }
-  let text: string;
-  try {
-    text = readFileSync(o["subnet-file"], "utf8");
-  } catch (e) {
-    throw new ValidationError(
-      `-f ${o["subnet-file"]}: cannot read the flannel env file: ${(e as Error).message}`,
-    );
-  }
-  let env: ReturnType<typeof parseSubnetEnv>;
-  try {
-    env = parseSubnetEnv(text);
-  } catch (e) {
-    throw new ValidationError(`-f ${o["subnet-file"]}: ${(e as Error).message}`);
-  }
-  const content = formatDockerOpts(env, {
-    individual: o.individual,
-    combined: o.combined,
-    combinedKey: o.key,
-    noIpMasq: o["no-ip-masq"],
-    existing: process.env[o.key],
-  });
-  if (o["docker-env"] === "-") out(content);
-  else writeFileAtomic(o["docker-env"], content);
-  return 0;
-}
+  },
+};

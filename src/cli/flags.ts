@@ -1,66 +1,79 @@
 /**
- * Flag definitions and argv parsing, flanneld-style: `--flag=v`, `--flag v`, Go's
- * single-dash `-flag=v`, repeatable list flags, and FLANNELD_* environment variables
- * (the command line wins). Produces raw strings; `options.ts` validates them.
+ * Argv parsing, flanneld-style, over the declarations in flag-def.ts: `--flag=v`,
+ * `--flag v`, Go's single-dash `-flag=v` (also glog's one-letter `-v=2`), `--x=true|false`
+ * and `--no-x` for switches, repeatable list flags, and FLANNELD_* environment variables
+ * (the command line wins). Produces raw values; flag-def.ts validates them.
  */
 import { parseArgs } from "node:util";
-import { ValidationError } from "../validation.ts";
+import { closestName, ValidationError } from "../validation.ts";
+import { envName, type FlagSet, type RawFlags } from "./flag-def.ts";
 
-export type FlagKind = "string" | "boolean" | "list";
-
-export interface FlagDef {
-  readonly name: string;
-  readonly kind: FlagKind;
-  readonly help: string;
-  /** Shown in --help; the schema applies it. */
-  readonly default?: string;
-  /** One-letter alias (docker-opts keeps mk-docker-opts.sh's letters). */
-  readonly short?: string;
-  /** Read from FLANNELD_<NAME> (flanneld's flags only). */
-  readonly env?: boolean;
-  /** Never echoed back (passwords). */
-  readonly secret?: boolean;
-}
-
-export type RawFlags = Record<string, string | boolean | string[] | undefined>;
-
-export function envName(flag: string): string {
-  return `FLANNELD_${flag.toUpperCase().replaceAll("-", "_")}`;
-}
-
-/** Go's flag package takes `-name`; parseArgs takes `--name`. One-letter flags stay single-dash. */
-export function normalizeArgv(argv: readonly string[]): string[] {
+/**
+ * Go's flag package takes `-name`; parseArgs takes `--name`. One-letter flags stay
+ * single-dash (they are mk-docker-opts.sh's letters), unless `defs` declares that letter as
+ * a flag's full name (glog's `-v`).
+ */
+export function normalizeArgv(argv: readonly string[], defs: FlagSet = {}): string[] {
   const out: string[] = [];
   let rest = false;
   for (const a of argv) {
+    const name = /^-([a-zA-Z][a-zA-Z0-9_-]*)(=.*)?$/s.exec(a)?.[1];
     if (rest || a === "--") {
       rest = true;
       out.push(a);
-    } else if (/^-[a-zA-Z][a-zA-Z0-9-]+(=.*)?$/s.test(a)) out.push(`-${a}`);
+    } else if (name !== undefined && (name.length > 1 || Object.hasOwn(defs, name))) out.push(`-${a}`);
     else out.push(a);
   }
   return out;
 }
 
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(
-        d[i - 1]![j]! + 1,
-        d[i]![j - 1]! + 1,
-        d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-  return d[a.length]![b.length]!;
-}
-
 export interface ParsedArgs {
   readonly flags: RawFlags;
   readonly positionals: string[];
-  /** Flags that came from FLANNELD_* variables, for logging. */
+  /** Flags that came from FLANNELD_* variables, for logging and for naming them in errors. */
   readonly fromEnv: string[];
+}
+
+/** Go accepts -flag=true|false for switches; parseArgs wants --flag / --no-flag. */
+function switchesSpelledOut(
+  argv: readonly string[],
+  defs: FlagSet,
+): { args: string[]; negated: Set<string> } {
+  const isSwitch = (n: string) => Object.hasOwn(defs, n) && defs[n]!.kind === "boolean";
+  const negated = new Set<string>();
+  const args: string[] = [];
+  for (const a of argv) {
+    const eq = /^--([a-zA-Z0-9_-]+)=(true|false)$/.exec(a);
+    const no = /^--no-([a-zA-Z0-9_-]+)$/.exec(a);
+    if (eq && isSwitch(eq[1]!)) {
+      if (eq[2] === "true") args.push(`--${eq[1]}`);
+      else negated.add(eq[1]!);
+    } else if (no && isSwitch(no[1]!) && !Object.hasOwn(defs, `no-${no[1]}`)) negated.add(no[1]!);
+    else args.push(a);
+  }
+  return { args, negated };
+}
+
+/** FLANNELD_* variables for the flags that have one and were not given on the command line. */
+function fromEnvironment(defs: FlagSet, flags: RawFlags, env: Record<string, string | undefined>): string[] {
+  const used: string[] = [];
+  for (const [name, d] of Object.entries(defs)) {
+    if (!d.env || flags[name] !== undefined) continue;
+    const val = env[envName(name)];
+    if (val === undefined || val === "") continue;
+    used.push(name);
+    if (d.kind === "boolean") {
+      if (!/^(true|false|1|0)$/i.test(val))
+        throw new ValidationError(`${envName(name)}=${val}: must be true or false`);
+      flags[name] = /^(true|1)$/i.test(val);
+    } else if (d.kind === "list")
+      flags[name] = val
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+    else flags[name] = val;
+  }
+  return used;
 }
 
 /**
@@ -70,66 +83,35 @@ export interface ParsedArgs {
 export function parseFlags(
   command: string,
   argv: readonly string[],
-  defs: readonly FlagDef[],
+  defs: FlagSet,
   env: Record<string, string | undefined> = process.env,
 ): ParsedArgs {
   const options: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
-  for (const d of defs)
-    options[d.name] = {
+  for (const [name, d] of Object.entries(defs))
+    options[name] = {
       type: d.kind === "boolean" ? "boolean" : "string",
       ...(d.kind === "list" ? { multiple: true } : {}),
       ...(d.short ? { short: d.short } : {}),
     };
-  const norm = normalizeArgv(argv).map((a) => {
-    // Go accepts -flag=true|false for booleans; parseArgs does not.
-    const m = /^--([a-z0-9-]+)=(true|false)$/.exec(a);
-    if (m && defs.find((d) => d.name === m[1])?.kind === "boolean")
-      return m[2] === "true" ? `--${m[1]}` : `--no-${m[1]}`;
-    return a;
-  });
-  const negated = new Set<string>();
-  const filtered = norm.filter((a) => {
-    const m = /^--no-([a-z0-9-]+)$/.exec(a);
-    if (m && defs.find((d) => d.name === m[1])?.kind === "boolean") {
-      negated.add(m[1]!);
-      return false;
-    }
-    return true;
-  });
+  const { args, negated } = switchesSpelledOut(normalizeArgv(argv, defs), defs);
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: filtered, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new ValidationError(explainParseError(command, (e as Error).message, defs));
   }
   const flags: RawFlags = { ...(parsed.values as RawFlags) };
   for (const n of negated) if (flags[n] === undefined) flags[n] = false;
-  const fromEnv: string[] = [];
-  for (const d of defs) {
-    if (!d.env || flags[d.name] !== undefined) continue;
-    const val = env[envName(d.name)];
-    if (val === undefined || val === "") continue;
-    fromEnv.push(d.name);
-    if (d.kind === "boolean") {
-      if (!/^(true|false|1|0)$/i.test(val))
-        throw new ValidationError(`${envName(d.name)}=${val}: must be true or false`);
-      flags[d.name] = /^(true|1)$/i.test(val);
-    } else if (d.kind === "list")
-      flags[d.name] = val
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean);
-    else flags[d.name] = val;
-  }
+  const fromEnv = fromEnvironment(defs, flags, env);
   return { flags, positionals: parsed.positionals, fromEnv };
 }
 
-function explainParseError(command: string, msg: string, defs: readonly FlagDef[]): string {
+function explainParseError(command: string, msg: string, defs: FlagSet): string {
   const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(msg);
   if (unknown) {
     const name = unknown[2]!;
-    const best = defs.map((d) => ({ d, dist: distance(name, d.name) })).sort((a, b) => a.dist - b.dist)[0];
-    const hint = best && best.dist <= 3 ? `; did you mean --${best.d.name}?` : "";
+    const best = closestName(name, Object.keys(defs), 3);
+    const hint = best ? `; did you mean --${best}?` : "";
     return `unknown flag ${unknown[1]}${name} for "tartan ${command}"${hint} (see tartan ${command} --help)`;
   }
   const missing = /Option '(?:-\w, )?--([^ ]+) <value>' argument missing/.exec(msg);

@@ -1,40 +1,20 @@
 /** `tartan status`: asks a running agent's endpoint for /v1/status and prints it as tables. */
-import * as v from "valibot";
-import { DEFAULT_HTTP } from "../config/options.ts";
+import type { HostPort } from "../config/options.ts";
 import type { AgentStatus } from "../status/status.ts";
-import { ValidationError } from "../validation.ts";
-import { type FlagDef, parseFlags } from "./flags.ts";
-import { flagsHelp } from "./help.ts";
-import { parseHostPort, validateFlags } from "./options.ts";
+import { type Command, noArguments } from "./command.ts";
+import { booleanFlag, type FlagSet, validateFlags, withHelp } from "./flag-def.ts";
+import { HELP_FLAG, TARTAN_AGENT_FLAGS } from "./options.ts";
 import { table } from "./table.ts";
 
-export const STATUS_FLAGS: FlagDef[] = [
-  { name: "http", kind: "string", default: DEFAULT_HTTP, help: "HOST:PORT of the agent's status endpoint" },
-  { name: "json", kind: "boolean", help: "print the raw JSON" },
-  { name: "help", short: "h", kind: "boolean", help: "show this help" },
-];
+export const STATUS_FLAGS = {
+  http: withHelp(TARTAN_AGENT_FLAGS.http, "HOST:PORT of the agent's status endpoint (its --http)"),
+  json: booleanFlag({ help: "print the raw JSON document (GET /v1/status)" }),
+  verbose: booleanFlag({ help: "list every datapath counter, zeros included" }),
+  ...HELP_FLAG,
+} satisfies FlagSet;
 
-const Schema = v.object({
-  http: v.optional(
-    v.pipe(
-      v.string(),
-      v.check((s) => parseHostPort(s) !== null, "--http must be HOST:PORT"),
-    ),
-    DEFAULT_HTTP,
-  ),
-  json: v.optional(v.boolean(), false),
-  help: v.optional(v.boolean(), false),
-});
-
-export function statusHelp(): string {
-  return flagsHelp(
-    "tartan status [--http=HOST:PORT] [--json]",
-    "Show a running agent's lease, peers, health, readiness and datapath counters.",
-    STATUS_FLAGS,
-  );
-}
-
-export function formatStatus(s: AgentStatus): string {
+/** The status as tables; counters at zero only with `verbose` (a healthy node has many). */
+export function formatStatus(s: AgentStatus, verbose = false): string {
   const out: string[] = [];
   out.push(
     `node        ${s.node}  (tartan ${s.version}, backend ${s.backend ?? "-"}, up since ${s.startedAt})`,
@@ -64,38 +44,59 @@ export function formatStatus(s: AgentStatus): string {
     ).trimEnd(),
   );
   const names = Object.keys(s.counters).sort();
-  if (names.length > 0) {
+  const shown = verbose ? names : names.filter((n) => s.counters[n] !== 0);
+  if (shown.length > 0) {
     out.push("");
     out.push(
       table(
         ["DATAPATH COUNTER", "PACKETS"],
-        names.map((n) => [n, String(s.counters[n])]),
+        shown.map((n) => [n, String(s.counters[n])]),
       ).trimEnd(),
     );
   }
+  const hidden = names.length - shown.length;
+  if (hidden > 0) out.push(`(${hidden} datapath counter(s) at zero not shown; --verbose lists them)`);
   return `${out.join("\n")}\n`;
 }
 
-export async function runStatus(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const { flags, positionals } = parseFlags("status", argv, STATUS_FLAGS, {});
-  if (positionals.length)
-    throw new ValidationError(`tartan status takes no arguments (got ${JSON.stringify(positionals[0])})`);
-  const o = validateFlags(Schema, flags);
-  if (o.help) {
-    out(`${statusHelp()}\n`);
-    return 0;
-  }
-  const hp = parseHostPort(o.http)!;
-  const url = `http://${hp.host === "0.0.0.0" ? "127.0.0.1" : hp.host}:${hp.port}/v1/status`;
+/** GET /v1/status; no answer is one line saying which address was asked and how to give another. */
+async function fetchStatus(hp: HostPort, given: string): Promise<AgentStatus> {
+  const base = `http://${hp.host === "0.0.0.0" ? "127.0.0.1" : hp.host}:${hp.port}`;
+  const hint = "is `tartan agent` running? if it listens elsewhere, give --http=HOST:PORT";
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    res = await fetch(`${base}/v1/status`, { signal: AbortSignal.timeout(5000) });
   } catch (e) {
-    throw new Error(
-      `no agent answers at ${url} (${(e as Error).message}); is tartan agent running with --http=${o.http}?`,
-    );
+    const timedOut = (e as Error).name === "TimeoutError";
+    throw new Error(`no agent answers at ${base}${timedOut ? " within 5 s" : ""} (${hint})`);
   }
-  const s = (await res.json()) as AgentStatus;
-  out(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
-  return s.health.ok ? 0 : 1;
+  const body = await res.text();
+  try {
+    const s = JSON.parse(body) as AgentStatus;
+    if (res.ok && typeof s === "object" && s !== null && "health" in s) return s;
+  } catch {}
+  throw new Error(
+    `${base}/v1/status answered ${res.status} with no agent status: is --http=${given} a Tartan agent?`,
+  );
 }
+
+export const statusCommand: Command = {
+  name: "status",
+  summary: "show a running agent's state (lease, peers, health, datapath counters)",
+  usage: "tartan status [--http=HOST:PORT] [--json] [--verbose]",
+  about: [
+    "Show a running agent's lease, peers, health, readiness and datapath counters (the ones",
+    "that are not zero; --verbose lists all). Exit code 0 when the agent is healthy, else 1.",
+  ].join("\n"),
+  flags: STATUS_FLAGS,
+  async run(p, io) {
+    noArguments("status", p.positionals);
+    const o = validateFlags(STATUS_FLAGS, p.flags);
+    const s = await fetchStatus(
+      o.http,
+      (p.flags.http as string | undefined) ?? TARTAN_AGENT_FLAGS.http.default!,
+    );
+    io.out(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s, o.verbose));
+    return s.health.ok ? 0 : 1;
+  },
+};

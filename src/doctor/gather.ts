@@ -119,7 +119,11 @@ async function readRegistry(
     return { registry: factError(err), config: configFrom(r.netConfigPath, null, agent, err) };
   }
   try {
-    const registry = await withTimeout(openRegistry(reg, silentLogger), 5000, "opening the registry");
+    const registry = await withTimeout(
+      openRegistry(reg, silentLogger, { create: false }),
+      5000,
+      "opening the registry",
+    );
     try {
       const raw = await withTimeout(registry.getConfig(), 5000, "reading the network config");
       const { records } = await withTimeout(registry.list(), 5000, "listing leases");

@@ -86,6 +86,10 @@ export function selectInterface(input: SelectInput): IfaceChoice {
       const asIp = parseIp4(n);
       for (const i of input.ifaces) {
         if (asIp !== null ? i.addrs.includes(asIp) : i.name === n) {
+          if (i.name === "lo")
+            throw new Error(
+              `--iface=${n}: lo is the loopback interface, not usable as the underlay; name the interface other nodes reach this one through`,
+            );
           if (!usable(i)) throw new Error(`--iface=${n}: interface ${i.name} has no IPv4 address`);
           return pick(i, asIp ?? undefined);
         }

@@ -43,6 +43,16 @@ export interface SqliteRegistryOptions {
   /** Clock, injectable for tests. */
   readonly now?: () => number;
   readonly pollMs?: number;
+  /**
+   * Create the file (and its directory) when absent: true for writers (the agent, `config
+   * set`); false for readers, which must never leave an empty registry behind a typo.
+   */
+  readonly create?: boolean;
+}
+
+/** A reader asked for a registry file that is not there. */
+export class RegistryMissingError extends RegistryError {
+  override name = "RegistryMissingError";
 }
 
 function wrap(path: string, op: string, e: unknown): RegistryError {
@@ -99,17 +109,22 @@ export class SqliteRegistry implements Registry {
     };
   }
 
-  /** Opens (creating when absent) the registry file. A file that is not ours is refused, untouched. */
+  /** Opens (creating when absent, unless `create` is false) the registry file. A file that is not ours is refused, untouched. */
   static open(opts: SqliteRegistryOptions): SqliteRegistry {
     const { path } = opts;
+    const create = opts.create ?? true;
     if (existsSync(path) && statSync(path).isDirectory())
       throw new RegistryError(
         `sqlite registry ${path} is a directory; --registry=sqlite:PATH needs a file path`,
       );
+    if (!create && !existsSync(path))
+      throw new RegistryMissingError(
+        `sqlite registry ${path} does not exist; create it with \`tartan config set FILE --registry=sqlite:${path}\` (or start an agent on it), or name the right file with --registry`,
+      );
     let db: Database;
     try {
-      mkdirSync(dirname(path), { recursive: true });
-      db = new Database(path, { create: true, readwrite: true, strict: true });
+      if (create) mkdirSync(dirname(path), { recursive: true });
+      db = new Database(path, { create, readwrite: true, strict: true });
     } catch (e) {
       throw wrap(path, "open", e);
     }
@@ -124,6 +139,10 @@ export class SqliteRegistry implements Registry {
       if (!ours && tables.length > 0)
         throw new RegistryError(
           `sqlite registry ${path} is an SQLite file of something else (tables: ${tables.join(", ")}); refusing to touch it`,
+        );
+      if (!ours && !create)
+        throw new RegistryMissingError(
+          `sqlite registry ${path} is an empty file, not a registry; create one with \`tartan config set FILE --registry=sqlite:${path}\``,
         );
       if (ours) {
         const ver = db.query<{ v: string }, []>("SELECT v FROM tartan_meta WHERE k = 'schema'").get();

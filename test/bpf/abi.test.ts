@@ -1,11 +1,17 @@
 /**
- * The ABI check: every struct layout, counter id, map name and program name in
- * src/bpf/abi.ts equals what tartan.h compiled to, read from the BTF of
- * build/tartan.bpf.o with bpftool. A field added on one side only fails here.
+ * The ABI check. Struct layouts, map names and program names in src/bpf/abi.ts equal
+ * what tartan.h compiled to, read from the BTF of build/tartan.bpf.o with bpftool.
+ * Constants and counter ids equal tartan.h's, and the libbpf and kernel structs and
+ * flags the FFI writes by hand (src/bpf/structs.ts) and the errno table equal the
+ * installed headers', asked of the compiler through a probe (probe.ts). A field or
+ * value added or changed on one side only fails here.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
-import { COUNTER_NAMES, LAYOUTS, MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
+import { CONSTANTS, COUNTER_NAMES, LAYOUTS, MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
+import { ENOTSUPP, ERRNO } from "../../src/bpf/errors.ts";
+import { LIBBPF_CONSTANTS, LIBBPF_STRUCTS } from "../../src/bpf/structs.ts";
 import { ensureObject } from "./harness.ts";
+import { type ProbeResult, runProbe } from "./probe.ts";
 
 interface BtfType {
   id: number;
@@ -19,8 +25,21 @@ interface BtfType {
   nr_elems?: number;
 }
 
+const counterMacro = (name: string) => `CNT_${name.toUpperCase()}`;
+
 let types = new Map<number, BtfType>();
+let probe: ProbeResult;
 beforeAll(async () => {
+  probe = runProbe({
+    values: {
+      ...Object.fromEntries(Object.keys(CONSTANTS).map((k) => [`TARTAN_${k}`, `TARTAN_${k}`])),
+      ...Object.fromEntries([...COUNTER_NAMES, "max"].map((n) => [counterMacro(n), counterMacro(n)])),
+      ...Object.fromEntries(Object.keys(LIBBPF_CONSTANTS).map((k) => [k, k])),
+      // ENOTSUPP is the kernel's internal errno: no uapi header defines it
+      ...Object.fromEntries(Object.keys(ERRNO).flatMap((k) => (k === "ENOTSUPP" ? [] : [[k, k]]))),
+    },
+    structs: LIBBPF_STRUCTS,
+  });
   const obj = await ensureObject();
   const p = Bun.spawn(["bpftool", "btf", "dump", "file", obj, "format", "raw", "-j"], { stdout: "pipe" });
   const doc = (await new Response(p.stdout).json()) as { types: BtfType[] };
@@ -60,13 +79,28 @@ describe("tartan.h == abi.ts", () => {
     });
   }
 
-  // the enum itself is not in BTF (no map may use it as a key), so read it from the header
-  test("counter ids: enum tartan_counter in tartan.h, in order, CNT_MAX last", async () => {
+  test("constants: every TARTAN_* in abi.ts has tartan.h's value", () => {
+    const want = Object.fromEntries(Object.entries(CONSTANTS).map(([k, v]) => [`TARTAN_${k}`, v]));
+    const got = Object.fromEntries(Object.keys(want).map((k) => [k, probe.values[k]]));
+    expect(got).toEqual(want);
+  });
+
+  test("constants: every #define TARTAN_* in tartan.h is mirrored in abi.ts, or is a map capacity", async () => {
     const h = await Bun.file(`${import.meta.dir}/../../bpf/include/tartan.h`).text();
-    const body = /enum tartan_counter \{([\s\S]*?)\};/.exec(h)![1]!;
-    const names = [...body.matchAll(/^\s*CNT_([A-Z0-9_]+)(?:\s*=\s*0)?,/gm)].map((m) => m[1]!.toLowerCase());
-    expect(names.at(-1)).toBe("max");
-    expect(names.slice(0, -1)).toEqual([...COUNTER_NAMES]);
+    const defined = [...h.matchAll(/^#define TARTAN_(\w+)/gm)].map((m) => m[1]!).filter((n) => n !== "H");
+    // map capacities (TARTAN_MAX_*) size the maps in maps.h; nothing in the agent depends on them
+    const unmirrored = defined.filter((n) => !(n in CONSTANTS) && !n.startsWith("MAX_"));
+    expect(unmirrored).toEqual([]);
+  });
+
+  // the enum is not in BTF (no map may use it as a key): the probe reads it
+  test("counter ids: CNT_<name> == its index in COUNTER_NAMES, and CNT_MAX is the count", () => {
+    const want = Object.fromEntries(COUNTER_NAMES.map((n, i) => [counterMacro(n), i]));
+    const got = Object.fromEntries(
+      COUNTER_NAMES.map((n) => [counterMacro(n), probe.values[counterMacro(n)]]),
+    );
+    expect(got).toEqual(want);
+    expect(probe.values.CNT_MAX).toBe(COUNTER_NAMES.length);
   });
 
   test("the counter map holds exactly one slot per counter", () => {
@@ -89,5 +123,32 @@ describe("tartan.h == abi.ts", () => {
       .filter((t) => t.kind === "FUNC" && t.name!.startsWith("tartan_"))
       .map((t) => t.name);
     expect(funcs.sort()).toEqual(Object.values(PROGRAMS).sort());
+  });
+});
+
+describe("the structs and flags the FFI writes by hand == libbpf's and the kernel's headers", () => {
+  for (const [name, layout] of Object.entries(LIBBPF_STRUCTS)) {
+    test(`struct ${name}: size and the offset and size of every field used`, () => {
+      expect(probe.structs[name]).toEqual({
+        size: layout.size,
+        fields: layout.fields as unknown as Record<string, [number, number]>,
+      });
+    });
+  }
+
+  test("objectId reads the id of a map's info where it reads a program's", () => {
+    expect(LIBBPF_STRUCTS.bpf_map_info.fields.id).toEqual(LIBBPF_STRUCTS.bpf_prog_info.fields.id);
+  });
+
+  test("flag and enum values", () => {
+    const got = Object.fromEntries(Object.keys(LIBBPF_CONSTANTS).map((k) => [k, probe.values[k]]));
+    expect(got).toEqual(LIBBPF_CONSTANTS);
+  });
+
+  test("errno numbers and libbpf's error codes", () => {
+    const { ENOTSUPP: _internal, ...uapi } = ERRNO;
+    const got = Object.fromEntries(Object.keys(uapi).map((k) => [k, probe.values[k]]));
+    expect(got).toEqual(uapi);
+    expect(ENOTSUPP).toBe(524); // include/linux/errno.h, kernel-internal
   });
 });

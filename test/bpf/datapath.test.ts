@@ -2,16 +2,28 @@
  * The ebpf-vxlan datapath's pinned maps across agent runs and versions: a restarted
  * agent adopts the maps (and their contents) it pinned; maps pinned by an earlier
  * version with another layout (ABI 1: an LPM trie for the subnets, a 36-byte config)
- * are recreated with a log line instead of failing the start.
+ * are recreated with a log line instead of failing the start. A load that fails at
+ * any step leaves no fd behind (the agent's watchdog retries it every few seconds),
+ * and neither does the CNI plugin's endpoint sink, which opens the pins.
  */
 
 import { dlopen, FFIType } from "bun:ffi";
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { publishDatapath } from "../../src/backend/datapath-file.ts";
 import { loadDatapath, mapPinDir } from "../../src/backend/ebpf-vxlan/datapath.ts";
-import { MAPS } from "../../src/bpf/abi.ts";
-import { closeFd } from "../../src/bpf/libbpf.ts";
+import { createEbpfEndpointSink } from "../../src/backend/ebpf-vxlan/endpoint-sink.ts";
+import { MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
+import { objectId, tcQuery } from "../../src/bpf/attach.ts";
+import { BpfFd } from "../../src/bpf/fd.ts";
+import { offsetOf, optsBuffer } from "../../src/bpf/layout.ts";
 import { isBpffs, pinFd, removePinDir } from "../../src/bpf/pin.ts";
+import { LIBBPF_STRUCTS } from "../../src/bpf/structs.ts";
+import { parseIp4 } from "../../src/config/cidr.ts";
 import { createLogger } from "../../src/log.ts";
+import { compileBpf, ensureObject, OBJECT_PATH, setupHarness } from "./harness.ts";
 
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
@@ -24,15 +36,15 @@ const libbpf = dlopen("libbpf.so.1", {
   },
 });
 
-/** bpf_map_create() with only map_flags set in its options. */
-function createMap(type: number, keySize: number, valueSize: number, maxEntries: number, flags = 0): number {
-  const opts = new Uint8Array(64);
-  const v = new DataView(opts.buffer);
-  v.setBigUint64(0, 64n, true); // sz
-  v.setUint32(28, flags, true); // map_flags
-  const fd = libbpf.symbols.bpf_map_create(type, null, keySize, valueSize, maxEntries, opts);
+const CREATE_OPTS = LIBBPF_STRUCTS.bpf_map_create_opts;
+
+/** bpf_map_create() with only map_flags set in its options: an fd we own. */
+function createMap(type: number, keySize: number, valueSize: number, maxEntries: number, flags = 0): BpfFd {
+  const opts = optsBuffer(CREATE_OPTS);
+  opts.view.setUint32(offsetOf(CREATE_OPTS, "map_flags"), flags, true);
+  const fd = libbpf.symbols.bpf_map_create(type, null, keySize, valueSize, maxEntries, opts.bytes);
   if (fd < 0) throw new Error(`bpf_map_create: ${fd}`);
-  return fd;
+  return BpfFd.own(fd, "test map");
 }
 
 async function mapType(path: string): Promise<string> {
@@ -70,12 +82,12 @@ describe("pinned maps across runs", () => {
   });
 
   test("maps pinned by ABI 1 (LPM trie subnets, 36-byte config) are recreated with a log line", async () => {
-    const subnets = createMap(BPF_MAP_TYPE_LPM_TRIE, 8, 12, 65536, BPF_F_NO_PREALLOC);
-    const config = createMap(BPF_MAP_TYPE_ARRAY, 4, 36, 1);
-    pinFd(subnets, `${mapPinDir(dir)}/${MAPS.subnets}`);
-    pinFd(config, `${mapPinDir(dir)}/${MAPS.config}`);
-    closeFd(subnets);
-    closeFd(config);
+    {
+      using subnets = createMap(BPF_MAP_TYPE_LPM_TRIE, 8, 12, 65536, BPF_F_NO_PREALLOC);
+      using config = createMap(BPF_MAP_TYPE_ARRAY, 4, 36, 1);
+      pinFd(subnets.fd, `${mapPinDir(dir)}/${MAPS.subnets}`);
+      pinFd(config.fd, `${mapPinDir(dir)}/${MAPS.config}`);
+    }
     expect(await mapType(`${mapPinDir(dir)}/${MAPS.subnets}`)).toBe("lpm_trie");
 
     const dp = await loadDatapath(dir, log);
@@ -87,6 +99,148 @@ describe("pinned maps across runs", () => {
       expect(dp.subnets.keys()).toEqual([key]);
     } finally {
       dp.close();
+    }
+  });
+});
+
+function openFds(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+/** A one-program object that has none of tartan's maps. */
+const NO_MAPS = `#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp") int tartan_only(struct xdp_md *ctx) { return XDP_PASS; }
+char LICENSE[] SEC("license") = "GPL";
+`;
+
+describe("a load that fails partway closes what it opened", () => {
+  let full: Uint8Array;
+  let encapOnly: Uint8Array;
+  beforeAll(async () => {
+    await ensureObject();
+    full = await Bun.file(OBJECT_PATH).bytes();
+    // one of the objects build/tartan.bpf.o is linked from: the maps and the encap programs only
+    encapOnly = await Bun.file(join(dirname(OBJECT_PATH), "bpf", "encap.bpf.o")).bytes();
+  });
+
+  const notBpffs = join(tmpdir(), `tartan-test-${process.pid}-not-bpffs`);
+  afterEach(() => rmSync(notBpffs, { recursive: true, force: true }));
+
+  /** Runs `load`, expects it to fail with `message`, and the fd count to be what it was. */
+  async function failsClean(load: () => Promise<unknown>, message: string): Promise<void> {
+    const before = openFds();
+    let err: unknown = null;
+    try {
+      await load();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toContain(message);
+    expect(openFds()).toBe(before);
+  }
+
+  test("at every step, and the next load still succeeds", async () => {
+    if (!isBpffs("/sys/fs/bpf")) throw new Error("/sys/fs/bpf is not mounted (mount -t bpf bpf /sys/fs/bpf)");
+    // once, so that libbpf and its log callback are open before counting
+    (await loadDatapath(dir, log, { object: full })).close();
+    removePinDir(dir);
+
+    // 1. the pin directory is not on a bpffs: nothing opened yet
+    await failsClean(() => loadDatapath(notBpffs, log, { object: full }), "is not on a BPF filesystem");
+    // 2. open: not an ELF object
+    await failsClean(
+      () => loadDatapath(dir, log, { object: new Uint8Array(4096).fill(0x5a) }),
+      "open BPF object tartan: LIBBPF_ERRNO__FORMAT",
+    );
+    // 3. binding pins before load: the object has no such map
+    const noMaps = compileBpf(NO_MAPS);
+    await failsClean(
+      () => loadDatapath(dir, log, { object: noMaps }),
+      `map ${MAPS.subnets} not in the object`,
+    );
+    // 4. load: a pinned map of another layout, and no subnet pin to adopt (so no retry)
+    {
+      using config = createMap(BPF_MAP_TYPE_ARRAY, 4, 36, 1);
+      pinFd(config.fd, `${mapPinDir(dir)}/${MAPS.config}`);
+    }
+    await failsClean(() => loadDatapath(dir, log, { object: full }), "load BPF object");
+    removePinDir(dir);
+    // 5. after load: a program the object lacks (maps created and pinned, two programs pinned)
+    await failsClean(
+      () => loadDatapath(dir, log, { object: encapOnly }),
+      `program ${PROGRAMS.decapTc} not in the object`,
+    );
+    removePinDir(dir);
+    // 6. pinning a program: something that is not a directory sits where progs/ goes
+    {
+      using blocker = createMap(BPF_MAP_TYPE_ARRAY, 4, 4, 1);
+      pinFd(blocker.fd, `${dir}/progs`);
+    }
+    await failsClean(() => loadDatapath(dir, log, { object: full }), `${dir}/progs`);
+    removePinDir(dir);
+
+    const before = openFds();
+    const dp = await loadDatapath(dir, log, { object: full });
+    expect(openFds()).toBeGreaterThan(before);
+    dp.close();
+    expect(openFds()).toBe(before);
+    expect(() => dp.progFd("decapTc")).toThrow("used after its BPF object tartan was closed");
+    expect(() => dp.subnets.keys()).toThrow("used after its BPF object tartan was closed");
+  });
+});
+
+describe("the CNI endpoint sink", () => {
+  const sinkDir = `/sys/fs/bpf/tartan-test-${process.pid}-sink`;
+  const sinkRun = mkdtempSync(join(tmpdir(), "tartan-sink-"));
+  afterEach(() => removePinDir(sinkDir));
+  afterAll(() => rmSync(sinkRun, { recursive: true, force: true }));
+
+  test("adds a pod through the pins (attaching encap to a new bridge) and removes it, holding no fd after", async () => {
+    const h = await setupHarness();
+    try {
+      const ipn = (...a: string[]) => Bun.spawnSync(["ip", "-n", h.ns, ...a], { stderr: "pipe" });
+      expect(ipn("link", "add", "br-sink", "type", "bridge").exitCode).toBe(0);
+      expect(ipn("link", "set", "br-sink", "up").exitCode).toBe(0);
+      const [br] = JSON.parse(ipn("-j", "link", "show", "br-sink").stdout.toString()) as Array<{
+        ifindex: number;
+        address: string;
+      }>;
+      const dp = await loadDatapath(sinkDir, log, { object: await Bun.file(OBJECT_PATH).bytes() });
+      try {
+        // the plugin finds the pins through the file the agent writes next to subnet.env
+        const subnetFile = join(sinkRun, "subnet.env");
+        publishDatapath(subnetFile, { backend: "ebpf-vxlan", node: "sink", bpffs: sinkDir });
+        const sink = createEbpfEndpointSink({ conf: { subnetFile } });
+        const podIp = "198.19.1.77";
+        const ep = {
+          ip: podIp,
+          ifindex: 4343,
+          hostVeth: "vethsink",
+          mac: "02:AA:00:00:00:77",
+          containerId: "sink-test",
+          ifname: "eth0",
+          netns: "/var/run/netns/none",
+          bridge: "br-sink",
+        };
+        const before = openFds();
+        await sink.add(ep);
+        expect(openFds()).toBe(before);
+        expect(tcQuery(br!.ifindex, "br-sink", "ingress")).toBe(objectId(dp.progFd("encapFwd")));
+        expect(dp.endpoints.lookup(parseIp4(podIp)!)).toEqual({
+          ifindex: 4343,
+          podMac: "02:aa:00:00:00:77",
+          gwMac: br!.address,
+        });
+        await sink.remove(podIp);
+        expect(openFds()).toBe(before);
+        expect(dp.endpoints.lookup(parseIp4(podIp)!)).toBeNull();
+      } finally {
+        dp.close();
+      }
+    } finally {
+      await h.close();
     }
   });
 });

@@ -23,6 +23,7 @@ import {
   tcp,
   udp,
   vxlan,
+  withIpv4TotalLength,
 } from "../helpers/packet.ts";
 import {
   delta,
@@ -180,6 +181,20 @@ for (const mode of ["tc", "xdp"] as const) {
         "pass",
         "decap_pass_ip_options",
       ],
+      // one IPv4 rule for every header (bpf/include/parsing.h): total length ≥ header length
+      [
+        "outer IPv4 total length shorter than its header",
+        () => withIpv4TotalLength(frame(), 14, 16),
+        "pass",
+        "decap_pass_malformed",
+      ],
+      // a malformed header is malformed before its options are looked at
+      [
+        "outer IPv4 options and a total length beyond the frame",
+        () => withIpv4TotalLength(frame({ options: Uint8Array.of(1, 1, 1, 0) }), 14, 1400),
+        "pass",
+        "decap_pass_malformed",
+      ],
       ["outer first fragment (MF)", () => frame({ mf: true }), "pass", "decap_pass_fragment"],
       ["outer later fragment (offset)", () => frame({ fragOffset: 185 }), "pass", "decap_pass_fragment"],
       ["VLAN-tagged", () => frame({ vlan: 100 }), "pass", "decap_pass_not_ipv4"],
@@ -209,6 +224,12 @@ for (const mode of ["tc", "xdp"] as const) {
         () => frame({ innerType: ETH_P_ARP, inner: pattern(28) }),
         "drop",
         "decap_drop_inner_not_ipv4",
+      ],
+      [
+        "inner IPv4 total length shorter than its header",
+        () => frame({ inner: withIpv4TotalLength(inner(), 0, 16) }),
+        "drop",
+        "decap_drop_inner_malformed",
       ],
       [
         "inner destination outside our subnet",

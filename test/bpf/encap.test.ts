@@ -25,6 +25,7 @@ import {
   tcp,
   udp,
   vxlan,
+  withIpv4TotalLength,
 } from "../helpers/packet.ts";
 import { delta, FX, type Harness, setupHarness, TC_ACT_OK, TC_ACT_REDIRECT } from "./harness.ts";
 
@@ -201,6 +202,11 @@ describe("encap passes what it must not encapsulate", () => {
     [
       "IPv4 total length beyond the frame",
       fromPod(innerIp({ proto: IPPROTO_UDP }).subarray(0, 24)),
+      "encap_pass_malformed",
+    ],
+    [
+      "IPv4 total length shorter than its header",
+      fromPod(withIpv4TotalLength(innerIp({ proto: IPPROTO_UDP }), 0, 16)),
       "encap_pass_malformed",
     ],
   ];

@@ -6,7 +6,9 @@
  */
 
 import { dlopen, FFIType } from "bun:ffi";
-import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   CFG_READY,
   COUNTER_NAMES,
@@ -23,7 +25,7 @@ import {
   u32Codec,
   u64Codec,
 } from "../../src/bpf/abi.ts";
-import { BpfMap } from "../../src/bpf/map.ts";
+import type { BpfMap } from "../../src/bpf/map.ts";
 import { BpfObject } from "../../src/bpf/object.ts";
 import { type Cidr, parseIp4 } from "../../src/config/cidr.ts";
 
@@ -87,6 +89,35 @@ export async function ensureObject(): Promise<string> {
     if (p.exitCode !== 0) throw new Error(`scripts/build-bpf failed: ${p.stderr.toString()}`);
   }
   return OBJECT_PATH;
+}
+
+/** Compiles one BPF C source (clang-19, as scripts/build-bpf does) and returns the object's bytes. */
+export function compileBpf(source: string): Uint8Array {
+  const work = mkdtempSync(join(tmpdir(), "tartan-bpf-cc-"));
+  try {
+    const out = join(work, "prog.o");
+    const cc = Bun.spawnSync(
+      [
+        "clang-19",
+        "-O2",
+        "-g",
+        "-target",
+        "bpf",
+        "-I/usr/include/x86_64-linux-gnu",
+        "-x",
+        "c",
+        "-",
+        "-c",
+        "-o",
+        out,
+      ],
+      { stdin: new TextEncoder().encode(source), stderr: "pipe" },
+    );
+    if (cc.exitCode !== 0) throw new Error(`clang-19: ${cc.stderr.toString()}`);
+    return readFileSync(out);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 export interface Harness {
@@ -170,13 +201,13 @@ export async function setupHarness(): Promise<Harness> {
     obj.load();
     const o = obj;
     const prog = Object.fromEntries(
-      Object.entries(PROGRAMS).map(([k, n]) => [k, o.programFd(n)]),
+      Object.entries(PROGRAMS).map(([k, n]) => [k, o.program(n).fd]),
     ) as Harness["prog"];
-    const subnets = new BpfMap(MAPS.subnets, o.mapFd(MAPS.subnets), subnetKeyCodec, subnetValueCodec);
-    const members = new BpfMap(MAPS.members, o.mapFd(MAPS.members), ip4KeyCodec, memberValueCodec);
-    const endpoints = new BpfMap(MAPS.endpoints, o.mapFd(MAPS.endpoints), ip4KeyCodec, endpointValueCodec);
-    const config = new BpfMap(MAPS.config, o.mapFd(MAPS.config), u32Codec, configCodec);
-    const counters = new BpfMap(MAPS.counters, o.mapFd(MAPS.counters), u32Codec, u64Codec, { perCpu: true });
+    const subnets = o.map(MAPS.subnets, subnetKeyCodec, subnetValueCodec);
+    const members = o.map(MAPS.members, ip4KeyCodec, memberValueCodec);
+    const endpoints = o.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec);
+    const config = o.map(MAPS.config, u32Codec, configCodec);
+    const counters = o.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
 
     const cfg: Config = {
       flags: CFG_READY,

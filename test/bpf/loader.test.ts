@@ -1,13 +1,14 @@
 /**
- * The loader through bun:ffi: a verifier rejection carries the verifier log; typed
- * maps (lookup/update/delete/keys/entries/batch, per-CPU); pins; TC and XDP attach,
- * query, atomic replace and detach on a veth in the harness's private namespace.
+ * The loader through bun:ffi: a verifier rejection carries the verifier log; errnos
+ * come from libbpf's return values; typed maps (lookup/update/delete/keys/entries/
+ * batch, per-CPU); pins; owned and borrowed fds and use after close; TC and XDP
+ * attach, query, atomic replace and detach on a veth in the harness's private namespace.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ip4KeyCodec, MAPS, memberValueCodec } from "../../src/bpf/abi.ts";
+import { ip4KeyCodec, MAPS, memberValueCodec, PROGRAMS, u32Codec } from "../../src/bpf/abi.ts";
 import {
   objectId,
   programName,
@@ -18,13 +19,12 @@ import {
   xdpDetach,
   xdpQuery,
 } from "../../src/bpf/attach.ts";
-import { BpfError } from "../../src/bpf/errors.ts";
-import { closeFd } from "../../src/bpf/libbpf.ts";
+import { BpfError, ERRNO } from "../../src/bpf/errors.ts";
 import { BpfMap } from "../../src/bpf/map.ts";
 import { BpfObject } from "../../src/bpf/object.ts";
 import { isBpffs, openPin, pinFd, unpin } from "../../src/bpf/pin.ts";
 import { createLogger } from "../../src/log.ts";
-import { type Harness, setupHarness } from "./harness.ts";
+import { compileBpf, type Harness, OBJECT_PATH, setupHarness } from "./harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -47,45 +47,21 @@ char LICENSE[] SEC("license") = "GPL";
 `;
 
 describe("object", () => {
-  test("a verifier rejection is a BpfError carrying the verifier log, and libbpf's log reaches the logger", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tartan-bad-"));
+  test("a verifier rejection is a BpfError carrying the verifier log, and libbpf's log reaches the logger", () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", write: (l) => lines.push(l) });
+    let err: unknown = null;
     try {
-      await Bun.write(join(dir, "bad.c"), BAD_PROGRAM);
-      const cc = Bun.spawnSync(
-        [
-          "clang-19",
-          "-O2",
-          "-g",
-          "-target",
-          "bpf",
-          "-I/usr/include/x86_64-linux-gnu",
-          "-c",
-          join(dir, "bad.c"),
-          "-o",
-          join(dir, "bad.o"),
-        ],
-        { stderr: "pipe" },
-      );
-      expect(cc.exitCode).toBe(0);
-      const lines: string[] = [];
-      const log = createLogger({ level: "debug", write: (l) => lines.push(l) });
-      const obj = BpfObject.open(await Bun.file(join(dir, "bad.o")).bytes(), { name: "bad", log });
-      let err: unknown = null;
-      try {
-        obj.load();
-      } catch (e) {
-        err = e;
-      } finally {
-        obj.close();
-      }
-      expect(err).toBeInstanceOf(BpfError);
-      const e = err as BpfError;
-      expect(e.op).toBe("load BPF object");
-      expect(e.verifierLog).toContain("invalid access to packet");
-      expect(lines.some((l) => l.includes("level=warn") && l.includes("libbpf"))).toBe(true);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+      using obj = BpfObject.open(compileBpf(BAD_PROGRAM), { name: "bad", log });
+      obj.load();
+    } catch (e) {
+      err = e;
     }
+    expect(err).toBeInstanceOf(BpfError);
+    const e = err as BpfError;
+    expect(e.op).toBe("load BPF object");
+    expect(e.verifierLog).toContain("invalid access to packet");
+    expect(lines.some((l) => l.includes("level=warn") && l.includes("libbpf"))).toBe(true);
   });
 
   test("without privileges the error is one line telling the operator what to grant", async () => {
@@ -128,8 +104,26 @@ try {
   });
 
   test("unknown programs and maps are errors naming them", () => {
-    expect(() => h.obj.programFd("nope")).toThrow("program nope not in the object");
-    expect(() => h.obj.mapFd("nope")).toThrow("map nope not in the object");
+    expect(() => h.obj.program("nope")).toThrow("program nope not in the object");
+    expect(() => h.obj.map("nope", u32Codec, u32Codec)).toThrow("map nope not in the object");
+  });
+
+  test("a failed open is a BpfError whose errno is libbpf's own return value", () => {
+    // not an ELF file: libbpf answers -LIBBPF_ERRNO__FORMAT through the skeleton open
+    const garbage = new Uint8Array(4096).fill(0x5a);
+    let err: unknown = null;
+    try {
+      BpfObject.open(garbage, { name: "garbage" }).close();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(BpfError);
+    expect((err as BpfError).errno).toBe(ERRNO.LIBBPF_ERRNO__FORMAT);
+    expect((err as BpfError).message).toStartWith("open BPF object garbage: LIBBPF_ERRNO__FORMAT");
+    // empty: refused before libbpf (which would then open a file named after the object)
+    expect(() => BpfObject.open(new Uint8Array(0), { name: "empty" })).toThrow(
+      "open BPF object empty: no bytes",
+    );
   });
 });
 
@@ -194,22 +188,113 @@ describe("maps", () => {
 });
 
 describe("pins", () => {
-  test("pin a map, open it again from bpffs, see the same contents", () => {
+  test("pin a map, open it again from bpffs (an fd of our own), see the same contents", () => {
     if (!isBpffs("/sys/fs/bpf")) throw new Error("/sys/fs/bpf is not mounted (mount -t bpf bpf /sys/fs/bpf)");
     const path = `/sys/fs/bpf/tartan-test-${process.pid}-members`;
     pinFd(h.members.fd, path);
     try {
       h.members.update(0x0d000001, 7);
-      const fd = openPin(path)!;
-      const again = new BpfMap(MAPS.members, fd, ip4KeyCodec, memberValueCodec);
+      const again = BpfMap.openPinned(path, ip4KeyCodec, memberValueCodec)!;
+      expect(again.name).toBe(`tartan-test-${process.pid}-members`);
+      expect(again.owned).toBe(true);
       expect(again.lookup(0x0d000001)).toBe(7);
-      expect(objectId(fd)).toBe(objectId(h.members.fd));
+      expect(objectId(again.fd)).toBe(objectId(h.members.fd));
+      expect(again.fd).not.toBe(h.members.fd);
+      const fd = again.fd;
       again.close();
+      expect(fdTarget(fd)).not.toBe("anon_inode:bpf-map");
+      // the object's own map is untouched by closing the pin's fd
+      expect(h.members.lookup(0x0d000001)).toBe(7);
       h.members.delete(0x0d000001);
     } finally {
       unpin(path);
     }
     expect(openPin(path)).toBeNull();
+    expect(BpfMap.openPinned(path, ip4KeyCodec, memberValueCodec)).toBeNull();
+  });
+});
+
+/** What /proc/self/fd/N points at, or null when N is not open. */
+function fdTarget(fd: number): string | null {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return null;
+  }
+}
+
+function openFds(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+describe("ownership", () => {
+  test("an owned handle closes its fd once; any use after close() throws EBADF", () => {
+    const path = `/sys/fs/bpf/tartan-test-${process.pid}-owned`;
+    pinFd(h.members.fd, path);
+    try {
+      const m = BpfMap.openPinned(path, ip4KeyCodec, memberValueCodec)!;
+      const fd = m.fd;
+      expect(fdTarget(fd)).toBe("anon_inode:bpf-map");
+      m.close();
+      expect(m.closed).toBe(true);
+      expect(fdTarget(fd)).toBeNull();
+      m.close(); // idempotent: no second close(2) of a number someone else may hold now
+      expect(() => m.lookup(1)).toThrow(`map tartan-test-${process.pid}-owned at ${path} used after close()`);
+      let err: unknown = null;
+      try {
+        m.update(1, 1);
+      } catch (e) {
+        err = e;
+      }
+      expect(err instanceof BpfError && err.is("EBADF")).toBe(true);
+    } finally {
+      unpin(path);
+    }
+  });
+
+  test("closing a borrowed map ends the borrow but leaves the object's fd open", () => {
+    const view = h.obj.map(MAPS.members, ip4KeyCodec, memberValueCodec);
+    expect(view.owned).toBe(false);
+    const fd = view.fd;
+    view.close();
+    expect(view.closed).toBe(true);
+    expect(() => view.lookup(1)).toThrow("map tartan_members used after close()");
+    expect(fdTarget(fd)).toBe("anon_inode:bpf-map");
+    h.members.update(0x0d000002, 2);
+    expect(h.members.lookup(0x0d000002)).toBe(2);
+    h.members.delete(0x0d000002);
+  });
+
+  test("closing an object closes every handle it lent, and every fd it opened", async () => {
+    const bytes = await Bun.file(OBJECT_PATH).bytes();
+    const before = openFds();
+    const obj = BpfObject.open(bytes, { name: "lender" });
+    obj.load();
+    const m = obj.map(MAPS.members, ip4KeyCodec, memberValueCodec);
+    const prog = obj.program(PROGRAMS.decapTc);
+    m.update(1, 1);
+    expect(openFds()).toBeGreaterThan(before);
+    obj.close();
+    obj.close();
+    expect(openFds()).toBe(before);
+    expect(m.closed && prog.closed).toBe(true);
+    expect(() => m.lookup(1)).toThrow("map tartan_members used after its BPF object lender was closed");
+    expect(() => prog.fd).toThrow("program tartan_decap_tc used after its BPF object lender was closed");
+    expect(() => obj.program(PROGRAMS.decapTc)).toThrow("BPF object lender used after close()");
+  });
+
+  test("`using` closes at the end of the scope, also when the scope throws", async () => {
+    const bytes = await Bun.file(OBJECT_PATH).bytes();
+    const before = openFds();
+    let lent: BpfMap<number, number> | null = null;
+    expect(() => {
+      using obj = BpfObject.open(bytes, { name: "scoped" });
+      obj.load();
+      lent = obj.map(MAPS.members, ip4KeyCodec, memberValueCodec);
+      throw new Error("leaving the scope");
+    }).toThrow("leaving the scope");
+    expect(openFds()).toBe(before);
+    expect(lent!.closed).toBe(true);
   });
 });
 
@@ -239,8 +324,4 @@ describe("attach", () => {
   test("attaching to a missing interface is a BpfError", () => {
     expect(() => tcAttach(999_999, "ghost0", "ingress", h.prog.decapTc)).toThrow(BpfError);
   });
-});
-
-test("closing an fd twice is harmless for the caller", () => {
-  closeFd(-1);
 });

@@ -198,7 +198,9 @@ describe.skipIf(!isRoot())("bad input: a clear error, nothing changed", () => {
       `--subnet-file=${join(lab.dir, "s0.env")}`,
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("Network must be an IPv4 CIDR like 10.244.0.0/16");
+    expect(r.stderr).toContain(
+      "network config: Network=198.19.0.0/33: must be an IPv4 CIDR like 10.244.0.0/16",
+    );
     expect(await Bun.file(join(lab.dir, "s0.env")).exists()).toBe(false);
   });
 
@@ -211,7 +213,7 @@ describe.skipIf(!isRoot())("bad input: a clear error, nothing changed", () => {
     await reg.close();
     const r = await runAgent([`--registry=sqlite:${dbPath}`, `--subnet-file=${join(lab.dir, "s1.env")}`]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("SubnetLen must be at most 30");
+    expect(r.stderr).toContain("network config: SubnetLen=31: must be at most 30");
     expect(r.stderr).toContain("tartan config set FILE");
     const after = SqliteRegistry.open({ path: dbPath, log: silentLogger });
     expect((await after.list()).records).toEqual([]);

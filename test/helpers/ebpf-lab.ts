@@ -6,7 +6,6 @@
  */
 import { COUNTER_NAMES, MAPS, u32Codec, u64Codec } from "../../src/bpf/abi.ts";
 import { BpfMap } from "../../src/bpf/map.ts";
-import { openPin } from "../../src/bpf/pin.ts";
 import type { Lab } from "./netns.ts";
 
 export interface Pod {
@@ -53,16 +52,11 @@ export async function addPod(lab: Lab, nodeNs: string, n: number, host: number):
 
 /** Counter name → sum over CPUs, read from a node's pinned counter map. */
 export function pinnedCounters(bpffs: string): Record<string, number> {
-  const fd = openPin(`${bpffs}/maps/${MAPS.counters}`);
-  if (fd === null) throw new Error(`no pinned counters under ${bpffs}`);
-  const m = new BpfMap(MAPS.counters, fd, u32Codec, u64Codec, { perCpu: true });
-  try {
-    const out: Record<string, number> = {};
-    COUNTER_NAMES.forEach((name, i) => {
-      out[name] = Number((m.lookupPerCpu(i) ?? []).reduce((x, y) => x + y, 0n));
-    });
-    return out;
-  } finally {
-    m.close();
-  }
+  using m = BpfMap.openPinned(`${bpffs}/maps/${MAPS.counters}`, u32Codec, u64Codec, { perCpu: true });
+  if (m === null) throw new Error(`no pinned counters under ${bpffs}`);
+  const out: Record<string, number> = {};
+  COUNTER_NAMES.forEach((name, i) => {
+    out[name] = Number((m.lookupPerCpu(i) ?? []).reduce((x, y) => x + y, 0n));
+  });
+  return out;
 }

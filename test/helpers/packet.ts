@@ -101,6 +101,19 @@ export function ipv4(o: Ip4Opts, payload: Uint8Array): Uint8Array {
   return concat(h, payload);
 }
 
+/**
+ * A copy of `pkt` whose IPv4 header at byte `at` claims total length `len` (the header
+ * checksum recomputed): for headers that lie about their length.
+ */
+export function withIpv4TotalLength(pkt: Uint8Array, at: number, len: number): Uint8Array {
+  const out = new Uint8Array(pkt);
+  const v = new DataView(out.buffer);
+  v.setUint16(at + 2, len);
+  v.setUint16(at + 10, 0);
+  v.setUint16(at + 10, checksum(out.subarray(at, at + (out[at]! & 15) * 4)));
+  return out;
+}
+
 export interface Ip6Opts {
   src: Uint8Array;
   dst: Uint8Array;

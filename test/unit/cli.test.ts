@@ -206,7 +206,7 @@ describe("the command line", () => {
     await Bun.write(`${dir}/bad.json`, '{"Network":"10.0.0.0/16","Backend":{"Type":"udp"}}');
     const r = await capture(["config", "set", `${dir}/bad.json`, `--registry=sqlite:${dir}/r.db`]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/Backend.Type must be one of/);
+    expect(r.err).toMatch(/Backend\.Type="udp": must be one of/);
     expect(await Bun.file(`${dir}/r.db`).exists()).toBe(false);
     await Bun.write(`${dir}/good.json`, '{"Network":"10.0.0.0/16"}');
     expect((await capture(["config", "set", `${dir}/good.json`, `--registry=sqlite:${dir}/r.db`])).code).toBe(

@@ -87,6 +87,16 @@ describe("lease", () => {
     const c = problem(checkLease({ ...healthy(), ownLease: null }));
     expect(c.finding).toBe("no lease in sqlite:/reg.db has PublicIP 198.18.0.1");
   });
+  test("with the underlay unknown it says so, never 'PublicIP ?'", () => {
+    const f: Facts = { ...healthy(), ownLease: null, underlay: factError("--iface=eth9: no interface eth9") };
+    const c = problem(checkLease(f));
+    expect(c.finding).toBe(
+      "cannot find this node's lease in sqlite:/reg.db: its PublicIP is unknown (see the underlay check)",
+    );
+    expect(checkLease({ ...f, registry: factError("down") }).finding).toBe(
+      "cannot check the lease of this node: the registry is unreachable",
+    );
+  });
   test("a lease expiring within 5 minutes, or expired, is a problem", () => {
     const soon = { ...OWN, expiresAt: NOW + 60_000 };
     expect(problem(checkLease({ ...healthy(), ownLease: soon })).finding).toContain("expires in 60s");

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { doctorHelp, parseDoctorArgs } from "../../src/cli/doctor.ts";
+import { doctorCommand, parseDoctorArgs } from "../../src/cli/doctor.ts";
+import { commandHelp } from "../../src/cli/help.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { judge } from "../../src/doctor/checks.ts";
 import { REPAIRABLE } from "../../src/doctor/fix.ts";
@@ -37,7 +38,7 @@ describe("doctor flags", () => {
     expect(p.run.input.explicit.has("subnet-file")).toBe(true);
   });
   test("--help teaches: every check area, the exit codes and what --fix does", () => {
-    const h = doctorHelp();
+    const h = commandHelp(doctorCommand);
     for (const s of ["--fix", "--json", "--cni-conf-dir", "Exit code", "rp_filter", "subnet.env", "--strict"])
       expect(h).toContain(s);
   });

@@ -1,12 +1,14 @@
 /**
  * The loaded eBPF datapath of one node: the embedded object loaded with its maps
  * bound to pins under the node's bpffs directory (a restarted agent reuses them, with
- * their contents), programs pinned beside them, typed handles on every map, and the
- * attach points (TC on the bridge, the overlay device and the underlay; XDP on the
- * underlay). Attaching replaces our previous programs atomically.
+ * their contents), programs pinned beside them, typed handles on every map (lent by
+ * the object, closed with it), and the attach points (TC on the bridge, the overlay
+ * device and the underlay; XDP on the underlay). Attaching replaces our previous
+ * programs atomically.
  */
 import { existsSync } from "node:fs";
 import {
+  ABI_VERSION,
   COUNTER_NAMES,
   type Config,
   configCodec,
@@ -35,7 +37,8 @@ import {
 } from "../../bpf/attach.ts";
 import { embeddedObject } from "../../bpf/embedded.ts";
 import { BpfError } from "../../bpf/errors.ts";
-import { BpfMap } from "../../bpf/map.ts";
+import type { BpfFd } from "../../bpf/fd.ts";
+import type { BpfMap } from "../../bpf/map.ts";
 import { BpfObject } from "../../bpf/object.ts";
 import { ensurePinDir, pinFd, removePinDir } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
@@ -53,9 +56,11 @@ export interface Datapath {
   readonly counters: BpfMap<number, bigint>;
   /** True when the maps were found pinned (a previous agent's live datapath). */
   readonly adopted: boolean;
+  /** A program's fd (lent by the object: throws after close()). */
   progFd(name: ProgramName): number;
   /** Counter name → sum over CPUs. */
   readCounters(): Record<string, number>;
+  /** Closes the object and with it every map and program fd above; pins and attachments stay. */
   close(): void;
 }
 
@@ -80,50 +85,64 @@ function libbpfLog(log: Logger): Logger {
   };
 }
 
-function openAndLoad(bytes: Uint8Array, bpffs: string, log: Logger): BpfObject {
-  const obj = BpfObject.open(bytes, { name: "tartan", log: libbpfLog(log) });
-  try {
-    for (const m of Object.values(MAPS)) obj.setPinPath(m, `${mapPinDir(bpffs)}/${m}`);
-    obj.load();
-    return obj;
-  } catch (e) {
-    obj.close();
-    throw e;
-  }
+export interface LoadOptions {
+  /** The ELF object to load (default: the embedded build/tartan.bpf.o). */
+  readonly object?: Uint8Array;
 }
 
-/** Loads the embedded object, reusing (adopting) pinned maps when compatible. */
-export async function loadDatapath(bpffs: string, log: Logger): Promise<Datapath> {
-  await ensurePinDir(bpffs, log);
-  const adopted = existsSync(`${mapPinDir(bpffs)}/${MAPS.subnets}`);
-  const bytes = await embeddedObject();
-  let obj: BpfObject;
+/** Opens and loads the object with its maps bound to pins; closes it again if that fails. */
+function openAndLoad(bytes: Uint8Array, bpffs: string, log: Logger): BpfObject {
+  using guard = new DisposableStack();
+  const obj = guard.use(BpfObject.open(bytes, { name: "tartan", log: libbpfLog(log) }));
+  for (const m of Object.values(MAPS)) obj.setPinPath(m, `${mapPinDir(bpffs)}/${m}`);
+  obj.load();
+  guard.move();
+  return obj;
+}
+
+/** Loads the object, reusing (adopting) pinned maps when compatible, recreating them when not. */
+function loadAdopting(bytes: Uint8Array, bpffs: string, adopted: boolean, log: Logger): BpfObject {
   try {
-    obj = openAndLoad(bytes, bpffs, log);
+    return openAndLoad(bytes, bpffs, log);
   } catch (e) {
     if (!adopted || !(e instanceof BpfError) || e.verifierLog) throw e;
     log.warn("pinned maps do not fit this version's layout; recreating them (the next apply refills them)", {
       dir: mapPinDir(bpffs),
+      abi: ABI_VERSION,
       error: errorText(e),
     });
     removePinDir(mapPinDir(bpffs));
-    obj = openAndLoad(bytes, bpffs, log);
+    return openAndLoad(bytes, bpffs, log);
   }
-  const progs = new Map<ProgramName, number>();
+}
+
+/**
+ * Loads the embedded object, reusing (adopting) pinned maps when compatible, and pins
+ * its programs. The maps and programs are lent by the object: `close()` closes them all.
+ * A load that fails at any step closes whatever it had opened (the agent's watchdog
+ * retries it every few seconds, so a leak here would add up).
+ */
+export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions = {}): Promise<Datapath> {
+  await ensurePinDir(bpffs, log);
+  const adopted = existsSync(`${mapPinDir(bpffs)}/${MAPS.subnets}`);
+  const bytes = opts.object ?? (await embeddedObject());
+  using guard = new DisposableStack();
+  const obj = guard.use(loadAdopting(bytes, bpffs, adopted, log));
+  const progs = new Map<ProgramName, BpfFd>();
   for (const [key, name] of Object.entries(PROGRAMS) as Array<[ProgramName, string]>) {
-    const fd = obj.programFd(name);
-    progs.set(key, fd);
-    pinFd(fd, `${bpffs}/progs/${name}`);
+    const prog = obj.program(name);
+    progs.set(key, prog);
+    pinFd(prog.fd, `${bpffs}/progs/${name}`);
   }
-  const counters = new BpfMap(MAPS.counters, obj.mapFd(MAPS.counters), u32Codec, u64Codec, { perCpu: true });
-  return {
-    subnets: new BpfMap(MAPS.subnets, obj.mapFd(MAPS.subnets), subnetKeyCodec, subnetValueCodec),
-    members: new BpfMap(MAPS.members, obj.mapFd(MAPS.members), ip4KeyCodec, memberValueCodec),
-    endpoints: new BpfMap(MAPS.endpoints, obj.mapFd(MAPS.endpoints), ip4KeyCodec, endpointValueCodec),
-    config: new BpfMap(MAPS.config, obj.mapFd(MAPS.config), u32Codec, configCodec),
+  const counters = obj.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
+  const dp: Datapath = {
+    subnets: obj.map(MAPS.subnets, subnetKeyCodec, subnetValueCodec),
+    members: obj.map(MAPS.members, ip4KeyCodec, memberValueCodec),
+    endpoints: obj.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec),
+    config: obj.map(MAPS.config, u32Codec, configCodec),
     counters,
     adopted,
-    progFd: (name) => progs.get(name)!,
+    progFd: (name) => progs.get(name)!.fd,
     readCounters() {
       const out: Record<string, number> = {};
       COUNTER_NAMES.forEach((n, i) => {
@@ -134,6 +153,8 @@ export async function loadDatapath(bpffs: string, log: Logger): Promise<Datapath
     },
     close: () => obj.close(),
   };
+  guard.move();
+  return dp;
 }
 
 export type DecapAttach = { kind: "tc" } | { kind: "xdp"; mode: XdpMode };

@@ -10,7 +10,6 @@
  * why on stderr, which the runtime keeps.
  */
 import { existsSync } from "node:fs";
-import { closeFd } from "../../bpf/libbpf.ts";
 import { openPin } from "../../bpf/pin.ts";
 import { parseIp4 } from "../../config/cidr.ts";
 import { DEFAULT_SUBNET_FILE } from "../../config/options.ts";
@@ -64,14 +63,9 @@ function agentBpffs(subnetFile: string, log: Logger, loud: boolean): string | nu
 async function ensureBridgeEncap(bpffs: string, bridgeName: string): Promise<string> {
   const bridge = await getLink(bridgeName);
   if (!bridge) throw new Error(`bridge ${bridgeName} not found`);
-  const prog = openPin(programPin(bpffs, "encapFwd"));
-  if (prog !== null) {
-    try {
-      attachBridgeEncap(bridge.ifindex, bridgeName, prog);
-    } finally {
-      closeFd(prog);
-    }
-  }
+  // the attached filter holds the program; our fd on its pin is closed at the end of the block
+  using prog = openPin(programPin(bpffs, "encapFwd"));
+  if (prog !== null) attachBridgeEncap(bridge.ifindex, bridgeName, prog.fd);
   return bridge.address;
 }
 

@@ -10,7 +10,6 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { SubnetKey, SubnetValue } from "../../bpf/abi.ts";
 import { objectId, programName, tcQuery, xdpQuery } from "../../bpf/attach.ts";
-import { closeFd } from "../../bpf/libbpf.ts";
 import { openPin } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
 import type { Hook } from "./facts.ts";
@@ -31,13 +30,8 @@ export function listPins(bpffs: string): string[] {
 export function pinnedProgramIds(bpffs: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const pin of listPins(bpffs).filter((p) => p.startsWith("progs/"))) {
-    const fd = openPin(join(bpffs, pin));
-    if (fd === null) continue;
-    try {
-      out[pin.slice("progs/".length)] = objectId(fd);
-    } finally {
-      closeFd(fd);
-    }
+    using prog = openPin(join(bpffs, pin));
+    if (prog !== null) out[pin.slice("progs/".length)] = objectId(prog.fd);
   }
   return out;
 }

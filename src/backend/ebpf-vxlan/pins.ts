@@ -8,15 +8,14 @@ import {
   type EndpointValue,
   endpointValueCodec,
   ip4KeyCodec,
-  MAPS,
   memberValueCodec,
   type SubnetKey,
   type SubnetValue,
   subnetKeyCodec,
   subnetValueCodec,
 } from "../../bpf/abi.ts";
-import { BpfMap } from "../../bpf/map.ts";
-import { openPin, pinFd } from "../../bpf/pin.ts";
+import { BpfMap, type Codec } from "../../bpf/map.ts";
+import { pinFd } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
 import type { Logger } from "../../log.ts";
 import type { Datapath } from "./datapath.ts";
@@ -28,16 +27,16 @@ export interface PinnedMaps {
   readonly endpoints: BpfMap<Ip4, EndpointValue>;
 }
 
-const TYPED: { readonly [K in keyof PinnedMaps]: (fd: number) => PinnedMaps[K] } = {
-  subnets: (fd) => new BpfMap(MAPS.subnets, fd, subnetKeyCodec, subnetValueCodec),
-  members: (fd) => new BpfMap(MAPS.members, fd, ip4KeyCodec, memberValueCodec),
-  endpoints: (fd) => new BpfMap(MAPS.endpoints, fd, ip4KeyCodec, endpointValueCodec),
+const CODECS: { readonly [K in keyof PinnedMaps]: readonly [Codec<unknown>, Codec<unknown>] } = {
+  subnets: [subnetKeyCodec, subnetValueCodec],
+  members: [ip4KeyCodec, memberValueCodec],
+  endpoints: [ip4KeyCodec, endpointValueCodec],
 };
 
-/** The pinned map, typed by the ABI's codecs; null when nothing is pinned there. Close it after use. */
+/** The pinned map, typed by the ABI's codecs, owned by the caller (close it); null when nothing is pinned there. */
 export function openPinnedMap<K extends keyof PinnedMaps>(bpffs: string, which: K): PinnedMaps[K] | null {
-  const fd = openPin(mapPin(bpffs, which));
-  return fd === null ? null : TYPED[which](fd);
+  const [key, value] = CODECS[which];
+  return BpfMap.openPinned(mapPin(bpffs, which), key, value) as PinnedMaps[K] | null;
 }
 
 /** Runs `fn` on the pinned map and closes it; null when nothing is pinned there. */
@@ -46,13 +45,8 @@ export function withPinnedMap<K extends keyof PinnedMaps, T>(
   which: K,
   fn: (m: PinnedMaps[K]) => T,
 ): T | null {
-  const m = openPinnedMap(bpffs, which);
-  if (!m) return null;
-  try {
-    return fn(m);
-  } finally {
-    m.close();
-  }
+  using m = openPinnedMap(bpffs, which);
+  return m === null ? null : fn(m);
 }
 
 /**

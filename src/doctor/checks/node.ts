@@ -107,20 +107,13 @@ export function checkLease(f: Facts): Check {
       "fix the registry first (see the registry check)",
     );
   const own = f.ownLease;
-  if (!own && !f.underlay.ok)
-    return {
-      id,
-      status: "problem",
-      finding: `cannot tell which lease is this node's: its underlay interface is unknown (${f.underlay.error})`,
-      why,
-      fix: "give doctor the agent's --iface (or --public-ip), or run it while the agent answers",
-      fixable: false,
-    };
   if (!own)
     return {
       id,
       status: "problem",
-      finding: `no lease in ${f.registry.value.description} has PublicIP ${who}`,
+      finding: f.underlay.ok
+        ? `no lease in ${f.registry.value.description} has PublicIP ${who}`
+        : `cannot find this node's lease in ${f.registry.value.description}: its PublicIP is unknown (see the underlay check)`,
       why,
       fix: "start the agent (it acquires one); if it runs, check --iface/--public-ip match what it publishes",
       fixable: false,

@@ -1,0 +1,83 @@
+/**
+ * The libbpf and kernel structs and flag values the FFI writes and reads by hand:
+ * libbpf's option structs (bpf_tc_hook, bpf_tc_opts, bpf_test_run_opts,
+ * bpf_object_skeleton, bpf_map_create_opts), the kernel's object info structs and
+ * __sk_buff. Layouts are those of libbpf 1.1's and Linux 6.1's uapi headers
+ * (/usr/include/bpf, /usr/include/linux): test/bpf/abi.test.ts compiles a probe
+ * against those headers and checks every entry here. Only the fields the loader
+ * uses are listed. bpf_map_batch_opts is not here: the loader passes NULL for it.
+ */
+import type { Layout } from "./layout.ts";
+
+export const LIBBPF_STRUCTS = {
+  bpf_tc_hook: {
+    size: 24,
+    fields: { sz: [0, 8], ifindex: [8, 4], attach_point: [12, 4], parent: [16, 4] },
+  },
+  bpf_tc_opts: {
+    size: 32,
+    fields: {
+      sz: [0, 8],
+      prog_fd: [8, 4],
+      flags: [12, 4],
+      prog_id: [16, 4],
+      handle: [20, 4],
+      priority: [24, 4],
+    },
+  },
+  bpf_test_run_opts: {
+    size: 80,
+    fields: {
+      sz: [0, 8],
+      data_in: [8, 8],
+      data_out: [16, 8],
+      data_size_in: [24, 4],
+      data_size_out: [28, 4],
+      ctx_in: [32, 8],
+      ctx_out: [40, 8],
+      ctx_size_in: [48, 4],
+      ctx_size_out: [52, 4],
+      retval: [56, 4],
+      repeat: [60, 4],
+      duration: [64, 4],
+    },
+  },
+  /** Opening through the skeleton API: the one libbpf open that returns -errno itself. */
+  bpf_object_skeleton: {
+    size: 72,
+    fields: {
+      sz: [0, 8],
+      name: [8, 8],
+      data: [16, 8],
+      data_sz: [24, 8],
+      obj: [32, 8],
+      map_cnt: [40, 4],
+      map_skel_sz: [44, 4],
+      maps: [48, 8],
+      prog_cnt: [56, 4],
+      prog_skel_sz: [60, 4],
+      progs: [64, 8],
+    },
+  },
+  bpf_map_create_opts: { size: 48, fields: { sz: [0, 8], map_flags: [28, 4] } },
+  /** bpf_obj_get_info_by_fd on a program; the kernel fills as much as the buffer holds. */
+  bpf_prog_info: { size: 232, fields: { id: [4, 4], name: [64, 16] } },
+  bpf_map_info: { size: 88, fields: { id: [4, 4] } },
+  /** The context a TC program gets, as BPF_PROG_TEST_RUN takes it in ctx_in. */
+  __sk_buff: {
+    size: 192,
+    fields: { ingress_ifindex: [36, 4], ifindex: [40, 4], gso_segs: [164, 4], gso_size: [176, 4] },
+  },
+} as const satisfies Record<string, Layout>;
+
+/** Flag and enum values passed to libbpf, under their C names. */
+export const LIBBPF_CONSTANTS = {
+  BPF_ANY: 0,
+  BPF_NOEXIST: 1,
+  BPF_EXIST: 2,
+  BPF_TC_INGRESS: 1,
+  BPF_TC_EGRESS: 2,
+  BPF_TC_F_REPLACE: 1,
+  XDP_FLAGS_SKB_MODE: 2,
+  XDP_FLAGS_DRV_MODE: 4,
+} as const;

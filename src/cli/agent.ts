@@ -1,0 +1,42 @@
+/** `tartan agent`: parses the agent's flags, logs what came from where, and runs the agent. */
+import { runAgent } from "../agent/agent.ts";
+import { createLogger } from "../log.ts";
+import { COMMIT, VERSION } from "../version.ts";
+import type { Command } from "./command.ts";
+import { AGENT_FLAGS, agentOptionsFrom } from "./options.ts";
+
+export const agentCommand: Command = {
+  name: "agent",
+  summary: "run the node agent: lease a subnet, program the datapath, serve /healthz",
+  usage: "tartan agent [flags]",
+  about: [
+    "Run the node agent: lease a subnet of the cluster network from the registry, write subnet.env,",
+    "program every other node's subnet into the datapath, and serve health and status over HTTP.",
+  ].join("\n"),
+  flags: AGENT_FLAGS,
+  env: true,
+  notes: [
+    "Examples:",
+    "  tartan agent --backend=ebpf-vxlan --iface=eth0",
+    "  tartan agent -etcd-endpoints=https://10.0.0.1:2379 -etcd-cafile=/etc/etcd/ca.pem -iface=eth0",
+    "Endpoints: GET /healthz /readyz /v1/config /v1/leases /v1/status /v1/doctor /metrics on --http.",
+    "SIGTERM or SIGINT stops the agent and leaves the datapath in place for the next start to adopt.",
+  ],
+  async run(p, io) {
+    const { help: _help, version, fromEnv, ignored, ...options } = agentOptionsFrom(p);
+    if (version) {
+      io.out(`tartan ${VERSION} (${COMMIT})\n`);
+      return 0;
+    }
+    const log = createLogger(
+      { level: options.logLevel, format: options.logFormat },
+      { node: options.nodeName },
+    );
+    if (fromEnv.length)
+      log.info("flags taken from FLANNELD_* environment variables", { flags: fromEnv.join(",") });
+    if (p.flags.v !== undefined)
+      log.debug("flanneld's -v sets the log level", { v: p.flags.v, "log-level": options.logLevel });
+    for (const i of ignored) log.info("flanneld flag accepted and ignored", { flag: i.flag, why: i.why });
+    return await runAgent(options, log);
+  },
+};
