@@ -74,7 +74,7 @@ try {
     step("one pod per node, added as a container runtime does: tartan cni → bridge + host-local from subnet.env");
     const pods = [];
     for (const [i, n] of nodes.entries()) {
-      const pod = await addPodViaCni(lab, n.node, n.subnetFile, { binary: TARTAN, bpffs: n.bpffs, name: `pod${i + 1}` });
+      const pod = await addPodViaCni(lab, n.node, n.subnetFile, { binary: TARTAN, name: `pod${i + 1}` });
       pods.push(pod);
       show(`pod on node${i + 1}: ${pod.ip}`);
     }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Server } from "bun";
 import type { Backend } from "../backend/backend.ts";
+import { publishDatapath } from "../backend/datapath-file.ts";
 import { createBackend } from "../backend/index.ts";
 import { cidrToKey, formatCidr, formatIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
@@ -317,6 +318,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
       decap: o.decap,
     });
     const ann = await backend.prepare();
+    publishDatapath(o.subnetFile, { backend: backendName, node: o.nodeName, bpffs: o.bpffs });
     const cfg = config;
     const be = backend;
 

@@ -5,6 +5,7 @@
  * sink's failure never fails ADD or DEL: the slow path through the bridge still works,
  * and the agent can pick the pod up later.
  */
+import type { Logger } from "../log.ts";
 
 export interface Endpoint {
   /** The pod's IPv4 address (no prefix length). */
@@ -29,9 +30,11 @@ export interface EndpointSink {
   remove(ip: string): Promise<void>;
 }
 
-/** What a sink factory is given: the plugin's network config (its extra keys too) and the node's bridge. */
+/** What a sink factory is given: the plugin's network config (its extra keys too) and where to say what it did. */
 export interface EndpointSinkContext {
   readonly conf: Readonly<Record<string, unknown>>;
+  /** The plugin's log (stderr, which the runtime keeps); a sink says here why a pod was not registered. */
+  readonly log?: Logger;
 }
 
 export type EndpointSinkFactory = (ctx: EndpointSinkContext) => EndpointSink;

@@ -14,7 +14,8 @@ import { type CniVersion, negotiate } from "./version.ts";
 
 /** flannel's CNI data dir: pods added by flannel's plugin can be deleted by Tartan's, and back. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/flannel";
-export const DEFAULT_BRIDGE = "cni0";
+/** The bridge the delegate gets (flannel's cni0): the one the backends follow. */
+export { DEFAULT_BRIDGE } from "../backend/facts.ts";
 
 export const COMMANDS = ["ADD", "DEL", "CHECK", "VERSION"] as const;
 export type CniCommand = (typeof COMMANDS)[number];

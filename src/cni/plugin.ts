@@ -80,15 +80,16 @@ export async function runCni(opts: CniOptions): Promise<number> {
     }
     const conf = parseNetConf(opts.stdin);
     let sink: EndpointSink | null = null;
+    const cmdLog = log.with({ cmd: env.command, container: env.containerId });
     const ctx: Ctx = {
       env,
       conf,
       opts,
-      log: log.with({ cmd: env.command, container: env.containerId }),
+      log: cmdLog,
       host: opts.host ?? iproute2,
       state: new ContainerState(conf.dataDir, env.containerId),
       sink: () => {
-        sink ??= resolveSink(opts.endpointSink, conf, log);
+        sink ??= resolveSink(opts.endpointSink, conf, cmdLog);
         return sink;
       },
     };
@@ -115,7 +116,7 @@ function resolveSink(s: CniOptions["endpointSink"], conf: NetConf, log: Logger):
   if (!s) return noopEndpointSink;
   if (typeof s !== "function") return s;
   try {
-    return s({ conf });
+    return s({ conf, log });
   } catch (e) {
     log.warn("endpoint sink unavailable; pods are reached through the bridge", { error: errorText(e) });
     return noopEndpointSink;

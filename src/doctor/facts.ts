@@ -124,7 +124,18 @@ export interface BpfAttachment {
   /** "tc-ingress", "tc-egress" or "xdp" */
   readonly hook: string;
   readonly progId: number;
+  /** As the kernel keeps it: at most 15 characters. */
   readonly progName: string;
+}
+
+/** One entry of the pinned subnet map, decoded with the ABI's codecs. */
+export interface SubnetMapEntry {
+  /** a.b.c.d/len */
+  readonly subnet: string;
+  readonly nodeIp: string;
+  readonly vtepMac: string;
+  /** Our own subnet's entry (flagged local). */
+  readonly local: boolean;
 }
 
 export interface BpfFacts {
@@ -133,12 +144,14 @@ export interface BpfFacts {
   readonly attachments: readonly BpfAttachment[];
   /** Program name → id of the program pinned under progs/ (what the running agent loaded). */
   readonly pinnedProgIds: Readonly<Record<string, number>>;
-  /** Remote subnets in the pinned subnet map (a.b.c.d/len), when it could be read. */
-  readonly subnets: Fact<readonly string[]>;
+  /** The pinned subnet map, when it could be read. */
+  readonly subnets: Fact<readonly SubnetMapEntry[]>;
+  /** The pinned member map: node IP → leases it holds, when it could be read. */
+  readonly members: Fact<Readonly<Record<string, number>>>;
 }
 
 export interface ProbeResult {
-  /** The lease probed ("198.19.3.0-24"). */
+  /** The lease probed ("198.19.3.0/24"). */
   readonly lease: string;
   readonly publicIp: string;
   /** What was pinged: the peer's VTEP address through the overlay, or its PublicIP (host-gw). */

@@ -6,16 +6,18 @@
  * network) and never deletes anything that is not ours or not stale. Anything else
  * (a misconfigured device, a detached eBPF program) is left to an agent restart.
  */
+import { routeLine, vtepAddress } from "../backend/facts.ts";
+import { hostGwRoute } from "../backend/host-gw/facts.ts";
 import { addLines } from "../backend/vxlan/plan.ts";
 import { firstHost, formatCidr, formatIp4 } from "../config/cidr.ts";
 import { writeSubnetEnv } from "../config/subnet-env.ts";
 import { errorText } from "../log.ts";
 import { applyBatch, removeBatch } from "../net/batch.ts";
 import { ip } from "../net/ip.ts";
-import { applyMasq, removeMasq } from "../net/masq.ts";
+import { applyMasq, NFT_TABLE, removeMasq } from "../net/masq.ts";
 import { routeLookup } from "../net/routes.ts";
 import { confKey, writeSysctl } from "../net/sysctl.ts";
-import { type Check, derive, missingFor, staleEntries, TARTAN_MASQ_TABLE } from "./checks.ts";
+import { type Check, derive, missingFor, staleEntries, vxlanPlanInput } from "./checks.ts";
 import type { Facts } from "./facts.ts";
 import { acceptsNetwork, chainName, droppingForwardChains } from "./nft-rules.ts";
 import { LEGACY_FILTER } from "./parse.ts";
@@ -71,7 +73,7 @@ const REPAIRS: Record<string, Repair> = {
       changed.push(`ip link set ${dev} up`);
     }
     if (d.own) {
-      const want = `${formatIp4(d.own.subnet.ip)}/32`;
+      const want = vtepAddress(d.own.subnet);
       if (!link.addrs.includes(want)) {
         await ip("addr", "replace", want, "dev", dev);
         changed.push(`ip addr replace ${want} dev ${dev}`);
@@ -83,24 +85,18 @@ const REPAIRS: Record<string, Repair> = {
   async "remote-leases"(f) {
     const d = derive(f);
     const broken = d.peers.filter((l) => missingFor(f, d, l).length > 0);
-    const routes = routeLookup(f.routes.ok ? f.routes.value : []);
-    const ul = f.underlay.ok ? f.underlay.value.name : null;
     if (d.backend === "vxlan") {
-      const cfg = f.config.ok ? f.config.value : null;
-      const lines = addLines(broken, {
-        device: d.overlay!,
-        extIface: ul ?? "",
-        direct: (l) =>
-          (cfg?.backend.directRouting ?? false) && ul !== null && routes.isDirect(l.attrs.publicIp),
-      });
+      const lines = addLines(broken, vxlanPlanInput(f, d));
       await applyBatch("bridge", lines.bridge);
       await applyBatch("ip", lines.ip);
       return [...lines.bridge.map((l) => `bridge ${l}`), ...lines.ip.map((l) => `ip ${l}`)];
     }
+    const ul = f.underlay.ok ? f.underlay.value.name : null;
     if (d.backend === "host-gw" && ul) {
+      const direct = routeLookup(f.routes.ok ? f.routes.value : []);
       const lines = broken
-        .filter((l) => routes.isDirect(l.attrs.publicIp))
-        .map((l) => `route replace ${formatCidr(l.subnet)} via ${formatIp4(l.attrs.publicIp)} dev ${ul}`);
+        .filter((l) => direct.isDirect(l.attrs.publicIp))
+        .map((l) => `route replace ${routeLine(hostGwRoute(l, ul))}`);
       await applyBatch("ip", lines);
       return lines.map((l) => `ip ${l}`);
     }
@@ -108,7 +104,8 @@ const REPAIRS: Record<string, Repair> = {
   },
 
   async "stale-entries"(f) {
-    const stale = staleEntries(f);
+    // map entries are the agent's: a restart prunes them (see the check)
+    const stale = staleEntries(f).filter((s) => s.kind !== "map");
     const ipLines = stale.filter((s) => s.kind !== "fdb").map((s) => `${s.kind} del ${s.spec}`);
     const brLines = stale.filter((s) => s.kind === "fdb").map((s) => `fdb del ${s.spec}`);
     await removeBatch("ip", ipLines);
@@ -187,12 +184,10 @@ const REPAIRS: Record<string, Repair> = {
     const d = derive(f);
     if (!f.settings.ipMasq) {
       await removeMasq();
-      return [`nft delete table ip ${TARTAN_MASQ_TABLE}`];
+      return [`nft delete table ip ${NFT_TABLE}`];
     }
     await applyMasq(d.network!, d.own!.subnet);
-    return [
-      `nft: table ip ${TARTAN_MASQ_TABLE} applied (masquerade ${formatCidr(d.network!)} leaving the cluster)`,
-    ];
+    return [`nft: table ip ${NFT_TABLE} applied (masquerade ${formatCidr(d.network!)} leaving the cluster)`];
   },
 
   async "checksum-offload"(f) {

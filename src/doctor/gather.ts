@@ -1,13 +1,16 @@
 /**
  * The I/O half of `tartan doctor`: asks the running agent, the registry, the kernel
- * (`ip -json`, /proc/sys, `bridge`, `nft -j`, `ethtool -k`, `bpftool -j`), the CNI
- * config directory and the peers (ping through the overlay), and returns plain
- * `Facts`. Each read that fails becomes a fact carrying the reason; gathering itself
- * never throws for a broken node.
+ * (`ip -json`, /proc/sys, `bridge`, `nft -j`, `ethtool -k`; the eBPF datapath's pinned
+ * maps through the ABI's codecs and its attach points through libbpf), the CNI config
+ * directory and the peers (ping through the overlay), and returns plain `Facts`. Each
+ * read that fails becomes a fact carrying the reason; gathering itself never throws for
+ * a broken node.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cidrToKey, formatIp4, parseCidr, parseIp4 } from "../config/cidr.ts";
+import { backendFacts } from "../backend/facts.ts";
+import { MAPS, SUBNET_LOCAL } from "../bpf/abi.ts";
+import { cidrToKey, formatCidr, formatIp4, parseCidr, parseIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
@@ -17,7 +20,7 @@ import { type FdbEntry, listRoutes, type Neigh } from "../net/ip.ts";
 import { confKey, readSysctl } from "../net/sysctl.ts";
 import { openRegistry } from "../registry/index.ts";
 import type { AgentStatus } from "../status/status.ts";
-import { derive, overlayName } from "./checks.ts";
+import { derive } from "./checks.ts";
 import {
   type AgentFacts,
   type BpfFacts,
@@ -26,6 +29,7 @@ import {
   type Facts,
   fact,
   factError,
+  type LinkFacts,
   type ProbeResult,
   type RegistryFacts,
   type UnderlayFacts,
@@ -33,13 +37,11 @@ import {
 import { parseNftJson } from "./nft-rules.ts";
 import {
   cniCandidates,
-  parseBpftoolNet,
   parseCniFile,
   parseEthtoolFeatures,
   parseIptablesForward,
   parseLinks,
   parsePing,
-  parseSubnetMapDump,
 } from "./parse.ts";
 import { type DoctorInput, resolveSettings } from "./settings.ts";
 
@@ -210,39 +212,45 @@ function readCni(dir: string): CniFacts {
   return { dir, exists: true, files };
 }
 
-function listPins(dir: string): string[] {
-  const out: string[] = [];
-  for (const sub of ["maps", "progs"]) {
+/**
+ * The eBPF datapath through its pins (maps decoded with the ABI's codecs) and libbpf's
+ * attach queries on the links the backend attaches to (`onLinks`: underlay, overlay, bridge).
+ */
+async function readBpf(
+  bpffs: string,
+  links: Fact<readonly LinkFacts[]>,
+  onLinks: readonly string[],
+): Promise<BpfFacts> {
+  const { attachedPrograms, listPins, pinnedProgramIds, readMemberMap, readSubnetMap } = await import(
+    "../backend/ebpf-vxlan/inspect.ts"
+  );
+  if (!links.ok) throw new Error(`cannot list links: ${links.error}`);
+  const pinned = <T>(what: string, read: () => T | null): Fact<T> => {
     try {
-      for (const n of readdirSync(join(dir, sub))) out.push(`${sub}/${n}`);
-    } catch {}
-  }
-  return out;
-}
-
-async function readBpf(bpffs: string): Promise<BpfFacts> {
-  const [net, progs] = await Promise.all([
-    run(["bpftool", "-j", "net", "show"]),
-    run(["bpftool", "-j", "prog", "show"]),
-  ]);
-  if (net.code !== 0) throw new Error(`bpftool net show: ${net.stderr.trim() || `exit ${net.code}`}`);
-  const dump = await run(["bpftool", "-j", "map", "dump", "pinned", join(bpffs, "maps", "tartan_subnets")]);
-  const subnets: Fact<readonly string[]> =
-    dump.code === 0
-      ? await attempt(() => parseSubnetMapDump(dump.stdout))
-      : factError(`bpftool map dump: ${dump.stderr.trim() || `exit ${dump.code}`}`);
-  const pins = listPins(bpffs);
-  const pinnedProgIds: Record<string, number> = {};
-  for (const pin of pins.filter((x) => x.startsWith("progs/"))) {
-    const r = await run(["bpftool", "-j", "prog", "show", "pinned", join(bpffs, pin)]);
-    const id = r.code === 0 ? (JSON.parse(r.stdout) as { id?: number }).id : undefined;
-    if (id !== undefined) pinnedProgIds[pin.slice("progs/".length)] = id;
-  }
+      const v = read();
+      return v === null ? factError(`${what} is not pinned under ${bpffs}`) : fact(v);
+    } catch (e) {
+      return factError(`${what}: ${errorText(e)}`);
+    }
+  };
   return {
-    pins,
-    pinnedProgIds,
-    attachments: parseBpftoolNet(net.stdout, progs.code === 0 ? progs.stdout : "[]"),
-    subnets,
+    pins: listPins(bpffs),
+    pinnedProgIds: pinnedProgramIds(bpffs),
+    attachments: attachedPrograms(links.value.filter((l) => onLinks.includes(l.name))),
+    subnets: pinned(
+      MAPS.subnets,
+      () =>
+        readSubnetMap(bpffs)?.map(([k, v]) => ({
+          subnet: `${formatIp4(k.addr)}/${k.prefixLen}`,
+          nodeIp: formatIp4(v.nodeIp),
+          vtepMac: v.vtepMac,
+          local: (v.flags & SUBNET_LOCAL) !== 0,
+        })) ?? null,
+    ),
+    members: pinned(MAPS.members, () => {
+      const m = readMemberMap(bpffs);
+      return m === null ? null : Object.fromEntries(m.map(([ip4, n]) => [formatIp4(ip4), n]));
+    }),
   };
 }
 
@@ -253,7 +261,7 @@ async function probePeer(l: Lease, target: string, timeoutS: number): Promise<Pr
   );
   const s = parsePing(r.stdout);
   return {
-    lease: l.key,
+    lease: formatCidr(l.subnet),
     publicIp: formatIp4(l.attrs.publicIp),
     target,
     ok: s.received > 0,
@@ -290,7 +298,7 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
 
   const backend = s.backend ?? (config.ok ? config.value.backend.type : null);
   const vni = config.ok ? config.value.backend.vni : 1;
-  const overlay = overlayName(backend, vni);
+  const overlay = backend ? backendFacts(backend).overlayDevice(vni) : null;
   const links = await attempt(async () => {
     const res = await run(["ip", "-json", "-details", "addr", "show"]);
     if (res.code !== 0) throw new Error(`ip addr show: ${res.stderr.trim()}`);
@@ -333,7 +341,9 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
         })
       : Promise.resolve(fact<Record<string, string>>({})),
     backend === "ebpf-vxlan"
-      ? attempt(() => readBpf(s.bpffs))
+      ? attempt(() =>
+          readBpf(s.bpffs, links, [underlay.ok ? underlay.value.name : "", overlay ?? "", s.bridge]),
+        )
       : Promise.resolve(factError<BpfFacts>("not an ebpf-vxlan node")),
   ]);
 

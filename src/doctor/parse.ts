@@ -1,10 +1,10 @@
 /**
- * Parsers for the outputs doctor reads — `ethtool -k`, `bpftool -j net show`,
- * `bpftool -j map dump`, `ping`, CNI config files, `ip -json -details addr show` — into
- * the shapes of `facts.ts`. Pure, so each format is unit-tested from captured text.
+ * Parsers for the outputs doctor reads — `ethtool -k`, `ping`, CNI config files,
+ * `ip -json -details addr show`, `iptables-legacy -S` — into the shapes of `facts.ts`.
+ * Pure, so each format is unit-tested from captured text. (The eBPF maps are not parsed
+ * here: doctor reads them through their pins with the ABI's codecs.)
  */
-import { formatIp4 } from "../config/cidr.ts";
-import type { BpfAttachment, CniFile, LinkFacts, NftFacts, VxlanInfo } from "./facts.ts";
+import type { CniFile, LinkFacts, NftFacts, VxlanInfo } from "./facts.ts";
 
 /** `ethtool -k DEV` → feature → "on" | "off" (the "[fixed]" marker dropped). */
 export function parseEthtoolFeatures(text: string): Record<string, string> {
@@ -12,52 +12,6 @@ export function parseEthtoolFeatures(text: string): Record<string, string> {
   for (const line of text.split("\n")) {
     const m = /^\s*([a-z0-9-]+):\s+(on|off)\b/.exec(line);
     if (m) out[m[1]!] = m[2]!;
-  }
-  return out;
-}
-
-interface BpftoolNetRow {
-  xdp?: { devname: string; mode?: string; id: number; name?: string }[];
-  tc?: { devname: string; kind?: string; id?: number; prog_id?: number; name?: string }[];
-}
-
-/**
- * `bpftool -j net show` (+ `bpftool -j prog show` for id → name, since TC filters
- * attached through libbpf carry no name) → attachments.
- */
-export function parseBpftoolNet(netJson: string, progJson: string): BpfAttachment[] {
-  const names = new Map<number, string>();
-  for (const p of JSON.parse(progJson || "[]") as { id: number; name?: string }[])
-    if (p.name) names.set(p.id, p.name);
-  const rows = JSON.parse(netJson || "[]") as BpftoolNetRow[];
-  const out: BpfAttachment[] = [];
-  for (const row of rows) {
-    for (const x of row.xdp ?? [])
-      out.push({ iface: x.devname, hook: "xdp", progId: x.id, progName: x.name ?? names.get(x.id) ?? "" });
-    for (const t of row.tc ?? []) {
-      const id = t.id ?? t.prog_id ?? 0;
-      const dir = /egress/.test(t.kind ?? "") ? "tc-egress" : "tc-ingress";
-      // bpftool shows TC filters as "<name, cut to 15>:[<id>]"; prog show knows the full name
-      const name = names.get(id) ?? (t.name ?? "").replace(/:\[\d+\]$/, "");
-      out.push({ iface: t.devname, hook: dir, progId: id, progName: name });
-    }
-  }
-  return out;
-}
-
-/** Subnets (a.b.c.d/len) of `bpftool -j map dump` of tartan_subnets, leaving out entries flagged local. */
-export function parseSubnetMapDump(json: string, localFlag = 1): string[] {
-  const rows = JSON.parse(json || "[]") as { key?: string[]; value?: string[] }[];
-  const out: string[] = [];
-  for (const r of rows) {
-    if (!r.key || r.key.length < 8) continue;
-    const k = r.key.map((b) => Number.parseInt(b, 16));
-    const len = k[0]! | (k[1]! << 8) | (k[2]! << 16) | (k[3]! << 24);
-    const addr = ((k[4]! << 24) | (k[5]! << 16) | (k[6]! << 8) | k[7]!) >>> 0;
-    const v = (r.value ?? []).map((b) => Number.parseInt(b, 16));
-    const flags = v.length >= 12 ? v[10]! | (v[11]! << 8) : 0;
-    if (flags & localFlag) continue;
-    out.push(`${formatIp4(addr)}/${len}`);
   }
   return out;
 }

@@ -4,7 +4,7 @@
  * and the agent's GET /v1/doctor both call `runChecks`.
  */
 
-import { DEFAULT_BRIDGE } from "../cni/conf.ts";
+import { DEFAULT_BRIDGE } from "../backend/facts.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { judge } from "./checks.ts";
 import type { AgentFacts } from "./facts.ts";

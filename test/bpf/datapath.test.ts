@@ -8,10 +8,11 @@
  */
 
 import { dlopen, FFIType } from "bun:ffi";
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, rmSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { publishDatapath } from "../../src/backend/datapath-file.ts";
 import { loadDatapath, mapPinDir } from "../../src/backend/ebpf-vxlan/datapath.ts";
 import { createEbpfEndpointSink } from "../../src/backend/ebpf-vxlan/endpoint-sink.ts";
 import { MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
@@ -192,7 +193,9 @@ describe("a load that fails partway closes what it opened", () => {
 
 describe("the CNI endpoint sink", () => {
   const sinkDir = `/sys/fs/bpf/tartan-test-${process.pid}-sink`;
+  const sinkRun = mkdtempSync(join(tmpdir(), "tartan-sink-"));
   afterEach(() => removePinDir(sinkDir));
+  afterAll(() => rmSync(sinkRun, { recursive: true, force: true }));
 
   test("adds a pod through the pins (attaching encap to a new bridge) and removes it, holding no fd after", async () => {
     const h = await setupHarness();
@@ -206,7 +209,10 @@ describe("the CNI endpoint sink", () => {
       }>;
       const dp = await loadDatapath(sinkDir, log, { object: await Bun.file(OBJECT_PATH).bytes() });
       try {
-        const sink = createEbpfEndpointSink({ conf: { bpffs: sinkDir } });
+        // the plugin finds the pins through the file the agent writes next to subnet.env
+        const subnetFile = join(sinkRun, "subnet.env");
+        publishDatapath(subnetFile, { backend: "ebpf-vxlan", node: "sink", bpffs: sinkDir });
+        const sink = createEbpfEndpointSink({ conf: { subnetFile } });
         const podIp = "198.19.1.77";
         const ep = {
           ip: podIp,

@@ -1,16 +1,17 @@
 /**
  * The ebpf-vxlan backend's pure part: the VTEP MAC survives restarts, leases become
  * subnet-map entries (or are skipped with a reason), and the endpoint map is derived
- * from the bridge's ports, FDB and neighbours. No root needed.
+ * from the bridge's ports, FDB and neighbours (and brought there with the fewest
+ * writes, keeping what the CNI plugin registered). No root needed.
  */
 import { describe, expect, test } from "bun:test";
+import { endpointsFrom, planEndpoints } from "../../src/backend/ebpf-vxlan/endpoints.ts";
 import {
-  endpointsFrom,
   overlayDeviceName,
   overlayPeerName,
   remoteEntry,
   vtepMacFor,
-} from "../../src/backend/ebpf-vxlan/model.ts";
+} from "../../src/backend/ebpf-vxlan/facts.ts";
 import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import type { Lease } from "../../src/lease/lease.ts";
 import type { Link } from "../../src/net/ip.ts";
@@ -113,5 +114,40 @@ describe("bridge → endpoint map", () => {
 
   test("no local subnet yet → no endpoints", () => {
     expect(endpointsFrom({ bridge, ports, fdb, neighbours }, null).size).toBe(0);
+  });
+
+  const view = { bridge, ports, fdb, neighbours };
+  const subnet = parseCidr("198.19.1.0/24");
+  const ep = (ifindex: number, podMac: string) => ({ ifindex, podMac, gwMac: "02:bb:00:00:00:01" });
+
+  test("the map is brought to the pods seen: new and changed entries written, unchanged ones not", () => {
+    const plan = planEndpoints(
+      [
+        [ip("198.19.1.5"), ep(10, "02:aa:00:00:00:05")],
+        [ip("198.19.1.6"), ep(99, "02:aa:00:00:00:06")],
+      ],
+      view,
+      subnet,
+    );
+    expect(plan.writes).toEqual([[ip("198.19.1.6"), ep(11, "02:aa:00:00:00:06")]]);
+    expect(plan.deletes).toEqual([]);
+  });
+
+  test("entries the CNI plugin wrote stay while their veth is a port; pods gone or outside our subnet go", () => {
+    const plan = planEndpoints(
+      [
+        [ip("198.19.1.20"), ep(10, "02:aa:00:00:00:20")], // registered at ADD, not talked yet
+        [ip("198.19.1.21"), ep(42, "02:aa:00:00:00:21")], // its veth is gone
+        [ip("198.19.2.22"), ep(10, "02:aa:00:00:00:22")], // another subnet (ours changed)
+      ],
+      view,
+      subnet,
+    );
+    expect(plan.deletes).toEqual([ip("198.19.1.21"), ip("198.19.2.22")]);
+  });
+
+  test("before our subnet is known nothing is deleted", () => {
+    const plan = planEndpoints([[ip("198.19.1.21"), ep(42, "02:aa:00:00:00:21")]], view, null);
+    expect(plan).toEqual({ deletes: [], writes: [] });
   });
 });

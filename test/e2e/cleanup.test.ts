@@ -93,15 +93,11 @@ describe.skipIf(!isRoot())("tartan cleanup", () => {
       await waitReady(lab, peer.ns, agents[1]!);
       const pod = await addPodViaCni(lab, { ns: node.ns, index: 1 }, subnetFile, {
         binary: requireBinary(),
-        bpffs,
         name: `pod-${backend}`,
       });
       expect(pod.ip).toMatch(/^198\.19\./);
       // the runtime deletes the pod (CNI DEL, then its namespace), the agents stop
-      await removePodViaCni(lab, { ns: node.ns, index: 1 }, subnetFile, pod, {
-        binary: requireBinary(),
-        bpffs,
-      });
+      await removePodViaCni(lab, { ns: node.ns, index: 1 }, subnetFile, pod, { binary: requireBinary() });
       for (const a of agents) await lab.stop(a);
     }
     // the ip-masq table and pod bridge are really there before cleanup

@@ -195,6 +195,10 @@ describe.skipIf(!isRoot())("CNI plugin through the binary, real bridge + host-lo
     expect(got!.ip).not.toBe("198.19.1.1");
     expect(got!.len).toBe(24);
     expect(got!.mtu).toBe(1450);
+    // no agent wrote where its datapath lives: ADD succeeds (the bridge carries the pod) and says why on stderr
+    expect(add.stderr).toMatch(
+      /level=warn msg="no datapath file from the tartan agent[^"]*" .*file=\S+subnet\.datapath\.json/,
+    );
     // the runtime gets a 1.0.0 result naming that address
     expect(add.json.cniVersion).toBe("1.0.0");
     expect((add.json.ips as { address: string }[])[0]!.address).toBe(`${got!.ip}/24`);
@@ -433,12 +437,16 @@ for (const backend of DATAPATH_BACKENDS) {
       const registry = `sqlite:${join(lab.dir, "registry.db")}`;
       const nodes: CniNode[] = [];
       const agents: LabProcess[] = [];
+      const bpffsOf = new Map<number, string>();
       for (let i = 0; i < 2; i++) {
         const node = await lab.addNode();
         const bpffs = `/sys/fs/bpf/tartan-test-${lab.prefix}-n${node.index}`;
         lab.bpffsDirs.push(bpffs);
-        // the conflist tells the plugin where the agent pins its maps
-        const n = new CniNode(lab, node, { bpffs });
+        bpffsOf.set(node.index, bpffs);
+        // the conflist names no pin directory: the agent runs as --node-name=agent<i>, not the
+        // host's name, with its own --bpffs, as the DaemonSet does, and the plugin finds its
+        // datapath through the file the agent writes next to subnet.env
+        const n = new CniNode(lab, node);
         agents.push(
           startAgent(lab, {
             node: n.node,
@@ -467,7 +475,7 @@ for (const backend of DATAPATH_BACKENDS) {
           "map",
           "dump",
           "pinned",
-          `${n.extraConf.bpffs}/maps/tartan_endpoints`,
+          `${bpffsOf.get(n.node.index)}/maps/tartan_endpoints`,
         ]);
         return (JSON.parse(out) as { key: string[] }[]).map((e) =>
           e.key.map((b) => Number.parseInt(b, 16)).join("."),
@@ -475,8 +483,10 @@ for (const backend of DATAPATH_BACKENDS) {
       };
       for (const [i, n] of nodes.entries()) {
         const ns = await lab.addNamespace(`x${i}`);
-        await n.add(`x${i}`, netnsPath(ns));
+        const add = await n.add(`x${i}`, netnsPath(ns));
         pods.push({ ns, ip: (await podAddr(lab, ns))!.ip });
+        // the plugin found the agent's datapath (or, on vxlan, knew there is no endpoint map): no warning
+        expect(add.stderr).not.toContain("level=warn");
         // ADD put the pod into the datapath at once, before it sent a single packet
         if (backend === "ebpf-vxlan") expect(await endpointIps(n)).toContain(pods[i]!.ip);
       }

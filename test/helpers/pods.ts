@@ -84,7 +84,7 @@ export async function ping(
 }
 
 /** The plugin config a runtime would pass (what deploy/cni/10-tartan.conflist says), state under the lab. */
-function cniConf(lab: Lab, node: { index: number }, subnetFile: string, bpffs?: string): string {
+function cniConf(lab: Lab, node: { index: number }, subnetFile: string): string {
   const base = `${lab.dir}/cni-${node.index}`;
   return JSON.stringify({
     cniVersion: "1.0.0",
@@ -94,7 +94,6 @@ function cniConf(lab: Lab, node: { index: number }, subnetFile: string, bpffs?: 
     dataDir: `${base}/flannel`,
     ipam: { dataDir: `${base}/networks` },
     delegate: { hairpinMode: true, isDefaultGateway: true },
-    ...(bpffs ? { bpffs } : {}),
   });
 }
 
@@ -117,14 +116,14 @@ export async function addPodViaCni(
   lab: Lab,
   node: { ns: string; index: number },
   subnetFile: string,
-  opts: { binary: string; bpffs?: string; name?: string },
+  opts: { binary: string; name?: string },
 ): Promise<Pod> {
   const name = opts.name ?? `p${node.index}x${Math.floor(Math.random() * 1e6).toString(36)}`;
   const ns = await lab.addNamespace(name);
   const r = await lab.exec(
     node.ns,
     ["env", ...cniEnv("ADD", name, ns), opts.binary],
-    cniConf(lab, node, subnetFile, opts.bpffs),
+    cniConf(lab, node, subnetFile),
   );
   if (r.code !== 0) throw new Error(`CNI ADD for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
   const res = JSON.parse(r.stdout) as {
@@ -143,13 +142,13 @@ export async function removePodViaCni(
   node: { ns: string; index: number },
   subnetFile: string,
   pod: Pod,
-  opts: { binary: string; bpffs?: string },
+  opts: { binary: string },
 ): Promise<void> {
   const name = pod.ns.slice(lab.prefix.length + 1);
   const r = await lab.exec(
     node.ns,
     ["env", ...cniEnv("DEL", name, pod.ns), opts.binary],
-    cniConf(lab, node, subnetFile, opts.bpffs),
+    cniConf(lab, node, subnetFile),
   );
   if (r.code !== 0) throw new Error(`CNI DEL for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
   await lab.deleteNamespace(pod.ns);

@@ -24,7 +24,7 @@ import {
   kernelBefore,
   staleEntries,
 } from "../../src/doctor/checks.ts";
-import { type BpfFacts, type Facts, fact, factError } from "../../src/doctor/facts.ts";
+import { type BpfFacts, type Facts, fact, factError, type SubnetMapEntry } from "../../src/doctor/facts.ts";
 import { parseNftJson } from "../../src/doctor/nft-rules.ts";
 import { healthy, lease, MAC1, MAC2, NOW, OWN, PEER, withLink } from "./doctor-fixture.ts";
 
@@ -132,7 +132,7 @@ describe("subnet.env", () => {
       subnetEnv: { kind: "ok" as const, env: { ...env!, subnet: parseCidr("198.19.5.0/24")! } },
     };
     expect(problem(checkSubnetEnv(other)).finding).toContain(
-      "FLANNEL_SUBNET=198.19.5.1/24, the lease is 198.19.1.0-24",
+      "FLANNEL_SUBNET=198.19.5.1/24, the lease is 198.19.1.0/24",
     );
     const mtu = { ...f, subnetEnv: { kind: "ok" as const, env: { ...env!, mtu: 1500 } } };
     expect(problem(checkSubnetEnv(mtu)).finding).toContain("FLANNEL_MTU=1500, the overlay needs 1450");
@@ -152,7 +152,7 @@ describe("subnet.env", () => {
 describe("bridge", () => {
   test("another address on cni0 is a fixable problem naming both addresses", () => {
     const c = problem(checkBridge(withLink(healthy(), "cni0", { addrs: ["198.19.9.1/24"] })));
-    expect(c.finding).toBe("cni0 has 198.19.9.1/24, lease 198.19.1.0-24 needs exactly 198.19.1.1/24");
+    expect(c.finding).toBe("cni0 has 198.19.9.1/24, lease 198.19.1.0/24 needs exactly 198.19.1.1/24");
     expect(c.fixable).toBe(true);
   });
   test("an extra address besides the right one is a problem too", () => {
@@ -176,7 +176,7 @@ describe("datapath", () => {
   test("a stale MAC (not the lease's VtepMAC) is named with both MACs", () => {
     const c = problem(checkDatapath(withLink(healthy(), "flannel.1", { mac: "0e:00:00:00:00:99" })));
     expect(c.finding).toContain(
-      `flannel.1 has MAC 0e:00:00:00:00:99, lease 198.19.1.0-24 announces VtepMAC ${MAC1}`,
+      `flannel.1 has MAC 0e:00:00:00:00:99, lease 198.19.1.0/24 announces VtepMAC ${MAC1}`,
     );
   });
   test("learning on, wrong VNI or port are problems", () => {
@@ -191,11 +191,18 @@ describe("datapath", () => {
     expect(c.fixable).toBe(true);
     expect(c.details).toContain("flannel.1 is down");
   });
-  const ebpf = (bpf: BpfFacts): Facts => {
+  const OVERLAY_ROUTE = { dst: "198.19.0.0/16", gateway: "198.19.0.0", dev: "tartan.1", flags: ["onlink"] };
+  const ebpf = (bpf: Omit<BpfFacts, "members">): Facts => {
     const f = healthy();
+    const routes = [...(f.routes.ok ? f.routes.value : []), OVERLAY_ROUTE];
     return withLink(
       withLink(
-        { ...f, settings: { ...f.settings, backend: "ebpf-vxlan" }, bpf: fact(bpf) },
+        {
+          ...f,
+          settings: { ...f.settings, backend: "ebpf-vxlan" },
+          routes: fact(routes),
+          bpf: fact({ members: fact({}), ...bpf }),
+        },
         "flannel.1",
         null,
       ),
@@ -260,6 +267,19 @@ describe("datapath", () => {
     expect(c.details).toContain("pins missing under /sys/fs/bpf/tartan/node1: maps/tartan_subnets");
     expect(c.details!.some((d) => d.startsWith("no decap program"))).toBe(true);
   });
+  test("ebpf-vxlan: the cluster route via the overlay device missing is named", () => {
+    const f = withOverlay(ebpf({ pins, attachments, pinnedProgIds, subnets: fact([]) }));
+    const routes = (f.routes.ok ? f.routes.value : []).filter((r) => r.dev !== "tartan.1");
+    const c = problem(checkDatapath({ ...f, routes: fact(routes) }));
+    expect(c.finding).toBe(
+      "route 198.19.0.0/16 via 198.19.0.0 dev tartan.1 onlink is missing: traffic from the node itself has no way into the overlay",
+    );
+  });
+  test("ebpf-vxlan: program names as the kernel keeps them (15 characters) still count", () => {
+    const cut = attachments.map((a) => ({ ...a, progName: a.progName.slice(0, 15) }));
+    const c = checkDatapath(withOverlay(ebpf({ pins, attachments: cut, pinnedProgIds, subnets: fact([]) })));
+    expect(c.status).toBe("ok");
+  });
 });
 
 describe("remote leases and stale entries", () => {
@@ -269,7 +289,7 @@ describe("remote leases and stale entries", () => {
       checkRemoteLeases({ ...f, routes: fact((f.routes.ok ? f.routes.value : []).slice(0, 2)) }),
     );
     expect(c.finding).toBe(
-      "lease 198.19.2.0-24: route 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink missing",
+      "lease 198.19.2.0/24: route 198.19.2.0/24 via 198.19.2.0 dev flannel.1 onlink missing",
     );
     expect(c.fixable).toBe(true);
   });
@@ -282,9 +302,9 @@ describe("remote leases and stale entries", () => {
       }),
     );
     expect(c.details).toContain(
-      `lease 198.19.2.0-24: neigh 198.19.2.0 dev flannel.1 has lladdr 0e:00:00:00:00:99, lease says ${MAC2}`,
+      `lease 198.19.2.0/24: neigh 198.19.2.0 dev flannel.1 has lladdr 0e:00:00:00:00:99, lease says ${MAC2}`,
     );
-    expect(c.details).toContain(`lease 198.19.2.0-24: fdb ${MAC2} dev flannel.1 dst 198.18.0.2 missing`);
+    expect(c.details).toContain(`lease 198.19.2.0/24: fdb ${MAC2} dev flannel.1 dst 198.18.0.2 missing`);
   });
   test("a lease of another backend is skipped by design, not a problem", () => {
     const f = healthy();
@@ -292,7 +312,7 @@ describe("remote leases and stale entries", () => {
     const r = f.registry.ok ? f.registry.value : null;
     const c = checkRemoteLeases({ ...f, registry: fact({ ...r!, leases: [...r!.leases, other] }) });
     expect(c.status).toBe("ok");
-    expect(c.details?.[0]).toContain("198.19.3.0-24 (host-gw) is not programmed by vxlan");
+    expect(c.details?.[0]).toContain("198.19.3.0/24 (host-gw) is not programmed by vxlan");
   });
   test("host-gw: a missing route via the peer is named", () => {
     const f = healthy();
@@ -306,7 +326,7 @@ describe("remote leases and stale entries", () => {
       routes: fact([{ dst: "198.18.0.0/16", dev: "eth0", protocol: "kernel", scope: "link" }]),
     };
     expect(problem(checkRemoteLeases(hg)).finding).toBe(
-      "lease 198.19.2.0-24: route 198.19.2.0/24 via 198.18.0.2 dev eth0 missing",
+      "lease 198.19.2.0/24: route 198.19.2.0/24 via 198.18.0.2 dev eth0 missing",
     );
     const ok = {
       ...hg,
@@ -317,21 +337,63 @@ describe("remote leases and stale entries", () => {
     };
     expect(checkRemoteLeases(ok).status).toBe("ok");
   });
-  test("ebpf-vxlan: a lease absent from the subnet map is named", () => {
+  const peerEntry = { subnet: "198.19.2.0/24", nodeIp: "198.18.0.2", vtepMac: MAC2, local: false };
+  const ownEntry = { subnet: "198.19.1.0/24", nodeIp: "198.18.0.1", vtepMac: MAC1, local: true };
+  const withMaps = (subnets: SubnetMapEntry[], members: Record<string, number>): Facts => {
     const f = healthy();
-    const e: Facts = {
+    return {
       ...f,
       settings: { ...f.settings, backend: "ebpf-vxlan" },
-      bpf: fact({ pins: [], attachments: [], pinnedProgIds: {}, subnets: fact([]) }),
+      bpf: fact({
+        pins: [],
+        attachments: [],
+        pinnedProgIds: {},
+        subnets: fact(subnets),
+        members: fact(members),
+      }),
     };
-    expect(problem(checkRemoteLeases(e)).finding).toBe(
-      "lease 198.19.2.0-24 (198.18.0.2) is not in map tartan_subnets",
+  };
+  test("ebpf-vxlan: the pinned maps carrying every peer as its lease says is ok", () => {
+    const c = checkRemoteLeases(withMaps([ownEntry, peerEntry], { "198.18.0.2": 1 }));
+    expect(c.status).toBe("ok");
+    expect(checkStaleEntries(withMaps([ownEntry, peerEntry], { "198.18.0.2": 1 })).status).toBe("ok");
+  });
+  test("ebpf-vxlan: a lease absent from the subnet map, and its node absent from the members, are named", () => {
+    const c = problem(checkRemoteLeases(withMaps([ownEntry], {})));
+    expect(c.details).toEqual([
+      "lease 198.19.2.0/24 (198.18.0.2) is not in map tartan_subnets",
+      "node 198.18.0.2 is not in map tartan_members: decap drops its VXLAN packets",
+    ]);
+    expect(c.fixable).toBe(false);
+  });
+  test("ebpf-vxlan: a subnet entry sending the lease to another VTEP MAC is named with both", () => {
+    const wrong = { ...peerEntry, vtepMac: "0e:00:00:00:00:99" };
+    expect(problem(checkRemoteLeases(withMaps([wrong], { "198.18.0.2": 1 }))).finding).toBe(
+      `lease 198.19.2.0/24: map tartan_subnets sends it to 198.18.0.2 (VTEP MAC 0e:00:00:00:00:99), the lease says 198.18.0.2 (${MAC2})`,
     );
-    const ok = {
-      ...e,
-      bpf: fact({ pins: [], attachments: [], pinnedProgIds: {}, subnets: fact(["198.19.2.0/24"]) }),
+  });
+  test("ebpf-vxlan: map entries no lease stands behind are stale, left to an agent restart", () => {
+    const gone = { subnet: "198.19.9.0/24", nodeIp: "198.18.0.9", vtepMac: MAC2, local: false };
+    const c = problem(
+      checkStaleEntries(withMaps([ownEntry, peerEntry, gone], { "198.18.0.2": 1, "198.18.0.9": 1 })),
+    );
+    expect(c.details).toEqual([
+      "map tartan_subnets 198.19.9.0/24 (node 198.18.0.9)",
+      "map tartan_members 198.18.0.9",
+    ]);
+    expect(c.fixable).toBe(false);
+    expect(c.fix).toContain("restart the agent");
+  });
+  test("ebpf-vxlan: without the maps, the agent's view is used", () => {
+    const f = withMaps([], {});
+    const unread: Facts = {
+      ...f,
+      bpf: fact({ ...(f.bpf.ok ? f.bpf.value : ({} as BpfFacts)), subnets: factError("no") }),
     };
-    expect(checkRemoteLeases(ok).status).toBe("ok");
+    expect(problem(checkRemoteLeases(unread)).finding).toBe(
+      "lease 198.19.2.0/24 (198.18.0.2) is not programmed, says the agent",
+    );
+    expect(checkRemoteLeases({ ...unread, agent: factError("down") }).status).toBe("warning");
   });
   test("a route and a neighbour for a subnet with no lease are stale; kernel and own routes are not", () => {
     const f = healthy();
@@ -586,7 +648,7 @@ describe("peers", () => {
     expect(c.fix).toContain("UDP 8472");
   });
   test("answers carry their round trip", () => {
-    expect(checkPeers(healthy()).finding).toBe("198.19.2.0 (lease 198.19.2.0-24, node 198.18.0.2): 0.120 ms");
+    expect(checkPeers(healthy()).finding).toBe("198.19.2.0 (lease 198.19.2.0/24, node 198.18.0.2): 0.120 ms");
     expect(checkPeers({ ...healthy(), probes: null }).finding).toContain("not probed");
   });
 });

@@ -126,7 +126,7 @@ describe("doctor report", () => {
       exitCode: 1,
     });
     expect(text).toContain("PROBLEM  bridge");
-    expect(text).toContain("cni0 has 198.19.9.1/24, lease 198.19.1.0-24 needs exactly 198.19.1.1/24");
+    expect(text).toContain("cni0 has 198.19.9.1/24, lease 198.19.1.0/24 needs exactly 198.19.1.1/24");
     expect(text).toContain("  why: the CNI bridge plugin refuses every new pod");
     expect(text).toContain("--fix bridge: ip addr del 198.19.9.1/24 dev cni0");
     expect(text).toContain("16 ok, 0 warning(s), 1 problem(s) after --fix");

@@ -185,7 +185,14 @@ export function healthy(): Facts {
     offload: fact({ "tx-checksum-ip-generic": "on" }),
     bpf: { ok: false, error: "not an ebpf-vxlan node" },
     probes: [
-      { lease: PEER.key, publicIp: "198.18.0.2", target: "198.19.2.0", ok: true, rttMs: 0.12, error: null },
+      {
+        lease: "198.19.2.0/24",
+        publicIp: "198.18.0.2",
+        target: "198.19.2.0",
+        ok: true,
+        rttMs: 0.12,
+        error: null,
+      },
     ],
   };
 }

@@ -8,13 +8,11 @@ import {
 } from "../../src/doctor/nft-rules.ts";
 import {
   cniCandidates,
-  parseBpftoolNet,
   parseCniFile,
   parseEthtoolFeatures,
   parseIptablesForward,
   parseLinks,
   parsePing,
-  parseSubnetMapDump,
 } from "../../src/doctor/parse.ts";
 import { MASQ_NFT } from "./doctor-fixture.ts";
 
@@ -26,36 +24,6 @@ describe("doctor parsers", () => {
     expect(f["tx-checksum-ip-generic"]).toBe("on");
     expect(f["tx-checksum-ipv4"]).toBe("off");
     expect(f["rx-checksumming"]).toBe("on");
-  });
-
-  test("bpftool net show: TC filters get their names from prog show", () => {
-    const net = JSON.stringify([
-      {
-        xdp: [{ devname: "eth1", ifindex: 3, mode: "driver", id: 41, name: "tartan_decap_xdp" }],
-        tc: [
-          { devname: "eth0", ifindex: 2, kind: "clsact/ingress", id: 40 },
-          { devname: "tartan.1", ifindex: 7, kind: "clsact/egress", name: "encap.bpf.o:[tc]", id: 42 },
-        ],
-      },
-    ]);
-    const progs = JSON.stringify([
-      { id: 40, name: "tartan_decap_tc" },
-      { id: 42, name: "tartan_encap_host" },
-    ]);
-    expect(parseBpftoolNet(net, progs)).toEqual([
-      { iface: "eth1", hook: "xdp", progId: 41, progName: "tartan_decap_xdp" },
-      { iface: "eth0", hook: "tc-ingress", progId: 40, progName: "tartan_decap_tc" },
-      { iface: "tartan.1", hook: "tc-egress", progId: 42, progName: "tartan_encap_host" },
-    ]);
-  });
-
-  test("bpftool map dump of tartan_subnets: LPM keys decoded, the local entry left out", () => {
-    const hex = (b: number[]) => b.map((x) => `0x${x.toString(16).padStart(2, "0")}`);
-    const dump = JSON.stringify([
-      { key: hex([24, 0, 0, 0, 198, 19, 2, 0]), value: hex([198, 18, 0, 2, 14, 0, 0, 0, 0, 2, 0, 0]) },
-      { key: hex([24, 0, 0, 0, 198, 19, 1, 0]), value: hex([198, 18, 0, 1, 14, 0, 0, 0, 0, 1, 1, 0]) },
-    ]);
-    expect(parseSubnetMapDump(dump)).toEqual(["198.19.2.0/24"]);
   });
 
   test("ping summary: received and average round trip", () => {

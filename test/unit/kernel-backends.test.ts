@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { addLines, isVxlanPeer, removeLines, stableVtepMac } from "../../src/backend/vxlan/plan.ts";
+import { isVxlanPeer, stableVtepMac } from "../../src/backend/vxlan/facts.ts";
+import { addLines, removeLines } from "../../src/backend/vxlan/plan.ts";
 import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import type { Lease } from "../../src/lease/lease.ts";
 import { masqRuleset } from "../../src/net/masq.ts";

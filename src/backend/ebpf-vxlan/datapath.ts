@@ -44,8 +44,9 @@ import { ensurePinDir, pinFd, removePinDir } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
 import type { Logger } from "../../log.ts";
 import { errorText } from "../../log.ts";
+import { mapPinDir, type ProgramName } from "./facts.ts";
 
-export type ProgramName = keyof typeof PROGRAMS;
+export { mapPinDir, type ProgramName } from "./facts.ts";
 
 export interface Datapath {
   readonly subnets: BpfMap<SubnetKey, SubnetValue>;
@@ -63,8 +64,25 @@ export interface Datapath {
   close(): void;
 }
 
-export function mapPinDir(bpffs: string): string {
-  return `${bpffs}/maps`;
+/**
+ * The kernel's answers (netlink extack, which libbpf prints at warn) to TC calls whose
+ * outcome the caller expects and handles by return code: creating a clsact qdisc that
+ * exists (tcAttach: every attach after the first on a device, every adopting restart),
+ * and querying a hook with no qdisc, no chain or no filter of ours (tcQuery: health
+ * checks, `tartan doctor`, XDP decap clearing TC). Only these lines are demoted to debug;
+ * a real failure still surfaces as the caller's BpfError.
+ */
+const EXPECTED_LIBBPF =
+  /Kernel error message: (Exclusivity flag on, cannot modify|Parent Qdisc doesn't exists|Cannot find specified filter chain|Filter with specified priority\/protocol not found)/;
+
+function libbpfLog(log: Logger): Logger {
+  return {
+    debug: (m, f) => log.debug(m, f),
+    info: (m, f) => log.info(m, f),
+    warn: (m, f) => (EXPECTED_LIBBPF.test(String(f?.line ?? "")) ? log.debug(m, f) : log.warn(m, f)),
+    error: (m, f) => log.error(m, f),
+    with: (fields) => libbpfLog(log.with(fields)),
+  };
 }
 
 export interface LoadOptions {
@@ -75,7 +93,7 @@ export interface LoadOptions {
 /** Opens and loads the object with its maps bound to pins; closes it again if that fails. */
 function openAndLoad(bytes: Uint8Array, bpffs: string, log: Logger): BpfObject {
   using guard = new DisposableStack();
-  const obj = guard.use(BpfObject.open(bytes, { name: "tartan", log }));
+  const obj = guard.use(BpfObject.open(bytes, { name: "tartan", log: libbpfLog(log) }));
   for (const m of Object.values(MAPS)) obj.setPinPath(m, `${mapPinDir(bpffs)}/${m}`);
   obj.load();
   guard.move();

@@ -2,62 +2,91 @@
  * The CNI plugin's hook into the ebpf-vxlan datapath: on ADD the pod goes into the
  * pinned endpoint map (pod IP → host-side veth, pod MAC, gateway MAC) so decapsulated
  * traffic is redirected straight into it, and encap is attached to the bridge if this is
- * the first pod; on DEL the entry goes. The pins live under the agent's --bpffs (the
- * conflist's "bpffs" key, default /sys/fs/bpf/tartan/<host name>). No pins (the agent
- * never ran, or another backend) → nothing to do: the agent picks the pod up from the
- * bridge when it starts.
+ * the first pod; on DEL the entry goes. The plugin finds the running agent's pins
+ * through the datapath file the agent writes next to subnet.env (datapath-file.ts), so
+ * no config key is needed whatever --node-name and --bpffs the agent runs with. When it
+ * cannot (no agent yet, another backend, pins removed), ADD still succeeds — the pod is
+ * reached through the bridge, and the agent picks it up from there — and the plugin says
+ * why on stderr, which the runtime keeps.
  */
 import { existsSync } from "node:fs";
-import { hostname } from "node:os";
-import { type EndpointValue, endpointValueCodec, ip4KeyCodec, MAPS, PROGRAMS } from "../../bpf/abi.ts";
-import { tcAttach, tcQuery } from "../../bpf/attach.ts";
-import { BpfMap } from "../../bpf/map.ts";
 import { openPin } from "../../bpf/pin.ts";
 import { parseIp4 } from "../../config/cidr.ts";
+import { DEFAULT_SUBNET_FILE } from "../../config/options.ts";
+import { type Logger, silentLogger } from "../../log.ts";
 import { getLink } from "../../net/ip.ts";
+import { readDatapathFile } from "../datapath-file.ts";
 import type { Endpoint, EndpointSink, EndpointSinkContext } from "../endpoint.ts";
-import { mapPinDir } from "./datapath.ts";
-import { DEFAULT_BRIDGE } from "./model.ts";
+import { DEFAULT_BRIDGE } from "../facts-shape.ts";
+import { attachBridgeEncap } from "./endpoint-sync.ts";
+import { endpointValue } from "./endpoints.ts";
+import { mapPin, programPin } from "./facts.ts";
+import { withPinnedMap } from "./pins.ts";
 
-export function defaultBpffs(): string {
-  return `/sys/fs/bpf/tartan/${hostname().split(".")[0] ?? "node"}`;
+const SLOW_PATH = "the pod is reached through the bridge until the agent finds it there";
+
+/**
+ * The running agent's pin directory, or null (with the reason logged: at warn for ADD,
+ * where a pod misses the fast path; at debug for DEL, which has nothing to lose).
+ */
+function agentBpffs(subnetFile: string, log: Logger, loud: boolean): string | null {
+  const say = loud ? log.warn.bind(log) : log.debug.bind(log);
+  const r = readDatapathFile(subnetFile);
+  if (r.kind === "missing") {
+    say(
+      `no datapath file from the tartan agent; ${SLOW_PATH} (is the agent running with --subnet-file=${subnetFile}?)`,
+      {
+        file: r.path,
+      },
+    );
+    return null;
+  }
+  if (r.kind === "invalid") {
+    say(`the tartan agent's datapath file is unreadable; ${SLOW_PATH}`, { file: r.path, reason: r.reason });
+    return null;
+  }
+  if (r.info.backend !== "ebpf-vxlan" || !r.info.bpffs) {
+    log.debug("the agent's backend has no endpoint map; nothing to register", { backend: r.info.backend });
+    return null;
+  }
+  if (!existsSync(mapPin(r.info.bpffs, "endpoints"))) {
+    say(`the tartan agent's endpoint map is not pinned (agent stopped and cleaned up?); ${SLOW_PATH}`, {
+      node: r.info.node,
+      pin: mapPin(r.info.bpffs, "endpoints"),
+    });
+    return null;
+  }
+  return r.info.bpffs;
 }
 
-function endpointsMap(bpffs: string): BpfMap<number, EndpointValue> | null {
-  return BpfMap.openPinned(`${mapPinDir(bpffs)}/${MAPS.endpoints}`, ip4KeyCodec, endpointValueCodec);
+/** The first pod on a new bridge: attach encap where pod traffic enters, if the agent has not yet. */
+async function ensureBridgeEncap(bpffs: string, bridgeName: string): Promise<string> {
+  const bridge = await getLink(bridgeName);
+  if (!bridge) throw new Error(`bridge ${bridgeName} not found`);
+  // the attached filter holds the program; our fd on its pin is closed at the end of the block
+  using prog = openPin(programPin(bpffs, "encapFwd"));
+  if (prog !== null) attachBridgeEncap(bridge.ifindex, bridgeName, prog.fd);
+  return bridge.address;
 }
 
 export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
-  const bpffs = typeof ctx.conf.bpffs === "string" ? ctx.conf.bpffs : defaultBpffs();
-  const pinned = () => existsSync(`${mapPinDir(bpffs)}/${MAPS.endpoints}`);
+  const subnetFile = typeof ctx.conf.subnetFile === "string" ? ctx.conf.subnetFile : DEFAULT_SUBNET_FILE;
+  const log = ctx.log ?? silentLogger;
   return {
     async add(ep: Endpoint): Promise<void> {
-      if (!pinned()) return;
+      const bpffs = agentBpffs(subnetFile, log, true);
+      if (bpffs === null) return;
       const ip = parseIp4(ep.ip);
       if (ip === null) throw new Error(`endpoint IP ${ep.ip} is not IPv4`);
-      const bridgeName = ep.bridge ?? DEFAULT_BRIDGE;
-      const bridge = await getLink(bridgeName);
-      if (!bridge) throw new Error(`bridge ${bridgeName} not found`);
-      // the first pod on a new bridge: attach encap where pod traffic enters, if the agent has not yet
-      if (tcQuery(bridge.ifindex, bridgeName, "ingress") === null) {
-        // the attached filter holds the program; our fd on its pin is closed at the end of the block
-        using prog = openPin(`${bpffs}/progs/${PROGRAMS.encapFwd}`);
-        if (prog !== null) tcAttach(bridge.ifindex, bridgeName, "ingress", prog.fd);
-      }
-      using m = endpointsMap(bpffs);
-      if (!m) return;
-      m.update(ip, {
-        ifindex: ep.ifindex,
-        podMac: ep.mac.toLowerCase(),
-        gwMac: bridge.address.toLowerCase(),
-      });
+      const bridgeMac = await ensureBridgeEncap(bpffs, ep.bridge ?? DEFAULT_BRIDGE);
+      withPinnedMap(bpffs, "endpoints", (m) => m.update(ip, endpointValue(ep.ifindex, ep.mac, bridgeMac)));
+      log.debug("pod written to the endpoint map", { ip: ep.ip, ifindex: ep.ifindex, bpffs });
     },
     async remove(ipText: string): Promise<void> {
-      if (!pinned()) return;
       const ip = parseIp4(ipText);
-      using m = endpointsMap(bpffs);
-      if (!m || ip === null) return;
-      m.delete(ip);
+      const bpffs = agentBpffs(subnetFile, log, false);
+      if (bpffs === null || ip === null) return;
+      withPinnedMap(bpffs, "endpoints", (m) => m.delete(ip));
     },
   };
 }

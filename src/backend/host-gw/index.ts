@@ -3,7 +3,7 @@
  * node's PublicIP. Only works when every peer is on our L2; a peer behind a gateway is
  * refused with a clear error (logged once, counted), never routed wrongly.
  */
-import { formatCidr, formatIp4 } from "../../config/cidr.ts";
+import { formatIp4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
@@ -11,21 +11,22 @@ import { getLink } from "../../net/ip.ts";
 import { loadRouteLookup } from "../../net/routes.ts";
 import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendContext } from "../backend.ts";
+import { podMtu, routeLine } from "../facts.ts";
+import { HOST_GW_FACTS, hostGwRoute, isHostGwPeer } from "./facts.ts";
 
 export function createHostGwBackend(ctx: BackendContext): Backend {
   const { extIface, log } = ctx;
   const mine = new Map<string, Lease>();
   const refused = new Map<string, string>();
   let unreachable = 0;
-  const route = (l: Lease) =>
-    `${formatCidr(l.subnet)} via ${formatIp4(l.attrs.publicIp)} dev ${extIface.name}`;
+  const route = (l: Lease) => routeLine(hostGwRoute(l, extIface.name));
 
   return {
     name: "host-gw",
     prepare: async () => ({
       backendType: "host-gw",
       vxlan: null,
-      mtu: ctx.config.backend.mtu ?? extIface.mtu,
+      mtu: podMtu(HOST_GW_FACTS, ctx.config.backend.mtu, extIface.mtu),
     }),
     setLocal: async () => {},
     async apply(diff: LeaseDiff): Promise<void> {
@@ -41,7 +42,7 @@ export function createHostGwBackend(ctx: BackendContext): Backend {
       }
       for (const l of [...diff.add, ...diff.update]) {
         const old = mine.get(l.key);
-        if (l.attrs.backendType !== "host-gw") {
+        if (!isHostGwPeer(l)) {
           if (old) del.push(`route del ${route(old)}`);
           mine.delete(l.key);
           continue;

@@ -4,7 +4,6 @@
  * survives restarts) and, per remote lease, a neighbour, an FDB entry and an onlink
  * route — applied in batches so 10,000 leases take two processes, not 30,000.
  */
-import { formatIp4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
@@ -12,28 +11,16 @@ import { deleteLink, getLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
 import { loadRouteLookup, type RouteLookup } from "../../net/routes.ts";
 import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
-import { addLines, isVxlanPeer, removeLines, stableVtepMac, type VxlanPlanInput } from "./plan.ts";
-
-/** flanneld's overhead: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
-export const VXLAN_OVERHEAD = 50;
-
-interface VxlanInfo {
-  id?: number;
-  local?: string;
-  link?: string;
-  port?: number;
-  learning?: boolean;
-}
-
-export function vxlanDeviceName(vni: number): string {
-  return `flannel.${vni}`;
-}
+import { podMtu, vtepAddress } from "../facts.ts";
+import { ensureVxlanDevice } from "./device.ts";
+import { isVxlanPeer, VXLAN_FACTS, type VxlanPlanInput, vxlanDeviceName } from "./facts.ts";
+import { addLines, removeLines } from "./plan.ts";
 
 export function createVxlanBackend(ctx: BackendContext): Backend {
   const { config, extIface, log } = ctx;
   const vni = config.backend.vni;
   const device = vxlanDeviceName(vni);
-  const mtu = config.backend.mtu ?? extIface.mtu - VXLAN_OVERHEAD;
+  const mtu = podMtu(VXLAN_FACTS, config.backend.mtu, extIface.mtu);
   /** What this process programmed, by subnet key (for exact removal). */
   const mine = new Map<string, Lease>();
   let routes: RouteLookup | null = null;
@@ -45,80 +32,17 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
     direct: (l) => config.backend.directRouting && routes !== null && routes.isDirect(l.attrs.publicIp),
   });
 
-  async function ensureDevice(): Promise<string> {
-    const want = { id: vni, local: formatIp4(extIface.ifaceIp), port: config.backend.port };
-    const rows = await ipJson<{
-      address?: string;
-      mtu: number;
-      linkinfo?: { info_kind?: string; info_data?: VxlanInfo };
-    }>("-details", "link", "show", "dev", device).catch(() => []);
-    const cur = rows[0];
-    if (cur) {
-      const d = cur.linkinfo?.info_data ?? {};
-      const same =
-        cur.linkinfo?.info_kind === "vxlan" &&
-        d.id === want.id &&
-        d.local === want.local &&
-        d.port === want.port &&
-        d.learning === false;
-      if (same) {
-        if (cur.mtu !== mtu) await ip("link", "set", "dev", device, "mtu", String(mtu));
-        // someone changed the MAC we announced: peers' FDB entries point at the old one
-        if (mac && cur.address !== mac) {
-          log.warn("vxlan device MAC differs from the one in our lease; restoring it", {
-            device,
-            have: cur.address,
-            want: mac,
-          });
-          await ip("link", "set", "dev", device, "address", mac);
-          await ip("link", "set", "dev", device, "up");
-          return mac;
-        }
-        await ip("link", "set", "dev", device, "up");
-        log.info("adopted existing vxlan device", { device, mac: cur.address, mtu });
-        return cur.address ?? "";
-      }
-      log.warn("vxlan device exists with different attributes; recreating it", {
-        device,
-        have: JSON.stringify(d),
-        want: JSON.stringify(want),
-      });
-      await deleteLink(device);
-    }
-    // keep the MAC we announced (or of the device we replace), so peers' FDB entries stay right
-    const newMac = cur?.address ?? (mac || stableVtepMac(extIface.publicIp, vni));
-    await ip(
-      "link",
-      "add",
-      device,
-      "type",
-      "vxlan",
-      "id",
-      String(vni),
-      "local",
-      want.local,
-      "dev",
-      extIface.name,
-      "dstport",
-      String(want.port),
-      "nolearning",
-    );
-    await ip("link", "set", "dev", device, "address", newMac, "mtu", String(mtu), "up");
-    log.info("created vxlan device", { device, vni, mac: newMac, mtu, dev: extIface.name, port: want.port });
-    return newMac;
-  }
-
   return {
     name: "vxlan",
     async prepare(): Promise<BackendAnnouncement> {
       // a (re)created device starts empty: everything must be programmed again
       mine.clear();
-      mac = await ensureDevice();
+      mac = await ensureVxlanDevice({ device, vni, port: config.backend.port, extIface, mtu, mac, log });
       enableForwarding(log);
       return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
     },
     async setLocal(lease: Lease): Promise<void> {
-      const want = `${formatIp4(lease.subnet.ip)}/32`;
+      const want = vtepAddress(lease.subnet);
       for (const a of await listAddrs(device))
         if (a.family === "inet" && `${a.local}/${a.prefixlen}` !== want)
           await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", device);

@@ -1,0 +1,69 @@
+/**
+ * The ebpf-vxlan datapath as the kernel holds it, read for `tartan doctor`: which pins
+ * exist, the kernel ids of the pinned programs (what the running agent loaded), our
+ * programs attached to each link (TC ingress and egress, XDP), and the subnet and member
+ * maps read through their pins with the ABI's codecs — the very decoding the agent
+ * writes with. Read-only; each function throws what it could not read, for the caller
+ * to report.
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import type { SubnetKey, SubnetValue } from "../../bpf/abi.ts";
+import { objectId, programName, tcQuery, xdpQuery } from "../../bpf/attach.ts";
+import { openPin } from "../../bpf/pin.ts";
+import type { Ip4 } from "../../config/cidr.ts";
+import type { Hook } from "./facts.ts";
+import { withPinnedMap } from "./pins.ts";
+
+/** Paths under the pin directory that exist, relative to it ("maps/tartan_subnets"). */
+export function listPins(bpffs: string): string[] {
+  const out: string[] = [];
+  for (const sub of ["maps", "progs"]) {
+    try {
+      for (const n of readdirSync(join(bpffs, sub))) out.push(`${sub}/${n}`);
+    } catch {}
+  }
+  return out;
+}
+
+/** Pinned program name → its kernel id. */
+export function pinnedProgramIds(bpffs: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pin of listPins(bpffs).filter((p) => p.startsWith("progs/"))) {
+    using prog = openPin(join(bpffs, pin));
+    if (prog !== null) out[pin.slice("progs/".length)] = objectId(prog.fd);
+  }
+  return out;
+}
+
+export interface Attachment {
+  readonly iface: string;
+  readonly hook: Hook;
+  readonly progId: number;
+  /** As the kernel keeps it: at most 15 characters. */
+  readonly progName: string;
+}
+
+/** Our TC filters and any XDP program on these links. */
+export function attachedPrograms(links: readonly { name: string; ifindex: number }[]): Attachment[] {
+  const out: Attachment[] = [];
+  const add = (iface: string, hook: Hook, id: number | null) => {
+    if (id !== null) out.push({ iface, hook, progId: id, progName: programName(id) ?? "" });
+  };
+  for (const l of links) {
+    add(l.name, "tc-ingress", tcQuery(l.ifindex, l.name, "ingress"));
+    add(l.name, "tc-egress", tcQuery(l.ifindex, l.name, "egress"));
+    for (const mode of ["native", "generic"] as const) add(l.name, "xdp", xdpQuery(l.ifindex, l.name, mode));
+  }
+  return out;
+}
+
+/** The pinned subnet map's entries; null when it is not pinned. */
+export function readSubnetMap(bpffs: string): Array<[SubnetKey, SubnetValue]> | null {
+  return withPinnedMap(bpffs, "subnets", (m) => m.entries());
+}
+
+/** The pinned member map's entries (node IP → leases); null when it is not pinned. */
+export function readMemberMap(bpffs: string): Array<[Ip4, number]> | null {
+  return withPinnedMap(bpffs, "members", (m) => m.entries());
+}
