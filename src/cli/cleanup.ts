@@ -7,6 +7,7 @@
 import { existsSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import * as v from "valibot";
+import { runningAgent, subnetFileLock } from "../agent/lock.ts";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
 import { DEFAULT_SUBNET_FILE } from "../config/options.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
@@ -83,6 +84,11 @@ export const CLEANUP_FLAGS: FlagDef[] = [
     default: "/run/docker_opts.env",
     help: "Docker options file, removed with --remove-subnet-file",
   },
+  {
+    name: "force",
+    kind: "boolean",
+    help: "clean up even while an agent runs here (it rebuilds its datapath within seconds)",
+  },
   { name: "help", short: "h", kind: "boolean", help: "show this help" },
 ];
 
@@ -114,13 +120,14 @@ const Schema = v.object({
     "cni0",
   ),
   "docker-env": v.optional(v.string(), "/run/docker_opts.env"),
+  force: v.optional(v.boolean(), false),
   help: v.optional(v.boolean(), false),
 });
 
 export function cleanupHelp(): string {
   return flagsHelp(
     "tartan cleanup [flags]",
-    "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their\nroutes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the pod bridge, the CNI plugin,\nits config and state. Stop the agent and remove the pods first. Safe to run twice.",
+    "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their\nroutes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the pod bridge, the CNI plugin,\nits config and state. Stop the agent and remove the pods first (it refuses while an agent runs, unless\n--force). Safe to run twice.",
     CLEANUP_FLAGS,
   );
 }
@@ -140,6 +147,13 @@ export async function runCleanup(
   }
   const node = o["node-name"] ?? hostname().split(".")[0] ?? "node";
   const bpffs = o.bpffs ?? `/sys/fs/bpf/tartan/${node}`;
+  // a running agent would rebuild what we remove (and lose traffic meanwhile): refuse
+  const agent = runningAgent(o["subnet-file"], bpffs);
+  if (agent && !o.force)
+    throw new Error(
+      `an agent is running on this node (${agent}); stop it first (systemctl stop tartan), or pass --force`,
+    );
+  if (agent) out(`--force: an agent is running (${agent}); removing its datapath under it\n`);
   const env = readSubnetEnv(o["subnet-file"]);
   const network: Cidr | null = o.network ? parseCidr(o.network) : env.kind === "ok" ? env.env.network : null;
   const done: string[] = [];
@@ -195,7 +209,12 @@ export async function runCleanup(
       return `${what} ${path}`;
     });
   if (o["remove-subnet-file"])
-    for (const path of [o["subnet-file"], o["docker-env"]])
+    // the lock file goes too, unless a (forced-over) agent still holds it
+    for (const path of [
+      o["subnet-file"],
+      ...(agent ? [] : [subnetFileLock(o["subnet-file"])]),
+      o["docker-env"],
+    ])
       await step(path, async () => {
         if (!existsSync(path)) return null;
         rmSync(path);

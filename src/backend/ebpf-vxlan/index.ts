@@ -436,6 +436,12 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       dp?.close();
       dp = null;
     },
+
+    async abandon(): Promise<void> {
+      const fresh = dp !== null && !dp.adopted; // an adopted datapath carries traffic: keep it
+      await this.close();
+      if (fresh) await cleanupEbpfVxlan({ log, bpffs: ctx.bpffs, vni, iface: ext.name, bridge });
+    },
   };
 }
 

@@ -38,6 +38,8 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
   const mine = new Map<string, Lease>();
   let routes: RouteLookup | null = null;
   let mac = "";
+  /** This run created the device (it did not adopt one): a failed start removes it again. */
+  let created = false;
 
   const plan = (): VxlanPlanInput => ({
     device,
@@ -103,6 +105,7 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       String(want.port),
       "nolearning",
     );
+    created = true;
     await ip("link", "set", "dev", device, "address", newMac, "mtu", String(mtu), "up");
     log.info("created vxlan device", { device, vni, mac: newMac, mtu, dev: extIface.name, port: want.port });
     return newMac;
@@ -178,6 +181,10 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
         : {};
     },
     async close(): Promise<void> {},
+    async abandon(): Promise<void> {
+      if (created && (await deleteLink(device)))
+        log.info("removed the vxlan device this start created", { device });
+    },
   };
 }
 
