@@ -5,7 +5,7 @@
  * will sit over the Kubernetes API (Nodes' podCIDRs and flannel's annotations).
  */
 import type { NetworkConfig } from "../config/network.ts";
-import type { RegistryRecord, WatchHandle } from "../registry/registry.ts";
+import type { RegistryRecord, WatchCallbacks, WatchHandle } from "../registry/registry.ts";
 import type { Lease, LeaseAttrs } from "./lease.ts";
 import type { NodeMemory } from "./memory.ts";
 
@@ -34,14 +34,11 @@ export type LeaseEvent =
   /** The source could not replay every change (compaction, 410 Gone): here is the whole set. */
   | { readonly type: "resync"; readonly records: readonly LeaseRecord[]; readonly revision: number };
 
-export interface LeaseWatchCallbacks {
+/** As a registry watch's callbacks (onError, onRecovered), with lease events. */
+export type LeaseWatchCallbacks = Omit<WatchCallbacks, "onEvents"> & {
   /** Changes in the order they happened. Keys not mentioned are unchanged. */
   onEvents(events: readonly LeaseEvent[]): void;
-  /** The watch lost its connection; it keeps retrying by itself (the datapath keeps what it has). */
-  onError?(err: Error): void;
-  /** The watch is connected again after an error. */
-  onRecovered?(): void;
-}
+};
 
 /** What the agent asks for when it takes a lease. */
 export interface AcquireRequest {
