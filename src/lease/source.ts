@@ -61,11 +61,25 @@ export interface AcquireRequest {
  * Kubernetes' resourceVersion read as a number). The agent shows them and passes the
  * revision of a list back to `watch`; it never does arithmetic on them.
  *
- * How the Kubernetes source fits: `networkConfig` reads the --net-config-path file;
- * `acquire` reads our Node's podCIDR and PATCHes our annotations, returning a lease with
- * expiresAt null; `renew` is never called for such a lease (nothing expires); the lease
- * is "lost" only if our Node is deleted (a delete event for our key); `list`/`watch` are
- * the Node list and watch, one record per Node.
+ * The agent's own lease must appear in `list`/`watch` like any other, carrying our
+ * PublicIP: when it is deleted there, or rewritten with another PublicIP, the agent
+ * treats the lease as lost and calls `acquire` again.
+ *
+ * How a Kubernetes source fits (flannel's kube subnet manager; opened in lease/open.ts):
+ * - `description`: "kubernetes:https://10.96.0.1:443" (the API server, no token).
+ * - `networkConfig`: the --net-config-path file (`readNetworkConfigFile`), never null.
+ * - `acquire`: read our Node's podCIDR (it must lie in config.network), PATCH our
+ *   annotations from `attrs` (only when they differ), and return the lease with
+ *   expiresAt null. `memory` may be ignored (the podCIDR decides). No podCIDR yet: a
+ *   transient error says so (the agent retries, /readyz names it) — or LeaseRefusedError
+ *   to exit as flanneld does.
+ * - `renew`: never called (expiresAt null); return the lease unchanged if it is.
+ * - `list`/`watch`: one record per Node — key `cidrToKey(podCIDR)` (`node/<name>` while it
+ *   has none), value the lease JSON made from the annotations (`encodeLeaseValue`),
+ *   expiresAt null, revision the resourceVersion; a Node that cannot be a lease gets
+ *   `invalid` with the reason. A deleted Node (or one whose key changed) is a delete event
+ *   for its old key; 410 Gone is a re-list delivered as a resync.
+ * - `close`: stop the watches.
  */
 export interface LeaseSource {
   /** Where leases come from, for logs and status, without secrets: "etcd:https://10.0.0.1:2379". */
