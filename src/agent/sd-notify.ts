@@ -4,6 +4,11 @@
  * datapath programmed and subnet.env written — systemd then runs ExecStartPost and starts
  * what is ordered after us (Docker) — and STOPPING=1 when we shut down. The socket is a
  * path or an abstract name ("@…"). Without NOTIFY_SOCKET nothing is sent.
+ *
+ * Sent with libc's socket/sendto (libc.ts): Bun.udpSocket refuses a unix address and
+ * node:net has only stream sockets. No `systemd-notify` fallback: it would send from its
+ * own PID, which NotifyAccess=main rejects, and libc.so.6 is there wherever this
+ * glibc-linked binary runs.
  */
 import { errorText, type Logger } from "../log.ts";
 import { sendUnixDatagram } from "./libc.ts";
