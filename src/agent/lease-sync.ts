@@ -1,16 +1,19 @@
 /**
- * Follows the registry's leases (list, then watch from that revision), validates each
- * record once, and keeps the backend programmed with the diff between what the
- * registry says and what is programmed. Bad records are skipped, counted and logged
- * once; a failed apply is retried.
+ * Follows every lease of the source (list, then watch from that revision), validates
+ * each record once, and keeps the backend programmed with the diff between what the
+ * source says and what is programmed. Bad records are skipped, counted and logged once;
+ * a failed apply is retried; our own lease deleted (or taken by another PublicIP) is
+ * reported so the keeper acquires again.
  */
 import type { Backend } from "../backend/backend.ts";
 import type { NetworkConfig } from "../config/network.ts";
-import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
+import { type DecodeResult, decodeLeaseRecord, type Lease } from "../lease/lease.ts";
 import { diffLeases, isEmptyDiff } from "../lease/reconcile.ts";
+import type { LeaseEvent, LeaseRecord, LeaseSource, WatchHandle } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
-import type { Registry, RegistryRecord, WatchEvent, WatchHandle } from "../registry/registry.ts";
 import type { AgentMetrics } from "../status/status.ts";
+import type { SourceHealth } from "./source-health.ts";
+import { StoppableSleep } from "./stoppable-sleep.ts";
 
 /** Changes in one apply from which a full GC follows it (see reconcile). */
 const LARGE_BATCH = 1000;
@@ -26,17 +29,18 @@ function collectSoon(): void {
 }
 
 export interface LeaseSyncOptions {
-  readonly registry: Registry;
+  readonly source: Pick<LeaseSource, "list" | "watch">;
   readonly config: NetworkConfig;
-  readonly backend: Backend;
+  readonly backend: Pick<Backend, "apply">;
   readonly log: Logger;
   readonly metrics: AgentMetrics;
-  /** Our subnet key, or null while we hold none. */
-  readonly ownKey: () => string | null;
-  /** Our lease vanished or changed owner in the registry. */
+  readonly health: SourceHealth;
+  /** Our lease, or null while we hold none. */
+  readonly ownLease: () => Lease | null;
+  /** Our lease vanished from the source or now carries another PublicIP. */
   readonly onOwnLeaseGone: () => void;
-  readonly onRegistryError: (e: unknown) => void;
-  readonly onRegistryOk: () => void;
+  /** Wait before retrying a failed apply (default 1 s). */
+  readonly retryMs?: number;
 }
 
 export class LeaseSync {
@@ -49,7 +53,7 @@ export class LeaseSync {
   #running: Promise<void> = Promise.resolve();
   #dirty = false;
   #retry: ReturnType<typeof setTimeout> | null = null;
-  #stopped = false;
+  readonly #sleep = new StoppableSleep();
   /**
    * Nothing is applied before the first full list: an apply of an empty "desired" set
    * would make a backend that adopted a live datapath prune every lease (packets lost).
@@ -57,6 +61,10 @@ export class LeaseSync {
   #loaded = false;
   /** The backend must see one apply after (re)preparing, even an empty one: it prunes what it adopted. */
   #fullApplyDue = true;
+  #firstSynced: () => void = () => {};
+  readonly #firstSync = new Promise<void>((r) => {
+    this.#firstSynced = r;
+  });
   readonly #badSeen = new Map<string, string>();
   readonly #o: LeaseSyncOptions;
 
@@ -64,113 +72,151 @@ export class LeaseSync {
     this.#o = o;
   }
 
+  /**
+   * Lists (retrying while the source fails), starts the watch, and resolves once that
+   * list is programmed (or on stop). Apply failures are retried meanwhile.
+   */
   async start(): Promise<void> {
-    const { records, revision } = await this.#o.registry.list();
-    this.#replace(records);
-    this.revision = revision;
+    const first = await this.#listUntilOk();
+    if (!first) return;
+    this.#replace(first.records);
+    this.revision = first.revision;
     this.#loaded = true;
-    await this.reconcile();
-    this.#watch = this.#o.registry.watch(revision, {
+    this.#watch = this.#o.source.watch(first.revision, {
       onEvents: (events) => this.#onEvents(events),
       onError: (e) => {
-        this.#o.metrics.registryErrors++;
-        this.#o.onRegistryError(e);
+        this.#o.health.failed(e);
         this.#o.log.warn("registry watch failed; the datapath keeps what it has while it retries", {
           error: errorText(e),
         });
       },
       onRecovered: () => {
-        this.#o.onRegistryOk();
+        this.#o.health.ok();
         this.#o.log.info("registry watch recovered", { revision: this.revision });
       },
     });
+    await this.reconcile();
+    await this.#firstSync;
   }
 
-  #accept(rec: RegistryRecord): void {
-    const d = decodeLeaseRecord(rec, this.#o.config);
+  async #listUntilOk(): Promise<{ records: readonly LeaseRecord[]; revision: number } | null> {
+    let backoff = 500;
+    while (!this.#sleep.stopped) {
+      try {
+        const r = await this.#o.source.list();
+        this.#o.health.ok();
+        return r;
+      } catch (e) {
+        this.#o.health.failed(e);
+        this.#o.log.warn("listing the leases failed, retrying", { error: errorText(e), retryInMs: backoff });
+        await this.#sleep.sleep(backoff);
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    }
+    return null;
+  }
+
+  #decode(rec: LeaseRecord): DecodeResult {
+    return rec.invalid !== undefined
+      ? { ok: false, reason: rec.invalid }
+      : decodeLeaseRecord(rec, this.#o.config);
+  }
+
+  #accept(rec: LeaseRecord): void {
+    const d = this.#decode(rec);
     if (d.ok) {
       this.#badSeen.delete(rec.key);
       this.leases.set(d.lease.key, d.lease);
       return;
     }
     this.leases.delete(rec.key);
-    if (this.#badSeen.get(rec.key) !== rec.value) {
-      this.#badSeen.set(rec.key, rec.value);
+    const seen = `${rec.invalid ?? ""}\0${rec.value}`;
+    if (this.#badSeen.get(rec.key) !== seen) {
+      this.#badSeen.set(rec.key, seen);
       this.#o.metrics.invalidRecords++;
       this.#o.log.warn("skipping invalid registry record", { key: rec.key, reason: d.reason });
     }
   }
 
-  #replace(records: readonly RegistryRecord[]): void {
+  #replace(records: readonly LeaseRecord[]): void {
     this.leases.clear();
     for (const r of records) this.#accept(r);
   }
 
-  #onEvents(events: readonly WatchEvent[]): void {
-    const own = this.#o.ownKey();
-    let ownGone = false;
+  #onEvents(events: readonly LeaseEvent[]): void {
     for (const e of events) {
       if (e.type === "resync") {
         this.#replace(e.records);
         this.revision = e.revision;
         this.#o.log.info("registry resync", { leases: this.leases.size, revision: e.revision });
-        if (own && !this.leases.has(own)) ownGone = true;
-        continue;
-      }
-      if (e.type === "put") {
+      } else if (e.type === "put") {
         this.#accept(e.record);
         this.revision = e.record.revision;
       } else {
         this.leases.delete(e.key);
         this.#badSeen.delete(e.key);
         this.revision = e.revision;
-        if (e.key === own) ownGone = true;
       }
     }
-    this.#o.onRegistryOk();
+    this.#o.health.ok();
+    const own = this.#o.ownLease();
+    const now = own ? this.leases.get(own.key) : undefined;
+    // gone, or rewritten by a node with another PublicIP (ours expired and was taken)
+    const ownGone = own !== null && (!now || now.attrs.publicIp !== own.attrs.publicIp);
     void this.reconcile();
     if (ownGone) this.#o.onOwnLeaseGone();
   }
 
-  /** Programs the diff; serialized, coalescing bursts; failures retry after a second. */
+  /** Programs the diff; serialized, coalescing bursts; failures retry after `retryMs`. */
   reconcile(): Promise<void> {
     this.#dirty = true;
-    this.#running = this.#running.then(async () => {
-      if (!this.#dirty || this.#stopped || !this.#loaded) return;
-      this.#dirty = false;
-      const diff = diffLeases(this.leases, this.programmed, this.#o.ownKey());
-      if (isEmptyDiff(diff) && !this.#fullApplyDue) {
-        this.synced = true;
-        return;
-      }
-      const t0 = performance.now();
-      try {
-        await this.#o.backend.apply(diff);
-        this.#fullApplyDue = false;
-        for (const l of diff.remove) this.programmed.delete(l.key);
-        for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
-        this.#o.metrics.lastApplyMs = performance.now() - t0;
-        this.synced = true;
-        this.#o.log.info("programmed leases", {
-          added: diff.add.length,
-          updated: diff.update.length,
-          removed: diff.remove.length,
-          total: this.programmed.size,
-          ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
-        });
-        // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
-        // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
-        // heap and the allocators keep their high-water mark until the next GC.
-        if (diff.add.length + diff.update.length + diff.remove.length >= LARGE_BATCH) collectSoon();
-      } catch (e) {
-        this.synced = false;
-        this.#o.metrics.applyErrors++;
-        this.#o.log.error("programming the datapath failed; retrying in 1s", { error: errorText(e) });
-        if (this.#retry) clearTimeout(this.#retry);
-        this.#retry = setTimeout(() => void this.reconcile(), 1000);
-      }
-    });
+    this.#running = this.#running.then(() => this.#reconcileOnce());
     return this.#running;
+  }
+
+  async #reconcileOnce(): Promise<void> {
+    if (!this.#dirty || this.#sleep.stopped || !this.#loaded) return;
+    this.#dirty = false;
+    const diff = diffLeases(this.leases, this.programmed, this.#o.ownLease()?.key ?? null);
+    if (isEmptyDiff(diff) && !this.#fullApplyDue) {
+      this.#synced();
+      return;
+    }
+    const t0 = performance.now();
+    try {
+      await this.#o.backend.apply(diff);
+      this.#fullApplyDue = false;
+      for (const l of diff.remove) this.programmed.delete(l.key);
+      for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
+      this.#o.metrics.lastApplyMs = performance.now() - t0;
+      this.#synced();
+      this.#o.log.info("programmed leases", {
+        added: diff.add.length,
+        updated: diff.update.length,
+        removed: diff.remove.length,
+        total: this.programmed.size,
+        ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
+      });
+      // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
+      // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
+      // heap and the allocators keep their high-water mark until the next GC.
+      if (diff.add.length + diff.update.length + diff.remove.length >= LARGE_BATCH) collectSoon();
+    } catch (e) {
+      this.synced = false;
+      this.#o.metrics.applyErrors++;
+      const retryMs = this.#o.retryMs ?? 1000;
+      this.#o.log.error("programming the datapath failed; retrying", {
+        error: errorText(e),
+        retryInMs: retryMs,
+      });
+      if (this.#retry) clearTimeout(this.#retry);
+      this.#retry = setTimeout(() => void this.reconcile(), retryMs);
+    }
+  }
+
+  #synced(): void {
+    this.synced = true;
+    this.#firstSynced();
   }
 
   /** The datapath lost its state (device recreated, maps rebuilt): program everything again. */
@@ -181,8 +227,9 @@ export class LeaseSync {
   }
 
   stop(): void {
-    this.#stopped = true;
+    this.#sleep.stop();
     this.#watch?.stop();
     if (this.#retry) clearTimeout(this.#retry);
+    this.#firstSynced();
   }
 }

@@ -17,5 +17,6 @@ export function createAllocBackend(ctx: BackendContext): Backend {
     health: async () => ({ ok: true }),
     counters: async () => ({}),
     close: async () => {},
+    abandon: async () => {},
   };
 }

@@ -60,4 +60,11 @@ export interface Backend {
   counters(): Promise<Record<string, number>>;
   /** Agent exit: release handles, leave the datapath in place so traffic keeps flowing. */
   close(): Promise<void>;
+  /**
+   * The agent's start failed after prepare() (or during it): remove what this prepare()
+   * created — devices, programs, pins — but never what it adopted from a previous run (a
+   * failed restart must not cut the traffic that datapath carries); then release handles
+   * as close() does.
+   */
+  abandon(): Promise<void>;
 }

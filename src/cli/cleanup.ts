@@ -6,6 +6,7 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
+import { runningAgent, subnetFileLock } from "../agent/lock.ts";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { errorText, type Logger } from "../log.ts";
@@ -56,6 +57,9 @@ export const CLEANUP_FLAGS = {
   "docker-env": withHelp(DOCKER_ENV_FLAG, "Docker options file, removed with --remove-subnet-file", {
     short: undefined,
   }),
+  force: booleanFlag({
+    help: "clean up even while an agent runs here (it rebuilds its datapath within seconds)",
+  }),
   ...HELP_FLAG,
 } satisfies FlagSet;
 
@@ -67,7 +71,8 @@ export const cleanupCommand: Command = {
   about: [
     "Remove everything Tartan put on this node: eBPF programs and pins, overlay and vxlan devices (with their",
     "routes, neighbours and FDB entries), host-gw routes, the ip-masq nft table, the pod bridge, the CNI plugin,",
-    "its config and state. Stop the agent and remove the pods first. Safe to run twice.",
+    "its config and state. Stop the agent and remove the pods first (it refuses while an agent runs, unless",
+    "--force). Safe to run twice.",
   ].join("\n"),
   flags: CLEANUP_FLAGS,
   run: (p, io) => runCleanup(p, io.log, io.out),
@@ -78,6 +83,13 @@ export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) =>
   const o = validateFlags(CLEANUP_FLAGS, p.flags);
   const node = o["node-name"] ?? hostname().split(".")[0] ?? "node";
   const bpffs = o.bpffs ?? `/sys/fs/bpf/tartan/${node}`;
+  // a running agent would rebuild what we remove (and lose traffic meanwhile): refuse
+  const agent = runningAgent(o["subnet-file"], bpffs);
+  if (agent && !o.force)
+    throw new Error(
+      `an agent is running on this node (${agent}); stop it first (systemctl stop tartan), or pass --force`,
+    );
+  if (agent) out(`--force: an agent is running (${agent}); removing its datapath under it\n`);
   const env = readSubnetEnv(o["subnet-file"]);
   const network: Cidr | null = o.network ? parseCidr(o.network) : env.kind === "ok" ? env.env.network : null;
   const done: string[] = [];
@@ -142,7 +154,12 @@ export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) =>
       return `${what} ${path}`;
     });
   if (o["remove-subnet-file"])
-    for (const path of [o["subnet-file"], o["docker-env"]])
+    // the lock file goes too, unless a (forced-over) agent still holds it
+    for (const path of [
+      o["subnet-file"],
+      ...(agent ? [] : [subnetFileLock(o["subnet-file"])]),
+      o["docker-env"],
+    ])
       await step(path, async () => {
         if (!existsSync(path)) return null;
         rmSync(path);

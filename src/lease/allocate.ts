@@ -7,6 +7,7 @@
 import { type Cidr, cidrToKey, formatCidr, type Ip4, overlaps } from "../config/cidr.ts";
 import { isValidSubnet, type NetworkConfig, subnetAt, subnetCapacity } from "../config/network.ts";
 import type { Lease } from "./lease.ts";
+import { LeaseRefusedError } from "./source.ts";
 
 export type Choice =
   | { readonly kind: "reuse"; readonly lease: Lease }
@@ -17,7 +18,7 @@ export interface ChooseInput {
   readonly config: NetworkConfig;
   readonly leases: readonly Lease[];
   readonly publicIp: Ip4;
-  /** FLANNEL_SUBNET's network from an existing subnet.env, if any. */
+  /** The subnet this node last held (its subnet.env or state file), if any. */
   readonly previous: Cidr | null;
   /** Subnet keys to skip (lost a race for them this round). */
   readonly exclude?: ReadonlySet<string>;
@@ -60,7 +61,7 @@ export function chooseSubnet(input: ChooseInput): Choice {
   return { kind: "new", subnet: pick, why: "random" };
 }
 
-export class NoFreeSubnetError extends Error {
+export class NoFreeSubnetError extends LeaseRefusedError {
   override name = "NoFreeSubnetError";
   constructor(cfg: NetworkConfig, capacity: number) {
     super(

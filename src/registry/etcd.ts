@@ -14,6 +14,7 @@
  * compaction (etcd-watch.ts). Nothing is contacted until the first call, so an agent can
  * start while etcd is down.
  */
+import { setLogger as setGrpcLogger } from "@grpc/grpc-js";
 import { Etcd3, type IKeyValue, type IRequestOp, type IResponseHeader } from "etcd3";
 import type { Logger } from "../log.ts";
 import { LeaseExpiryCache, NO_LEASE } from "./etcd-expiry.ts";
@@ -56,6 +57,20 @@ function prefixEnd(p: Buffer): Buffer {
 
 const rev = (h: IResponseHeader | undefined) => Number(h?.revision ?? 0);
 
+/**
+ * grpc-js (under the etcd3 client) prints its own lines to stderr ("E … rejected by
+ * server because of excess pings"): route them into our logger instead — its errors at
+ * warn (the registry reports failed operations itself), the rest at debug. The grpc
+ * logger is global: the last registry opened in a process owns it.
+ */
+export function routeGrpcLogs(log: Logger): void {
+  const line =
+    (level: "warn" | "debug") =>
+    (...parts: unknown[]) =>
+      log[level]("etcd client (grpc)", { detail: parts.map(String).join(" ").trim() });
+  setGrpcLogger({ error: line("warn"), info: line("debug"), debug: line("debug") });
+}
+
 class EtcdRegistry implements Registry {
   readonly description: string;
   readonly #client: Etcd3;
@@ -73,6 +88,7 @@ class EtcdRegistry implements Registry {
     if (opts.endpoints.length === 0) throw new RegistryError("etcd: no endpoints given (--etcd-endpoints)");
     this.description = `etcd:${opts.endpoints.map(redactEndpoint).join(",")}`;
     this.#log = opts.log.with({ registry: this.description });
+    routeGrpcLogs(this.#log);
     const prefix = opts.prefix.replace(/\/+$/, "");
     this.#configKey = enc(`${prefix}/config`);
     this.#subnetsPrefix = `${prefix}/subnets/`;

@@ -2,7 +2,8 @@
  * The Registry interface: where the network config and the leases live. Two engines
  * implement it: `sqlite.ts` (embedded, one host) and `etcd.ts` (clusters). Both use
  * flannel's layout: a config document and one record per subnet, keyed "10.244.3.0-24",
- * whose value is flannel's lease JSON. Records travel raw; `lease/lease.ts` (`decodeLeaseRecord`) validates them.
+ * whose value is flannel's lease JSON. Records travel raw; `lease/lease.ts` (`decodeLeaseRecord`) validates them, and
+ * the agent reaches a registry only through the lease source seam (`lease/source.ts`).
  */
 
 /** One lease record as stored. */

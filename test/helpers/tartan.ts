@@ -32,22 +32,29 @@ export interface AgentSpec {
   subnetFile: string;
   httpPort?: number;
   extra?: string[];
+  /** Extra environment (NOTIFY_SOCKET=…). */
+  env?: Record<string, string>;
 }
 
 export function startAgent(lab: Lab, s: AgentSpec): LabProcess {
-  return lab.spawn(s.node.ns, s.name, [
-    requireBinary(),
-    "agent",
-    `--backend=${s.backend ?? "alloc"}`,
-    s.registry.startsWith("--") ? s.registry : `--registry=${s.registry}`,
-    "--iface=eth0",
-    `--node-name=${s.name}`,
-    `--subnet-file=${s.subnetFile}`,
-    `--http=127.0.0.1:${s.httpPort ?? 8471}`,
-    // the node's lease record stays in the lab, whatever the registry
-    `--state-dir=${lab.dir}/state`,
-    ...(s.extra ?? []),
-  ]);
+  return lab.spawn(
+    s.node.ns,
+    s.name,
+    [
+      requireBinary(),
+      "agent",
+      `--backend=${s.backend ?? "alloc"}`,
+      s.registry.startsWith("--") ? s.registry : `--registry=${s.registry}`,
+      "--iface=eth0",
+      `--node-name=${s.name}`,
+      `--subnet-file=${s.subnetFile}`,
+      `--http=127.0.0.1:${s.httpPort ?? 8471}`,
+      // the node's lease record stays in the lab, whatever the registry
+      `--state-dir=${lab.dir}/state`,
+      ...(s.extra ?? []),
+    ],
+    s.env,
+  );
 }
 
 export async function status(lab: Lab, ns: string, port = 8471): Promise<AgentStatus> {

@@ -3,7 +3,7 @@
  * --dry-run=client` against a stub API server that only answers discovery), the conflist
  * against the plugin's own config parser, the DaemonSet's command line against the
  * agent's flag parser, the init container's install script run for real in a temp dir,
- * and the systemd unit through `systemd-analyze verify` and its ExecStartPre run for real.
+ * and the systemd unit through `systemd-analyze verify` and its ExecStartPre/Post run for real.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import {
@@ -320,20 +320,20 @@ describe("systemd unit", () => {
     );
   });
 
-  test("ExecStartPost writes the real options once subnet.env appears", async () => {
+  test("Type=notify: the agent says READY=1 itself; ExecStartPost (after READY, subnet.env written) writes the real options", async () => {
+    expect(line("Type")).toBe("notify");
+    expect(line("NotifyAccess")).toBe("main");
+    expect(line("Before").split(" ")).toContain("docker.service");
+    expect(line("ExecStart")).toStartWith("/usr/local/bin/tartan agent ");
     const dir = join(tmp, "run2");
     mkdirSync(dir, { recursive: true });
-    const post = localize(shArg(line("ExecStartPost")), dir);
-    const p = Bun.spawn(["/bin/sh", "-c", post], {
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...process.env, DOCKER_OPTS: "" },
-    });
     writeFileSync(
       join(dir, "subnet.env"),
       "FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.4.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n",
     );
-    expect(await p.exited).toBe(0);
+    const post = await sh(localize(line("ExecStartPost"), dir).split(" "), { DOCKER_OPTS: "" });
+    expect(post.err).toBe("");
+    expect(post.code).toBe(0);
     expect(readFileSync(join(dir, "docker_opts.env"), "utf8")).toContain(
       'DOCKER_OPT_BIP="--bip=198.19.4.1/24"',
     );

@@ -20,6 +20,7 @@ import type { LeaseDiff } from "../../lease/reconcile.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
 import { DEFAULT_BRIDGE, type PeerScope, podMtu } from "../facts.ts";
 import { BridgeFollower } from "./bridge.ts";
+import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
 import { EndpointSync } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
@@ -199,5 +200,17 @@ class EbpfVxlanBackend implements Backend {
     await this.#follower.stop();
     this.#dp?.close();
     this.#dp = null;
+  }
+
+  async abandon(): Promise<void> {
+    const fresh = this.#dp !== null && !this.#dp.adopted; // an adopted datapath carries traffic: keep it
+    await this.close();
+    if (fresh)
+      await cleanupEbpfVxlan({
+        log: this.#ctx.log,
+        bpffs: this.#ctx.bpffs,
+        vni: this.#scope.vni,
+        iface: this.#ctx.extIface.name,
+      });
   }
 }

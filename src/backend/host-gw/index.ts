@@ -79,5 +79,7 @@ export function createHostGwBackend(ctx: BackendContext): Backend {
     },
     counters: async () => ({ hostgw_unreachable_peers: refused.size, hostgw_unreachable_total: unreachable }),
     close: async () => {},
+    // prepare() creates nothing here
+    abandon: async () => {},
   };
 }

@@ -29,8 +29,8 @@ export interface VxlanDeviceOptions {
   readonly log: Logger;
 }
 
-/** Creates or adopts the device; returns the MAC it carries. */
-export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<string> {
+/** Creates or adopts the device; returns the MAC it carries and whether this call created it. */
+export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<{ mac: string; created: boolean }> {
   const { device, vni, extIface, mtu, mac, log } = o;
   const want = { id: vni, local: formatIp4(extIface.ifaceIp), port: o.port };
   const rows = await ipJson<{
@@ -58,11 +58,11 @@ export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<string> 
         });
         await ip("link", "set", "dev", device, "address", mac);
         await ip("link", "set", "dev", device, "up");
-        return mac;
+        return { mac, created: false };
       }
       await ip("link", "set", "dev", device, "up");
       log.info("adopted existing vxlan device", { device, mac: cur.address, mtu });
-      return cur.address ?? "";
+      return { mac: cur.address ?? "", created: false };
     }
     log.warn("vxlan device exists with different attributes; recreating it", {
       device,
@@ -91,5 +91,5 @@ export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<string> 
   );
   await ip("link", "set", "dev", device, "address", newMac, "mtu", String(mtu), "up");
   log.info("created vxlan device", { device, vni, mac: newMac, mtu, dev: extIface.name, port: want.port });
-  return newMac;
+  return { mac: newMac, created: true };
 }

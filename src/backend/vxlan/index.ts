@@ -25,6 +25,8 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
   const mine = new Map<string, Lease>();
   let routes: RouteLookup | null = null;
   let mac = "";
+  /** This run created the device (it did not adopt one): a failed start removes it again. */
+  let created = false;
 
   const plan = (): VxlanPlanInput => ({
     device,
@@ -37,7 +39,9 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
     async prepare(): Promise<BackendAnnouncement> {
       // a (re)created device starts empty: everything must be programmed again
       mine.clear();
-      mac = await ensureVxlanDevice({ device, vni, port: config.backend.port, extIface, mtu, mac, log });
+      const dev = await ensureVxlanDevice({ device, vni, port: config.backend.port, extIface, mtu, mac, log });
+      mac = dev.mac;
+      created ||= dev.created;
       enableForwarding(log);
       return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
     },
@@ -102,6 +106,10 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
         : {};
     },
     async close(): Promise<void> {},
+    async abandon(): Promise<void> {
+      if (created && (await deleteLink(device)))
+        log.info("removed the vxlan device this start created", { device });
+    },
   };
 }
 

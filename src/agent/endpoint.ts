@@ -1,0 +1,78 @@
+/**
+ * The agent's HTTP endpoint: the Hono app (src/http/app.ts) fed with the agent's status,
+ * its redacted options and network config, and the latest doctor report, served on
+ * --http and, when asked, on flanneld's --healthz-port too.
+ */
+import type { Server } from "bun";
+import { formatIp4 } from "../config/cidr.ts";
+import type { AgentOptions, HostPort } from "../config/options.ts";
+import { LatestDoctor } from "../doctor/latest.ts";
+import { doctorInputFromAgent, runChecks } from "../doctor/run.ts";
+import { createApp } from "../http/app.ts";
+import type { Logger } from "../log.ts";
+import { VERSION } from "../version.ts";
+import type { Agent } from "./node.ts";
+
+/** The options as shown at /v1/config: the etcd password replaced. */
+export function redactedOptions(o: AgentOptions): Record<string, unknown> {
+  const reg =
+    o.registry.kind === "etcd" && o.registry.password
+      ? { ...o.registry, password: "<redacted>" }
+      : o.registry;
+  return {
+    ...o,
+    registry: reg,
+    ifaceCanReach: o.ifaceCanReach === null ? null : formatIp4(o.ifaceCanReach),
+    publicIp: o.publicIp === null ? null : formatIp4(o.publicIp),
+  };
+}
+
+/** A listen address that cannot be served: the agent cannot start. */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+export class Endpoint {
+  /** The latest doctor report for GET /v1/doctor, refreshed in the background once running. */
+  readonly doctor: LatestDoctor;
+  readonly #servers: Server<undefined>[] = [];
+
+  constructor(o: AgentOptions, agent: Agent, log: Logger) {
+    const network = () => (agent.config ? JSON.parse(agent.config.raw) : null);
+    this.doctor = new LatestDoctor(() =>
+      runChecks({
+        input: doctorInputFromAgent(o),
+        fix: false,
+        strict: false,
+        probe: true,
+        probeTimeoutS: 1,
+        agent: async () => ({
+          status: await agent.status(),
+          options: redactedOptions(o),
+          network: network(),
+        }),
+      }),
+    );
+    const app = createApp({
+      doctor: () => this.doctor.latest(),
+      status: (opts) => agent.status(opts),
+      config: () => ({ options: redactedOptions(o), network: network(), version: VERSION }),
+    });
+    const listen = (at: HostPort, what: string) => {
+      try {
+        this.#servers.push(Bun.serve({ fetch: app.fetch, hostname: at.host, port: at.port }));
+        log.info(`serving ${what}`, { address: `${at.host}:${at.port}` });
+      } catch (e) {
+        this.stop();
+        throw new ListenError(`cannot listen on ${at.host}:${at.port} (${what}): ${(e as Error).message}`);
+      }
+    };
+    listen(o.http, "status endpoint");
+    if (o.healthz) listen(o.healthz, "flanneld-style healthz");
+  }
+
+  stop(): void {
+    this.doctor.stop();
+    for (const s of this.#servers.splice(0)) s.stop(true);
+  }
+}

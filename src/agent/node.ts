@@ -1,0 +1,260 @@
+/**
+ * The node agent's state and its start sequence: wait for the network config, prepare
+ * the backend, take our lease, write subnet.env, set our subnet in the datapath, then
+ * follow every lease. It also answers "what is your status" (snapshot.ts words it) and
+ * stops: leaving the datapath in place, or — when the start failed — removing what this
+ * start created.
+ */
+import type { Backend, BackendAnnouncement, ExternalInterface } from "../backend/backend.ts";
+import { createBackend } from "../backend/index.ts";
+import { ensurePinDir } from "../bpf/pin.ts";
+import { publishDatapath } from "../backend/datapath-file.ts";
+import { formatCidr } from "../config/cidr.ts";
+import type { BackendName, NetworkConfig } from "../config/network.ts";
+import type { AgentOptions } from "../config/options.ts";
+import { type SubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
+import type { Lease } from "../lease/lease.ts";
+import { nodeMemory, readStateFile } from "../lease/memory.ts";
+import { type LeaseSource, NetworkConfigError } from "../lease/source.ts";
+import { errorText, type Logger } from "../log.ts";
+import { type AgentStatus, newMetrics } from "../status/status.ts";
+import { COMMIT, VERSION } from "../version.ts";
+import { MasqKeeper } from "./ip-masq.ts";
+import { LeaseKeeper } from "./lease-keeper.ts";
+import { LeaseSync } from "./lease-sync.ts";
+import { type HeldLock, takeLock } from "./lock.ts";
+import { type AgentPhase, agentStatus } from "./snapshot.ts";
+import { SourceHealth } from "./source-health.ts";
+import { StoppableSleep } from "./stoppable-sleep.ts";
+
+export interface AgentDeps {
+  readonly o: AgentOptions;
+  readonly source: LeaseSource;
+  /** The underlay interface, resolved before anything waits. */
+  readonly extIface: ExternalInterface;
+  /** subnet.env as found at start (null when absent). */
+  readonly previousEnv: SubnetEnv | null;
+  /** `<state-dir>/<node>.lease`. */
+  readonly stateFile: string;
+  readonly log: Logger;
+}
+
+export class Agent {
+  readonly metrics = newMetrics();
+  readonly started = new Date();
+  readonly health: SourceHealth;
+  phase: AgentPhase = "starting";
+  stopping = false;
+  config: NetworkConfig | null = null;
+  backend: Backend | null = null;
+  announced: BackendAnnouncement | null = null;
+  keeper: LeaseKeeper | null = null;
+  sync: LeaseSync | null = null;
+  #masq: MasqKeeper | null = null;
+  #subnetWritten = false;
+  #localSet = false;
+  #bpffsLock: HeldLock | null = null;
+  #lastBeat = Date.now();
+  readonly #beat = setInterval(() => {
+    this.#lastBeat = Date.now();
+  }, 1000);
+  readonly #sleep = new StoppableSleep();
+  readonly #d: AgentDeps;
+
+  constructor(d: AgentDeps) {
+    this.#d = d;
+    this.health = new SourceHealth(d.source.description, d.log, this.metrics);
+  }
+
+  get backendName(): BackendName | null {
+    return this.backend?.name ?? this.#d.o.backend ?? this.config?.backend.type ?? null;
+  }
+
+  /** Runs the start sequence; resolves with our lease once the datapath follows every lease. */
+  async start(): Promise<Lease> {
+    const { o, log } = this.#d;
+    const config = await this.#waitForConfig();
+    this.config = config;
+    log.info("network config loaded", {
+      network: formatCidr(config.network),
+      subnetLen: config.subnetLen,
+      backend: o.backend ?? config.backend.type,
+      vni: config.backend.vni,
+      port: config.backend.port,
+    });
+    for (const w of config.warnings) log.warn(`network config: ${w}`);
+    const backend = await this.#createBackend(config);
+    const ann = await backend.prepare();
+    // the CNI plugin finds the datapath (its pins) through this file, whatever the node is called
+    publishDatapath(o.subnetFile, { backend: backend.name, node: o.nodeName, bpffs: o.bpffs });
+    this.announced = ann;
+    const keeper = new LeaseKeeper({
+      source: this.#d.source,
+      config,
+      attrs: { publicIp: this.#d.extIface.publicIp, backendType: ann.backendType, vxlan: ann.vxlan },
+      ttlMs: o.leaseTtlMs,
+      renewMarginMs: o.renewMarginMs,
+      memory: nodeMemory(this.#d.previousEnv, readStateFile(this.#d.stateFile), config.network),
+      stateFile: this.#d.stateFile,
+      log,
+      metrics: this.metrics,
+      health: this.health,
+      onLease: (l) =>
+        void this.#useLease(l)
+          .then(() => this.sync?.reconcile())
+          .catch((e) => log.error("applying the re-acquired lease failed", { error: errorText(e) })),
+    });
+    this.keeper = keeper;
+    this.phase = "acquiring";
+    const lease = await keeper.acquire();
+    this.sync = new LeaseSync({
+      source: this.#d.source,
+      config,
+      backend,
+      log,
+      metrics: this.metrics,
+      health: this.health,
+      ownLease: () => keeper.lease,
+      onOwnLeaseGone: () => {
+        log.warn("our lease was removed from the registry; re-acquiring", { subnet: keeper.lease?.key });
+        void keeper.lost();
+      },
+    });
+    await this.#useLease(lease);
+    await this.sync.start();
+    if (this.stopping) throw new Error("stopped");
+    this.phase = "running";
+    return lease;
+  }
+
+  /** The network config from the source, waiting (and retrying errors) until there is one. */
+  async #waitForConfig(): Promise<NetworkConfig> {
+    const { source, log } = this.#d;
+    let waitedLog = 0;
+    let backoff = 500;
+    while (!this.#sleep.stopped) {
+      let config: NetworkConfig | null;
+      try {
+        config = await source.networkConfig();
+      } catch (e) {
+        if (e instanceof NetworkConfigError) throw e;
+        this.health.failed(e);
+        log.warn("cannot read the network config, retrying", {
+          registry: source.description,
+          error: errorText(e),
+        });
+        await this.#sleep.sleep(backoff);
+        backoff = Math.min(backoff * 2, 10_000);
+        continue;
+      }
+      this.health.ok();
+      if (config) return config;
+      if (Date.now() - waitedLog > 30_000) {
+        waitedLog = Date.now();
+        log.warn("no network config in the registry yet; waiting (set one with: tartan config set FILE)", {
+          registry: source.description,
+        });
+      }
+      await this.#sleep.sleep(1000);
+    }
+    throw new Error("stopped");
+  }
+
+  async #createBackend(config: NetworkConfig): Promise<Backend> {
+    const { o, log } = this.#d;
+    const name = o.backend ?? config.backend.type;
+    if (name === "ebpf-vxlan") {
+      // the pin directory is this agent's alone: a second agent on it would rewrite our maps
+      await ensurePinDir(o.bpffs, log);
+      this.#bpffsLock = takeLock(o.bpffs, `--bpffs=${o.bpffs}`);
+    }
+    this.backend = await createBackend(name, {
+      log: log.with({ backend: name }),
+      nodeName: o.nodeName,
+      config,
+      extIface: this.#d.extIface,
+      bpffs: o.bpffs,
+      decap: o.decap,
+    });
+    return this.backend;
+  }
+
+  /** Our lease is known (first, or re-acquired): subnet.env, the datapath's local subnet, ip-masq. */
+  async #useLease(lease: Lease): Promise<void> {
+    const { o, log } = this.#d;
+    const config = this.config!;
+    const ann = this.announced!;
+    writeSubnetEnv(o.subnetFile, {
+      network: config.network,
+      subnet: lease.subnet,
+      mtu: ann.mtu,
+      ipMasq: o.ipMasq,
+    });
+    this.#subnetWritten = true;
+    log.info("wrote subnet file", { path: o.subnetFile, subnet: formatCidr(lease.subnet), mtu: ann.mtu });
+    await this.backend!.setLocal(lease);
+    if (o.ipMasq) {
+      this.#masq ??= new MasqKeeper(config.network, log);
+      await this.#masq.set(lease.subnet);
+    }
+    this.#localSet = true;
+  }
+
+  async status(opts: { leases?: boolean } = {}): Promise<AgentStatus> {
+    const b = this.backend;
+    const datapath = b ? await b.health().catch((e) => ({ ok: false, reason: errorText(e) })) : null;
+    const counters = b ? await b.counters().catch(() => ({})) : {};
+    return agentStatus(
+      {
+        node: this.#d.o.nodeName,
+        version: `${VERSION} (${COMMIT})`,
+        backend: this.backendName,
+        startedAt: this.started,
+        phase: this.phase,
+        stopping: this.stopping,
+        stalledMs: Date.now() - this.#lastBeat,
+        config: this.config,
+        source: {
+          description: this.health.description,
+          state: this.health.state,
+          lastError: this.health.lastError,
+        },
+        revision: this.sync?.revision ?? 0,
+        own: this.keeper?.lease ?? null,
+        renewAt: this.keeper?.renewAt ?? null,
+        subnetFile: this.#d.o.subnetFile,
+        subnetWritten: this.#subnetWritten,
+        localSet: this.#localSet,
+        leases: this.sync?.leases ?? null,
+        programmed: this.sync?.programmed ?? null,
+        synced: this.sync?.synced ?? false,
+        datapath,
+        counters,
+        metrics: this.metrics,
+      },
+      opts.leases !== false,
+    );
+  }
+
+  /**
+   * Stops every loop and releases handles. The datapath stays in place, so traffic keeps
+   * flowing — unless `failedStart`: then what this start created is removed (an adopted
+   * datapath is kept).
+   */
+  async stop(failedStart: boolean): Promise<void> {
+    const log = this.#d.log;
+    this.stopping = true;
+    if (failedStart) this.phase = "failed";
+    this.#sleep.stop();
+    this.keeper?.stop();
+    this.sync?.stop();
+    this.#masq?.stop();
+    clearInterval(this.#beat);
+    const b = this.backend;
+    if (b && failedStart)
+      await b.abandon().catch((e) => log.warn("undoing the failed start failed", { error: errorText(e) }));
+    else await b?.close().catch((e) => log.warn("backend close failed", { error: errorText(e) }));
+    await this.#d.source.close().catch(() => {});
+    this.#bpffsLock?.release();
+  }
+}

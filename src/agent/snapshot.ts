@@ -1,0 +1,117 @@
+/**
+ * The agent's state as the status contract (src/status): what /v1/status, /healthz,
+ * /readyz, /metrics and `tartan status` show, with the health and readiness verdicts
+ * and their reasons. Pure: the agent gathers the facts, this words them.
+ */
+import type { BackendHealth } from "../backend/backend.ts";
+import { formatCidr, formatIp4 } from "../config/cidr.ts";
+import type { BackendName, NetworkConfig } from "../config/network.ts";
+import type { Lease } from "../lease/lease.ts";
+import type { AgentMetrics, AgentStatus, LeaseView } from "../status/status.ts";
+
+export type AgentPhase = "starting" | "acquiring" | "running" | "failed";
+
+export interface StatusFacts {
+  readonly node: string;
+  readonly version: string;
+  readonly backend: BackendName | null;
+  readonly startedAt: Date;
+  readonly phase: AgentPhase;
+  readonly stopping: boolean;
+  /** The event loop missed its heartbeat for this long (ms). */
+  readonly stalledMs: number;
+  readonly config: NetworkConfig | null;
+  readonly source: {
+    readonly description: string;
+    readonly state: "ok" | "degraded" | "connecting";
+    readonly lastError: string | null;
+  };
+  readonly revision: number;
+  readonly own: Lease | null;
+  readonly renewAt: number | null;
+  readonly subnetFile: string;
+  readonly subnetWritten: boolean;
+  readonly localSet: boolean;
+  /** Every valid lease (ours included) and the remote ones programmed; null before the lease sync exists. */
+  readonly leases: ReadonlyMap<string, Lease> | null;
+  readonly programmed: ReadonlyMap<string, Lease> | null;
+  readonly synced: boolean;
+  /** The datapath's own verdict; null when there is no backend (yet). */
+  readonly datapath: BackendHealth | null;
+  readonly counters: Record<string, number>;
+  readonly metrics: AgentMetrics;
+}
+
+/** The loop heartbeat ticks every second; this much silence means the loop is stuck. */
+export const STALL_MS = 5000;
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function healthReasons(f: StatusFacts): string[] {
+  const out: string[] = [];
+  if (f.stalledMs > STALL_MS) out.push("agent loop stalled");
+  if (f.stopping) out.push("agent is stopping");
+  if (f.datapath) {
+    if (!f.datapath.ok) out.push(`datapath: ${f.datapath.reason ?? "not attached"}`);
+  } else if (f.phase === "failed") out.push("agent failed to start");
+  return out;
+}
+
+function readyReasons(f: StatusFacts): string[] {
+  const out: string[] = [];
+  if (!f.config) out.push("waiting for the network config");
+  if (!f.own) out.push(f.phase === "acquiring" ? "acquiring a lease" : "no lease held");
+  if (!f.subnetWritten) out.push(`${f.subnetFile} not written yet`);
+  if (!f.localSet) out.push("datapath not set up for our subnet yet");
+  if (!f.synced) out.push("datapath not yet in sync with the registry");
+  if (f.source.state !== "ok")
+    out.push(`registry ${f.source.state}${f.source.lastError ? `: ${f.source.lastError}` : ""}`);
+  return out;
+}
+
+function leaseViews(f: StatusFacts): LeaseView[] {
+  const ownKey = f.own?.key;
+  return [...(f.leases?.values() ?? [])].map((l) => ({
+    subnet: formatCidr(l.subnet),
+    publicIp: formatIp4(l.attrs.publicIp),
+    backendType: l.attrs.backendType,
+    vni: l.attrs.vxlan?.VNI ?? null,
+    vtepMac: l.attrs.vxlan?.VtepMAC ?? null,
+    expiresAt: iso(l.expiresAt),
+    own: l.key === ownKey,
+    programmed: l.key === ownKey ? f.localSet : (f.programmed?.has(l.key) ?? false),
+  }));
+}
+
+/** The status snapshot; `withLeases: false` leaves the per-lease list out (counts stay). */
+export function agentStatus(f: StatusFacts, withLeases = true): AgentStatus {
+  const health = healthReasons(f);
+  const ready = readyReasons(f);
+  const ownKey = f.own?.key;
+  let programmed = 0;
+  if (f.programmed && f.leases)
+    for (const k of f.programmed.keys()) if (k !== ownKey && f.leases.has(k)) programmed++;
+  return {
+    node: f.node,
+    version: f.version,
+    backend: f.backend,
+    startedAt: f.startedAt.toISOString(),
+    network: f.config ? formatCidr(f.config.network) : null,
+    registry: { ...f.source, revision: f.revision },
+    lease: f.own
+      ? {
+          subnet: formatCidr(f.own.subnet),
+          publicIp: formatIp4(f.own.attrs.publicIp),
+          expiresAt: iso(f.own.expiresAt),
+          renewAt: iso(f.renewAt),
+        }
+      : null,
+    subnetFile: { path: f.subnetFile, written: f.subnetWritten },
+    leases: withLeases ? leaseViews(f) : [],
+    counts: { leases: f.leases?.size ?? 0, programmed },
+    health: { ok: health.length === 0, reasons: health },
+    ready: { ok: ready.length === 0, reasons: ready },
+    counters: f.counters,
+    metrics: f.metrics,
+  };
+}

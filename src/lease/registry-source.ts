@@ -1,0 +1,149 @@
+/**
+ * The lease source over a registry (sqlite or etcd), as flanneld's etcd subnet manager:
+ * the network config from the registry's config document (or a --net-config-path file),
+ * our lease chosen by `chooseSubnet` and created atomically (a lost race tries the next
+ * subnet), renewed by rewriting it with a fresh TTL, and the registry's list and watch.
+ */
+import { readFileSync } from "node:fs";
+import { cidrToKey, formatCidr, formatIp4 } from "../config/cidr.ts";
+import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
+import type { Logger } from "../log.ts";
+import type { Registry, RegistryRecord } from "../registry/registry.ts";
+import { chooseSubnet, NoFreeSubnetError } from "./allocate.ts";
+import { decodeLeaseRecord, encodeLeaseValue, type Lease, type LeaseAttrs } from "./lease.ts";
+import {
+  type AcquireRequest,
+  LeaseRefusedError,
+  type LeaseSource,
+  type LeaseWatchCallbacks,
+  NetworkConfigError,
+  type WatchHandle,
+} from "./source.ts";
+
+export interface RegistryLeaseSourceOptions {
+  readonly registry: Registry;
+  /** TTL of the leases we create and renew (flanneld: 24 h). */
+  readonly ttlMs: number;
+  /** flanneld's --net-config-path: the network config from this file instead of the registry. */
+  readonly netConfigPath: string | null;
+  /** Where this node records its lease, for the refusal message. */
+  readonly stateFile: string;
+  readonly log: Logger;
+}
+
+/** A lease carries our PublicIP, but nothing on this node says we held it. */
+export class LeaseConflictError extends LeaseRefusedError {
+  override name = "LeaseConflictError";
+  constructor(lease: Lease, publicIp: number, stateFile: string) {
+    const until =
+      lease.expiresAt === null
+        ? "never expires (a reservation)"
+        : `expires ${new Date(lease.expiresAt).toISOString()}`;
+    super(
+      `lease ${lease.key} carries our public IP ${formatIp4(publicIp)}, but this node has no record of holding it ` +
+        `(neither its subnet file nor ${stateFile} names it): another node may use the same public IP, and sharing ` +
+        `its subnet would break both. Give this node its own --public-ip; or, if this node really owned that lease and ` +
+        `its state was wiped, delete the lease (tartan leases delete ${lease.key}) — it ${until}`,
+    );
+  }
+}
+
+/** Reads and validates a net-conf.json file; every failure is final (an operator must fix the file). */
+export function readNetworkConfigFile(path: string): NetworkConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new NetworkConfigError(`--net-config-path=${path}: cannot read it: ${(e as Error).message}`);
+  }
+  try {
+    return parseNetworkConfig(text);
+  } catch (e) {
+    throw new NetworkConfigError(`--net-config-path=${path}: ${(e as Error).message}`);
+  }
+}
+
+export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseSource {
+  const { registry } = o;
+
+  const decoded = (rec: RegistryRecord, config: NetworkConfig): Lease => {
+    const d = decodeLeaseRecord(rec, config);
+    if (!d.ok)
+      throw new Error(`${registry.description} returned an invalid lease for ${rec.key}: ${d.reason}`);
+    return d.lease;
+  };
+
+  async function acquire({ config, attrs, memory }: AcquireRequest): Promise<Lease> {
+    const value = encodeLeaseValue(attrs);
+    const exclude = new Set<string>();
+    for (;;) {
+      const { records } = await registry.list();
+      const leases = records.map((r) => decodeLeaseRecord(r, config)).flatMap((d) => (d.ok ? [d.lease] : []));
+      const choice = chooseSubnet({
+        config,
+        leases,
+        publicIp: attrs.publicIp,
+        previous: memory.previous,
+        exclude,
+      });
+      if (choice.kind === "full") throw new NoFreeSubnetError(config, choice.capacity);
+      if (choice.kind === "reuse") {
+        const held = choice.lease;
+        if (!memory.owned.has(held.key)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
+        const rec = await registry.renew(held.key, value, held.expiresAt === null ? null : o.ttlMs);
+        if (rec) {
+          o.log.info("reusing the lease that carries our public IP", {
+            subnet: held.key,
+            publicIp: formatIp4(attrs.publicIp),
+          });
+          return decoded(rec, config);
+        }
+        exclude.add(held.key); // expired or deleted since the list
+        continue;
+      }
+      const key = cidrToKey(choice.subnet);
+      const rec = await registry.create(key, value, o.ttlMs);
+      if (rec) {
+        o.log.info("acquired a new lease", {
+          subnet: formatCidr(choice.subnet),
+          chosen: choice.why,
+          publicIp: formatIp4(attrs.publicIp),
+        });
+        return decoded(rec, config);
+      }
+      o.log.info("lost the race for a subnet, trying another", { subnet: key });
+      exclude.add(key);
+    }
+  }
+
+  return {
+    description: registry.description,
+
+    async networkConfig(): Promise<NetworkConfig | null> {
+      if (o.netConfigPath) return readNetworkConfigFile(o.netConfigPath);
+      const raw = await registry.getConfig();
+      if (raw === null) return null;
+      try {
+        return parseNetworkConfig(raw);
+      } catch (e) {
+        throw new NetworkConfigError(
+          `the network config in ${registry.description} is invalid: ${(e as Error).message}; fix it with tartan config set FILE`,
+        );
+      }
+    },
+
+    acquire,
+
+    async renew(lease: Lease, attrs: LeaseAttrs): Promise<Lease | null> {
+      const rec = await registry.renew(lease.key, encodeLeaseValue(attrs), o.ttlMs);
+      // what we wrote, with the registry's new expiry and revision
+      return rec ? { ...lease, attrs, expiresAt: rec.expiresAt, revision: rec.revision } : null;
+    },
+
+    list: () => registry.list(),
+
+    watch: (fromRevision: number, cb: LeaseWatchCallbacks): WatchHandle => registry.watch(fromRevision, cb),
+
+    close: () => registry.close(),
+  };
+}
