@@ -7,6 +7,7 @@
 import { existsSync, rmSync } from "node:fs";
 import { hostname } from "node:os";
 import { runningAgent, subnetFileLock } from "../agent/lock.ts";
+import { datapathFileFor } from "../backend/datapath-file.ts";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { errorText, type Logger } from "../log.ts";
@@ -143,6 +144,8 @@ export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) =>
   );
   await step("pod bridge", async () => ((await deleteLink(o.bridge)) ? `pod bridge ${o.bridge}` : null));
   for (const [what, path] of [
+    // where the agent told the CNI plugin its datapath is: gone with the datapath
+    ["datapath file", datapathFileFor(o["subnet-file"])],
     ["CNI plugin state", o["cni-data-dir"]],
     ["CNI address reservations", o["cni-ipam-dir"]],
     ["CNI config", o["cni-conf-file"]],
