@@ -60,40 +60,63 @@
     return e;
   }
 
+  /**
+   * Encap above the axis and decap mirrored below it (they are often equal, so they would
+   * hide each other on one side); drops in red on both sides' scale, drawn only once seen.
+   */
   function drawChart() {
     if (!chartEl) return;
     const W = Math.max(320, chartEl.clientWidth || 720);
-    const H = 170;
-    const L = 48;
-    const B = 20;
+    const H = 190;
+    const L = 56;
+    const B = 18;
+    const mid = (H - B) / 2 + 2;
+    const half = mid - 8;
     const end = history.length ? history[history.length - 1].t : Date.now();
     const start = end - WINDOW_MS;
-    const max = Math.max(1, ...history.map((p) => Math.max(p.encap, p.decap, p.drop)));
-    const top = niceMax(max);
+    const top = niceMax(Math.max(1, ...history.map((p) => Math.max(p.encap, p.decap, p.drop))));
     const x = (t) => L + ((t - start) / WINDOW_MS) * (W - L - 4);
-    const y = (v) => H - B - (v / top) * (H - B - 8);
+    const up = (v) => mid - (v / top) * half;
+    const down = (v) => mid + (v / top) * half;
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart-svg", role: "img" });
     svg.setAttribute("aria-label", "encap and decap packets per second over the last 5 minutes");
-    for (const f of [0, 0.5, 1]) {
-      svg.append(el("line", { class: "grid", x1: L, x2: W - 4, y1: y(top * f), y2: y(top * f) }));
+    for (const [yy, label] of [
+      [up(top), `${fmtRate(top)} ↑`],
+      [mid, "0"],
+      [down(top), `${fmtRate(top)} ↓`],
+    ]) {
+      svg.append(el("line", { class: yy === mid ? "grid zero" : "grid", x1: L, x2: W - 4, y1: yy, y2: yy }));
+      svg.append(el("text", { class: "axis", x: L - 6, y: yy + 4, "text-anchor": "end" }, label));
+    }
+    svg.append(el("text", { class: "axis", x: L, y: H - 3 }, "5 min ago"));
+    svg.append(el("text", { class: "axis", x: W - 4, y: H - 3, "text-anchor": "end" }, "now"));
+    const area = (s, y) => {
+      if (!history.length) return;
+      const pts = history.map((p) => `${x(p.t).toFixed(1)},${y(p[s]).toFixed(1)}`);
+      const x0 = x(history[0].t).toFixed(1);
+      const x1 = x(history[history.length - 1].t).toFixed(1);
+      svg.append(el("polygon", { class: `fill ${s}`, points: `${x0},${mid} ${pts.join(" ")} ${x1},${mid}` }));
+      svg.append(el("polyline", { class: `series ${s}`, points: pts.join(" ") }));
+    };
+    area("encap", up);
+    area("decap", down);
+    if (history.some((p) => p.drop > 0))
       svg.append(
-        el("text", { class: "axis", x: L - 6, y: y(top * f) + 4, "text-anchor": "end" }, fmtRate(top * f)),
+        el("polyline", {
+          class: "series drop",
+          points: history.map((p) => `${x(p.t).toFixed(1)},${up(p.drop).toFixed(1)}`).join(" "),
+        }),
       );
-    }
-    svg.append(el("text", { class: "axis", x: L, y: H - 4 }, "5 min ago"));
-    svg.append(el("text", { class: "axis", x: W - 4, y: H - 4, "text-anchor": "end" }, "now"));
-    for (const s of ["encap", "decap", "drop"]) {
-      if (s === "drop" && !history.some((p) => p.drop > 0)) continue;
-      const pts = history.map((p) => `${x(p.t).toFixed(1)},${y(p[s]).toFixed(1)}`).join(" ");
-      svg.append(el("polyline", { class: `series ${s}`, points: pts }));
-    }
     const last = history[history.length - 1];
     const legend = document.createElement("figcaption");
-    for (const s of ["encap", "decap", "drop"]) {
+    for (const [s, label] of [
+      ["encap", "↑ encap packets"],
+      ["decap", "↓ decap packets"],
+      ["drop", "drops"],
+    ]) {
       const k = document.createElement("span");
       k.className = `key-line ${s}`;
-      const v = last ? fmtRate(last[s]) : "–";
-      k.textContent = `${s === "drop" ? "drops" : `${s} packets`} ${v}/s`;
+      k.textContent = `${label} ${last ? fmtRate(last[s]) : "–"}/s`;
       legend.append(k);
     }
     chartEl.replaceChildren(svg, legend);

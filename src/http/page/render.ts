@@ -97,7 +97,7 @@ function nodeCard(m: PageModel): Html {
 function counterRow(c: CounterRow): Html {
   return html`<tr data-counter="${c.name}" data-value="${c.value}"${c.counter ? html` data-rate` : null}${
     c.series ? html` data-series="${c.series}"` : null
-  } class="${c.drop ? (c.value > 0 ? "drop seen" : "drop") : ""}"><td><code>${c.name}</code></td><td class="n">${num(
+  } class="${[c.drop ? "drop" : "", c.drop && c.value > 0 ? "seen" : "", c.value === 0 ? "zero" : ""].filter(Boolean).join(" ")}"><td><code>${c.name}</code></td><td class="n">${num(
     c.value,
   )}</td><td class="n rate">${c.counter ? "–" : "gauge"}</td></tr>`;
 }
@@ -214,7 +214,7 @@ export function renderPage(m: PageModel, assets: AssetUrls): string {
   const doc = html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${s.node} · tartan</title><link rel="stylesheet" href="${assets.style}"><script src="${assets.script}" defer></script><noscript><meta http-equiv="refresh" content="30"></noscript></head>
 <body><header class="top"><span class="brand">tartan</span>${summary(m)}<span id="live" class="live off">static page · reload for news</span></header>
-<main><section class="card cluster"><h2>Cluster</h2><div id="ring" data-live>${ringSvg(m.all, s.node, links)}<p class="legend"><span class="key own"></span>this node <span class="key ok"></span>programmed <span class="key unprogrammed"></span>not programmed <span class="key unreachable"></span>unreachable</p></div></section>
+<main><section class="card cluster"><h2>Cluster</h2><div id="ring" data-live>${ringSvg(m.all, s.node, links)}<p class="legend"><span><i class="key own"></i>this node</span> <span><i class="key ok"></i>programmed</span> <span><i class="key unprogrammed"></i>not programmed</span> <span><i class="key unreachable"></i>unreachable</span></p></div></section>
 <section class="card node"><h2>This node</h2>${nodeCard(m)}</section>
 <section class="card datapath"><h2>Datapath</h2><figure id="chart" class="chart"><noscript><p class="muted">The packet-rate chart needs JavaScript; the totals are below.</p></noscript></figure>${counters(m)}</section>
 <section class="card doctor"><h2>Doctor</h2>${doctor(m)}</section>
