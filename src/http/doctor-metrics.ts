@@ -18,7 +18,19 @@ const STATUSES = ["ok", "warning", "problem"] as const;
 /** Doctor's ms with three decimals as seconds, without float noise (0.123 ms → 0.000123). */
 const seconds = (ms: number) => Math.round(ms * 1000) / 1e6;
 
+/** Rendered once per report: every scrape until the next doctor run gets the same text. */
+const rendered = new WeakMap<DoctorReport, string>();
+
 export function formatDoctorMetrics(r: DoctorReport | null): string {
+  if (!r) return render(null);
+  const cached = rendered.get(r);
+  if (cached !== undefined) return cached;
+  const text = render(r);
+  rendered.set(r, text);
+  return text;
+}
+
+function render(r: DoctorReport | null): string {
   const probes = [...peerProbes(r).values()];
   const answered = probes.filter((p) => p.rttMs !== null).sort((a, b) => b.rttMs! - a.rttMs!);
   const unanswered = probes.filter((p) => p.rttMs === null).sort((a, b) => a.subnet.localeCompare(b.subnet));

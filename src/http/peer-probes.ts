@@ -18,10 +18,22 @@ export interface PeerProbe {
 // "198.19.3.0 (lease 198.19.3.0-24, node 198.18.0.3): 0.123 ms" or "…: no answer (…)"
 const DETAIL = /^(\S+) \(lease (\S+)-(\d+), node (\S+)\): (?:([0-9.]+) ms|no answer)/;
 
+/** Parsed once per report: the page and /metrics ask for every request, a report lasts a minute. */
+const parsed = new WeakMap<DoctorReport, ReadonlyMap<string, PeerProbe>>();
+
 /** Every probe of the report's `peers` check, keyed by subnet; empty without a report or probes. */
-export function peerProbes(report: DoctorReport | null): Map<string, PeerProbe> {
+export function peerProbes(report: DoctorReport | null): ReadonlyMap<string, PeerProbe> {
+  if (!report) return new Map();
+  const cached = parsed.get(report);
+  if (cached) return cached;
+  const out = parse(report);
+  parsed.set(report, out);
+  return out;
+}
+
+function parse(report: DoctorReport): Map<string, PeerProbe> {
   const out = new Map<string, PeerProbe>();
-  const check = report?.checks.find((c) => c.id === "peers");
+  const check = report.checks.find((c) => c.id === "peers");
   for (const line of check?.details ?? []) {
     const m = DETAIL.exec(line);
     if (!m) continue;
