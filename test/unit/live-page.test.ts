@@ -1,11 +1,12 @@
 import { describe, expect, test } from "bun:test";
+import { parseCidr } from "../../src/config/cidr.ts";
 import { checkPeers } from "../../src/doctor/checks.ts";
 import type { ProbeResult } from "../../src/doctor/facts.ts";
 import type { DoctorReport } from "../../src/doctor/report.ts";
 import { createApp } from "../../src/http/app.ts";
 import { formatDoctorMetrics, SLOWEST_PEERS, UNANSWERED_PEERS } from "../../src/http/doctor-metrics.ts";
 import { esc, html } from "../../src/http/page/html.ts";
-import { buildPage, parsePageQuery } from "../../src/http/page/model.ts";
+import { buildPage, parsePageQuery, subnetOrder } from "../../src/http/page/model.ts";
 import { RING_DOTS } from "../../src/http/page/ring.ts";
 import { peerProbes } from "../../src/http/peer-probes.ts";
 import type { AgentStatus } from "../../src/status/status.ts";
@@ -188,6 +189,27 @@ describe("live page GET /", () => {
       expect(text).toContain(want!);
     }
     expect(() => parsePageQuery({ q: "x".repeat(101) })).toThrow("q must be at most 100 characters");
+  });
+
+  test("leases sort by subnet address, then prefix length; unparseable last", () => {
+    for (const x of ["198.19.3.0/24", "10.0.0.0/8", "255.255.255.252/30", "0.0.0.0/0"]) {
+      const c = parseCidr(x, false)!;
+      expect(subnetOrder(x)).toBe(c.ip * 64 + c.len);
+    }
+    const sorted = [
+      "198.19.10.0/24",
+      "198.19.2.0/24",
+      "bogus",
+      "198.19.2.0/23",
+      "1.2.3/24",
+      "1.2.3.4/33",
+    ].sort((a, b) => subnetOrder(a) - subnetOrder(b));
+    expect(sorted.slice(0, 3)).toEqual(["198.19.2.0/23", "198.19.2.0/24", "198.19.10.0/24"]);
+    expect(sorted.slice(3).map(subnetOrder)).toEqual([
+      Number.MAX_SAFE_INTEGER,
+      Number.MAX_SAFE_INTEGER,
+      Number.MAX_SAFE_INTEGER,
+    ]);
   });
 
   test("a page past the end shows the last one", () => {

@@ -5,7 +5,6 @@
  * Only one page of leases becomes markup, so 10,000 leases cost a sort, not a 10,000-row table.
  */
 import * as v from "valibot";
-import { parseCidr } from "../../config/cidr.ts";
 import type { DoctorReport } from "../../doctor/report.ts";
 import { type AgentStatus, isVerdictCounter, type LeaseView } from "../../status/status.ts";
 import { issuesText, ValidationError } from "../../validation.ts";
@@ -85,10 +84,30 @@ export function seriesOf(name: string): Series | null {
   return null;
 }
 
-const subnetOrder = (l: LeaseView) => {
-  const c = parseCidr(l.subnet, false);
-  return c ? c.ip * 64 + c.len : Number.MAX_SAFE_INTEGER;
-};
+/**
+ * "a.b.c.d/len" as a number that sorts by address, then prefix length (unparseable last).
+ * A hand-rolled parse: at 10,000 leases on every poll, parseCidr was most of the page's cost.
+ */
+export function subnetOrder(subnet: string): number {
+  let ip = 0;
+  let part = 0;
+  let dots = 0;
+  let slash = -1;
+  for (let i = 0; i < subnet.length; i++) {
+    const c = subnet.charCodeAt(i);
+    if (c >= 48 && c <= 57) part = part * 10 + (c - 48);
+    else if (c === 46 && dots < 3 && slash < 0) {
+      ip = ip * 256 + part;
+      part = 0;
+      dots++;
+    } else if (c === 47 && dots === 3 && slash < 0) {
+      ip = ip * 256 + part;
+      part = 0;
+      slash = i;
+    } else return Number.MAX_SAFE_INTEGER;
+  }
+  return dots === 3 && slash > 0 && part <= 32 ? ip * 64 + part : Number.MAX_SAFE_INTEGER;
+}
 
 export function isUnprogrammed(l: LeaseView): boolean {
   return !l.own && !l.programmed;
@@ -109,7 +128,7 @@ export function buildPage(
   now: number,
 ): PageModel {
   const probes = peerProbes(doctor);
-  const keyed = status.leases.map((l) => ({ l, k: subnetOrder(l) }));
+  const keyed = status.leases.map((l) => ({ l, k: subnetOrder(l.subnet) }));
   keyed.sort((a, b) => a.k - b.k);
   const all: LeaseRow[] = keyed.map(({ l }, index) => ({
     ...l,
