@@ -129,19 +129,15 @@
     return 10 * p;
   }
 
-  /** Swaps every data-live region that changed, keeping which <details> the reader opened. */
+  /** Swaps every data-live region that changed, keeping which <details> the reader opened or closed. */
   function swap(doc) {
     for (const next of doc.querySelectorAll("[data-live][id]")) {
       const cur = document.getElementById(next.id);
       if (!cur || cur.innerHTML === next.innerHTML) continue;
-      const open = new Set(
-        [...cur.querySelectorAll("details[open]")].map(
-          (d) => d.closest("[data-check]")?.dataset.check ?? d.className,
-        ),
-      );
+      const key = (d) => d.closest("[data-check]")?.dataset.check ?? d.className;
+      const open = new Map([...cur.querySelectorAll("details")].map((d) => [key(d), d.open]));
       const fresh = document.importNode(next, true);
-      for (const d of fresh.querySelectorAll("details"))
-        if (open.has(d.closest("[data-check]")?.dataset.check ?? d.className)) d.open = true;
+      for (const d of fresh.querySelectorAll("details")) if (open.has(key(d))) d.open = open.get(key(d));
       cur.replaceWith(fresh);
     }
   }

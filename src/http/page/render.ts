@@ -199,7 +199,7 @@ function doctor(m: PageModel): Html {
       html`<div class="check ${c.status}" data-check="${c.id}"><span class="st ${c.status === "problem" ? "bad" : "warn"}">${c.status}</span> <code>${c.id}</code> ${c.finding}<details><summary>why and how to fix</summary>${
         c.details?.length ? html`<ul>${c.details.map((d) => html`<li>${d}</li>`)}</ul>` : null
       }<p><b>why:</b> ${c.why}</p>${c.fix ? html`<p><b>fix:</b> ${c.fix}${c.fixable ? " (tartan doctor --fix does it)" : ""}</p>` : null}<p class="muted">docs/doctor.md#${c.id}</p></details></div>`,
-  )}<details class="oks"><summary>${ok.length} checks ok</summary><ul>${ok.map(
+  )}<details class="oks"${bad.length ? null : html` open`}><summary>${ok.length} checks ok</summary><ul>${ok.map(
     (c) =>
       html`<li data-check="${c.id}"><span class="st ok">ok</span> <code>${c.id}</code> ${c.finding}</li>`,
   )}</ul></details></div>`;
