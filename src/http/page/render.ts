@@ -5,7 +5,7 @@
  * counter rates from `data-value`/`data-now`, and draws the encap/decap chart.
  */
 import { type Html, html } from "./html.ts";
-import type { CounterRow, LeaseRow, PageModel, PageQuery } from "./model.ts";
+import { type CounterRow, DEFAULT_LIMIT, type LeaseRow, type PageModel, type PageQuery } from "./model.ts";
 import { ringSvg } from "./ring.ts";
 
 export interface AssetUrls {
@@ -39,7 +39,7 @@ function href(q: PageQuery, over: Partial<PageQuery>): string {
   const p = new URLSearchParams();
   if (m.q) p.set("q", m.q);
   if (m.show !== "all") p.set("show", m.show);
-  if (m.limit !== 100) p.set("limit", String(m.limit));
+  if (m.limit !== DEFAULT_LIMIT) p.set("limit", String(m.limit));
   if (m.page !== 1) p.set("page", String(m.page));
   const s = p.toString();
   return s ? `/?${s}` : "/";
@@ -183,7 +183,7 @@ function filterForm(q: PageQuery): Html {
     "all",
     "all leases",
   )}${opt("unprogrammed", "not programmed")}${opt("unreachable", "unreachable")}</select>${
-    q.limit !== 100 ? html`<input type="hidden" name="limit" value="${q.limit}">` : null
+    q.limit !== DEFAULT_LIMIT ? html`<input type="hidden" name="limit" value="${q.limit}">` : null
   }<button type="submit">show</button></form>`;
 }
 
@@ -199,7 +199,7 @@ function doctor(m: PageModel): Html {
       html`<div class="check ${c.status}" data-check="${c.id}"><span class="st ${c.status === "problem" ? "bad" : "warn"}">${c.status}</span> <code>${c.id}</code> ${c.finding}<details><summary>why and how to fix</summary>${
         c.details?.length ? html`<ul>${c.details.map((d) => html`<li>${d}</li>`)}</ul>` : null
       }<p><b>why:</b> ${c.why}</p>${c.fix ? html`<p><b>fix:</b> ${c.fix}${c.fixable ? " (tartan doctor --fix does it)" : ""}</p>` : null}<p class="muted">docs/doctor.md#${c.id}</p></details></div>`,
-  )}<details class="oks"${bad.length ? null : html` open`}><summary>${ok.length} checks ok</summary><ul>${ok.map(
+  )}<details class="oks"><summary>${ok.length} checks ok</summary><ul>${ok.map(
     (c) =>
       html`<li data-check="${c.id}"><span class="st ok">ok</span> <code>${c.id}</code> ${c.finding}</li>`,
   )}</ul></details></div>`;
