@@ -1,11 +1,17 @@
 /**
- * The agent's HTTP endpoint (Hono): health and readiness probes, effective config,
- * leases, status and Prometheus metrics. Read-only: other methods get 405, unknown
- * paths 404. Built from its dependencies so tests drive it with app.request().
+ * The agent's HTTP endpoint (Hono): the live page, health and readiness probes,
+ * effective config, leases, status and Prometheus metrics. Read-only: other methods get
+ * 405, unknown paths 404. Built from its dependencies so tests drive it with app.request().
  */
 import { Hono } from "hono";
 import type { DoctorReport } from "../doctor/report.ts";
 import { type AgentStatus, formatMetrics } from "../status/status.ts";
+import { ValidationError } from "../validation.ts";
+import { formatDoctorMetrics } from "./doctor-metrics.ts";
+import { DoctorView } from "./doctor-view.ts";
+import { ASSETS, SCRIPT, STYLE } from "./page/assets.ts";
+import { buildPage, parsePageQuery } from "./page/model.ts";
+import { renderPage } from "./page/render.ts";
 
 export interface AppDeps {
   /** A fresh status snapshot (health checks included). */
@@ -18,6 +24,8 @@ export interface AppDeps {
 }
 
 const ROUTES = [
+  "/",
+  ...ASSETS.map((a) => a.path),
   "/healthz",
   "/readyz",
   "/v1/config",
@@ -25,10 +33,43 @@ const ROUTES = [
   "/v1/status",
   "/v1/doctor",
   "/metrics",
-] as const;
+];
+
+/** The page runs only its own script and style and talks only to this endpoint. */
+const PAGE_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
+  const doctor = new DoctorView(deps.doctor);
+  app.get("/", async (c) => {
+    let query: ReturnType<typeof parsePageQuery>;
+    try {
+      query = parsePageQuery(c.req.query());
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      return c.text(`${e.message}\n`, 400, { "x-content-type-options": "nosniff" });
+    }
+    const [s, report] = await Promise.all([deps.status(), doctor.current()]);
+    const page = renderPage(buildPage(s, report, query, Date.now()), {
+      script: SCRIPT.url,
+      style: STYLE.url,
+    });
+    return c.html(page, 200, PAGE_HEADERS);
+  });
+  for (const a of ASSETS)
+    app.get(a.path, (c) =>
+      c.body(a.body, 200, {
+        "content-type": a.type,
+        "cache-control": "public, max-age=31536000, immutable",
+        "x-content-type-options": "nosniff",
+      }),
+    );
   app.get("/healthz", async (c) => {
     const s = await deps.status({ leases: false });
     const body = {
@@ -56,8 +97,10 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(await deps.doctor());
   });
   app.get("/metrics", async (c) => {
-    const s = await deps.status({ leases: false });
-    return c.text(formatMetrics(s), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+    const [s, report] = await Promise.all([deps.status({ leases: false }), doctor.current()]);
+    return c.text(formatMetrics(s) + formatDoctorMetrics(report), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    });
   });
   for (const path of ROUTES) {
     app.all(path, (c) =>

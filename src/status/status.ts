@@ -77,12 +77,60 @@ export function newMetrics(): AgentMetrics {
   };
 }
 
+/** Datapath verdict counters (encap_…, decap_…, vxlan_…) only grow; anything else a backend reports is a gauge. */
+export function isVerdictCounter(name: string): boolean {
+  return /^(encap|decap|vxlan)_/.test(name);
+}
+
+/** One sample of a metric family: its labels (values escaped on output) and value. */
+export interface PromSample {
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const escapeHelp = (v: string) => v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+const formatValue = (v: number) =>
+  Number.isNaN(v) ? "NaN" : v === Infinity ? "+Inf" : v === -Infinity ? "-Inf" : String(v);
+
+/**
+ * One metric family in the Prometheus text format (HELP, TYPE, samples). A family with no
+ * samples still declares itself, so dashboards and alerts can name it before it has any.
+ */
+export function promFamily(
+  name: string,
+  type: "gauge" | "counter",
+  help: string,
+  samples: readonly PromSample[],
+): string[] {
+  const lines = [`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`];
+  for (const s of samples) {
+    const labels = Object.entries(s.labels ?? {});
+    const l = labels.length ? `{${labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}` : "";
+    lines.push(`${name}${l} ${formatValue(s.value)}`);
+  }
+  return lines;
+}
+
+const isoSeconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
+
 /** Prometheus exposition text for a status snapshot. */
 export function formatMetrics(s: AgentStatus): string {
   const lines: string[] = [];
-  const metric = (name: string, type: "gauge" | "counter", help: string, value: number, labels = "") => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name}${labels} ${value}`);
+  const metric = (name: string, type: "gauge" | "counter", help: string, value: number | null) => {
+    lines.push(...promFamily(name, type, help, value === null ? [] : [{ value }]));
   };
+  lines.push(
+    ...promFamily("tartan_build_info", "gauge", "Always 1; labels name the node, version and backend.", [
+      { labels: { node: s.node, version: s.version, backend: s.backend ?? "" }, value: 1 },
+    ]),
+  );
+  metric(
+    "tartan_start_time_seconds",
+    "gauge",
+    "When the agent started (Unix time).",
+    isoSeconds(s.startedAt),
+  );
   metric("tartan_leases", "gauge", "Valid leases known from the registry, ours included.", s.counts.leases);
   metric(
     "tartan_leases_programmed",
@@ -91,6 +139,18 @@ export function formatMetrics(s: AgentStatus): string {
     s.counts.programmed,
   );
   metric("tartan_lease_held", "gauge", "1 while this node holds a lease.", s.lease ? 1 : 0);
+  metric(
+    "tartan_lease_expiry_timestamp_seconds",
+    "gauge",
+    "When this node's lease expires unless renewed (Unix time; absent for a reservation).",
+    isoSeconds(s.lease?.expiresAt ?? null),
+  );
+  metric(
+    "tartan_lease_renew_timestamp_seconds",
+    "gauge",
+    "When the agent renews its lease (Unix time); at or before now while a renewal is due or being retried.",
+    isoSeconds(s.lease?.renewAt ?? null),
+  );
   metric(
     "tartan_lease_acquisitions_total",
     "counter",
@@ -117,6 +177,17 @@ export function formatMetrics(s: AgentStatus): string {
     "1 while the registry is unreachable.",
     s.registry.state === "ok" ? 0 : 1,
   );
+  lines.push(
+    ...promFamily(
+      "tartan_registry_state",
+      "gauge",
+      "1 for the registry's current state (ok, degraded or connecting), 0 for the others.",
+      (["ok", "degraded", "connecting"] as const).map((state) => ({
+        labels: { state },
+        value: s.registry.state === state ? 1 : 0,
+      })),
+    ),
+  );
   metric("tartan_registry_revision", "gauge", "Last registry revision seen.", s.registry.revision);
   metric(
     "tartan_datapath_apply_errors_total",
@@ -138,17 +209,16 @@ export function formatMetrics(s: AgentStatus): string {
   );
   metric("tartan_ready", "gauge", "1 when /readyz is 200.", s.ready.ok ? 1 : 0);
   metric("tartan_healthy", "gauge", "1 when /healthz is 200.", s.health.ok ? 1 : 0);
-  // Packet verdicts (encap_*/decap_*/vxlan_*) are counters; anything else a backend reports is a gauge.
   const names = Object.keys(s.counters).sort();
-  const verdicts = names.filter((n) => /^(encap|decap|vxlan)_/.test(n));
-  if (verdicts.length > 0) {
-    lines.push(
-      "# HELP tartan_datapath_packets_total Datapath verdicts by reason (eBPF per-CPU counters summed, or device statistics).",
-    );
-    lines.push("# TYPE tartan_datapath_packets_total counter");
-    for (const n of verdicts) lines.push(`tartan_datapath_packets_total{reason="${n}"} ${s.counters[n]}`);
-  }
-  for (const n of names.filter((x) => !verdicts.includes(x)))
+  lines.push(
+    ...promFamily(
+      "tartan_datapath_packets_total",
+      "counter",
+      "Datapath verdicts by reason (eBPF per-CPU counters summed, or device statistics).",
+      names.filter(isVerdictCounter).map((reason) => ({ labels: { reason }, value: s.counters[reason]! })),
+    ),
+  );
+  for (const n of names.filter((x) => !isVerdictCounter(x)))
     metric(
       `tartan_datapath_${n.replace(/[^a-zA-Z0-9_]/g, "_")}`,
       "gauge",
