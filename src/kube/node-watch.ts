@@ -204,6 +204,12 @@ export function startNodeWatch(client: KubeClient, sink: NodeSink, o: NodeWatchO
           await relist();
           needList = false;
         }
+        // Bun's fetch resolves a watch only with its first event, which on a quiet cluster
+        // is the first bookmark (a minute away): say "recovered" as soon as the API answers
+        if (failing) {
+          await client.listNodes({ limit: 1, fieldSelector: o.fieldSelector, signal: abort.signal });
+          ok();
+        }
         const end = await watchOnce();
         if (end === "gone") {
           log.info("Node watch history is gone (410); listing again", { resourceVersion: rv });
