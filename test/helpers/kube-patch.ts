@@ -23,8 +23,8 @@ export class PatchError extends Error {
 const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** RFC 7386: objects merge recursively, null deletes, anything else replaces. */
-export function mergePatch(target: Json | undefined, patch: Json): Json {
-  if (!isObject(patch)) return patch;
+export function mergePatch(target: unknown, patch: unknown): Json {
+  if (!isObject(patch)) return patch as Json;
   const out: JsonObject = isObject(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
@@ -96,10 +96,10 @@ function addAt(doc: Json, path: string, value: Json, replace: boolean): Json {
 }
 
 /** RFC 6902: add, remove, replace, move, copy, test, applied in order to a copy. */
-export function jsonPatch(target: Json, ops: Json): Json {
+export function jsonPatch(target: unknown, ops: unknown): Json {
   if (!Array.isArray(ops))
     throw new PatchError("json patch: the body must be a JSON array of operations", 400);
-  let doc = structuredClone(target);
+  let doc = structuredClone(target) as Json;
   for (const op of ops) {
     if (!isObject(op) || typeof op.op !== "string" || typeof op.path !== "string")
       throw new PatchError(`json patch: ${JSON.stringify(op)} is not an operation`, 400);
@@ -229,7 +229,7 @@ function strategicMerge(path: string, orig: Json, patch: Json, schema: PatchSche
 }
 
 /** Applies a strategic merge patch to an object of the type `schema` describes. */
-export function strategicMergePatch(target: Json, patch: Json, schema: PatchSchema): Json {
+export function strategicMergePatch(target: unknown, patch: unknown, schema: PatchSchema): Json {
   if (!isObject(patch)) throw new PatchError("strategic merge patch: the body must be a JSON object", 400);
-  return strategicMerge("", target, patch, schema) ?? {};
+  return strategicMerge("", target as Json, patch, schema) ?? {};
 }
