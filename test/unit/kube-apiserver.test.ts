@@ -19,6 +19,9 @@ import {
 } from "../helpers/kube-patch.ts";
 import { until } from "../helpers/netns.ts";
 
+// biome-ignore lint/suspicious/noExplicitAny: API answers are walked freely here; the assertions check them
+type Doc = Record<string, any>;
+
 describe("PATCH semantics", () => {
   const node = {
     metadata: { name: "n1", annotations: { a: "1", b: "2" }, finalizers: ["x"] },
@@ -157,7 +160,7 @@ describe("the protocol over HTTP", () => {
 
   const get = async (path: string, init: RequestInit = {}) => {
     const r = await fetch(api.url + path, init);
-    return { status: r.status, body: (await r.json()) as Record<string, any> };
+    return { status: r.status, body: (await r.json()) as Doc };
   };
   const patch = (path: string, type: string, body: unknown) =>
     get(path, { method: "PATCH", headers: { "Content-Type": type }, body: JSON.stringify(body) });
@@ -166,10 +169,10 @@ describe("the protocol over HTTP", () => {
     const all = await get("/api/v1/nodes");
     expect(all.body.kind).toBe("NodeList");
     expect(all.body.metadata.resourceVersion).toBe(String(await api.resourceVersion()));
-    expect(all.body.items.map((n: any) => n.metadata.name)).toEqual(["n1", "n2", "n3", "n4", "n5"]);
+    expect(all.body.items.map((n: Doc) => n.metadata.name)).toEqual(["n1", "n2", "n3", "n4", "n5"]);
     expect(all.body.items[0].kind).toBeUndefined();
     const one = await get("/api/v1/nodes?fieldSelector=metadata.name%3Dn3");
-    expect(one.body.items.map((n: any) => n.metadata.name)).toEqual(["n3"]);
+    expect(one.body.items.map((n: Doc) => n.metadata.name)).toEqual(["n3"]);
     expect((await get("/api/v1/nodes?fieldSelector=spec.unschedulable%3Dtrue")).status).toBe(400);
     const p1 = await get("/api/v1/nodes?limit=2");
     expect(p1.body.items).toHaveLength(2);
@@ -177,7 +180,7 @@ describe("the protocol over HTTP", () => {
     // a write between pages does not show in the rest of the list (a consistent snapshot)
     await api.createNode(makeNode({ name: "n0" }));
     const p2 = await get(`/api/v1/nodes?limit=10&continue=${p1.body.metadata.continue}`);
-    expect(p2.body.items.map((n: any) => n.metadata.name)).toEqual(["n3", "n4", "n5"]);
+    expect(p2.body.items.map((n: Doc) => n.metadata.name)).toEqual(["n3", "n4", "n5"]);
     expect(p2.body.metadata.resourceVersion).toBe(p1.body.metadata.resourceVersion);
     expect(p2.body.metadata.continue).toBeUndefined();
     await api.deleteNode("n0");
@@ -241,7 +244,7 @@ describe("the protocol over HTTP", () => {
     expect(st.status).toBe(200);
     expect(st.body.metadata.annotations["flannel.alpha.coreos.com/public-ip"]).toBe("198.18.0.2");
     expect(st.body.spec.unschedulable).toBe(true);
-    expect(st.body.status.conditions.map((c: any) => c.type)).toEqual(["Ready", "NetworkUnavailable"]);
+    expect(st.body.status.conditions.map((c: Doc) => c.type)).toEqual(["Ready", "NetworkUnavailable"]);
     // a patch that changes nothing writes nothing
     const rv = await api.resourceVersion();
     const same = await patch("/api/v1/nodes/n2/status", "application/merge-patch+json", {
@@ -252,7 +255,7 @@ describe("the protocol over HTTP", () => {
   });
 
   /** Reads a watch until `n` lines arrived (or the server ends it). */
-  async function watchLines(path: string, n: number, during?: () => Promise<unknown>): Promise<any[]> {
+  async function watchLines(path: string, n: number, during?: () => Promise<unknown>): Promise<Doc[]> {
     const ac = new AbortController();
     // Bun's fetch resolves with the first chunk of the body, so the writes start first
     const pending = fetch(api.url + path, { signal: ac.signal });
@@ -325,7 +328,7 @@ describe("the protocol over HTTP", () => {
     const now = await api.resourceVersion();
     await api.compact();
     const after = await watchLines(`/api/v1/nodes?watch=1&resourceVersion=${now}`, 1);
-    expect(after[0].object.code).toBe(410);
+    expect(after[0]!.object.code).toBe(410);
   });
 
   test("pause refuses connections until resume", async () => {
@@ -448,7 +451,7 @@ users:
       '{"status":{"conditions":[{"type":"NetworkUnavailable","status":"False","reason":"FlannelIsUp","message":"Flannel is running on this node"}]}}',
     );
     const conds = JSON.parse(await ok("get", "node", "node-b", "-o", "jsonpath={.status.conditions}"));
-    expect(conds.map((c: any) => `${c.type}=${c.status}`)).toEqual([
+    expect(conds.map((c: Doc) => `${c.type}=${c.status}`)).toEqual([
       "Ready=True",
       "NetworkUnavailable=False",
     ]);
