@@ -6,7 +6,7 @@
  * - binary size: a bare Bun program, each probe, and dist/tartan (src/main.ts) with each
  *   client added as a second entry point (the growth of the agent's binary);
  * - idle RSS: each probe listing + watching 3 Nodes, 10 s after its list;
- * - at N = 5,000 and 10,000 realistic Nodes (about 7 KB of JSON each, test/helpers/
+ * - at N = 5,000 and 10,000 realistic Nodes (about 6 KB of JSON each, test/helpers/
  *   kube-nodes.ts): time to the first full list, CPU-seconds for it, RSS after; then a
  *   watch burst (every Node's public-ip annotation changed: N MODIFIED events): time
  *   from the first write to the probe having seen all N, CPU-seconds, peak and final RSS.

@@ -2,7 +2,7 @@
  * Node objects for the stand-in API server: a small one (what a test needs to say) or a
  * realistic one, shaped like what a kubeadm cluster's kubelet and controllers leave on a
  * Node (labels, kubelet annotations, managedFields, conditions, addresses, nodeInfo, a
- * page of images: about 7 KB of JSON), for memory and CPU figures that mean something.
+ * page of images: about 6 KB of JSON), for memory and CPU figures that mean something.
  */
 
 export interface NodeInput {
