@@ -40,7 +40,9 @@ import { nodeLease } from "${ROOT}/src/kube/node-lease.ts";
 const names = annotationNames();
 const network = parseCidr("198.19.0.0/16");
 const kc = new k8s.KubeConfig();
-kc.loadFromFile(process.env.KUBECONFIG);
+// IN_CLUSTER_PREFIX: a directory holding var/run/secrets/kubernetes.io/serviceaccount/ (the capability check)
+if (process.env.IN_CLUSTER_PREFIX) kc.loadFromCluster(process.env.IN_CLUSTER_PREFIX);
+else kc.loadFromFile(process.env.KUBECONFIG);
 const api = kc.makeApiClient(k8s.CoreV1Api);
 let synced = false;
 let events = 0;
@@ -107,9 +109,9 @@ interface Probe {
 /** Extra environment per probe (client-node needs NODE_EXTRA_CA_CERTS under Bun: see the capability check). */
 const probeEnv: Record<string, Record<string, string>> = {};
 
-function startProbe(bin: string, kubeconfig: string): Probe {
+function startProbe(bin: string, kubeconfig: string, extra: Record<string, string> = {}): Probe {
   const p = Bun.spawn(["setpriv", "--pdeathsig", "SIGKILL", bin], {
-    env: { ...process.env, ...probeEnv[bin], KUBECONFIG: kubeconfig, NODE_NAME: "node-1" },
+    env: { ...process.env, ...probeEnv[bin], KUBECONFIG: kubeconfig, NODE_NAME: "node-1", ...extra },
     stdout: "pipe",
     stderr: "inherit",
   });
@@ -300,8 +302,8 @@ users: [{name: agent, user: {token: bench-token}}]
 `,
 );
 /** Does the probe list the 3 Nodes with this kubeconfig (and env)? "ok" or the error it reports. */
-async function works(bin: string, cfg: string): Promise<string> {
-  const probe = startProbe(bin, cfg);
+async function works(bin: string, cfg: string, env: Record<string, string> = {}): Promise<string> {
+  const probe = startProbe(bin, cfg, env);
   try {
     await waitFor(probe, "the list", (l) => l.synced === 3, 15_000);
     return "ok";
@@ -331,7 +333,20 @@ try {
   await api.createNodes(nodes(3));
   await certApi.createNodes(nodes(3));
   console.log("compiled, against the stand-in over HTTPS (CA from the kubeconfig):");
+  // in-cluster: a service-account directory (token, ca.crt) and KUBERNETES_SERVICE_HOST/PORT
+  const prefix = join(WORK, "in-cluster");
+  const saDir = join(prefix, "var/run/secrets/kubernetes.io/serviceaccount");
+  mkdirSync(saDir, { recursive: true });
+  writeFileSync(join(saDir, "token"), "bench-token");
+  writeFileSync(join(saDir, "ca.crt"), readFileSync(pki.caFile));
+  writeFileSync(join(saDir, "namespace"), "kube-system");
+  const inCluster = {
+    KUBERNETES_SERVICE_HOST: "127.0.0.1",
+    KUBERNETES_SERVICE_PORT: new URL(api.url).port,
+    IN_CLUSTER_PREFIX: prefix,
+  };
   for (const name of ["tartan", "clientNode"] as const) {
+    console.log(`  ${name.padEnd(10)} in-cluster service account: ${await works(bins[name], "", inCluster)}`);
     console.log(
       `  ${name.padEnd(10)} CA + token: ${await works(bins[name], kubeconfig)}; client certificate: ${await works(bins[name], certConfig)}`,
     );
