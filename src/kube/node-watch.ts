@@ -1,11 +1,13 @@
 /**
  * List, then watch, Nodes, forever (client-go's reflector, for one resource): a paged
  * list gives a consistent set and its resourceVersion; the watch resumes from the last
- * resourceVersion seen (events and bookmarks), is re-opened when the server ends it
- * (timeoutSeconds) or goes quiet for too long (a half-open connection), and after a
- * failure with capped, jittered backoff. A 410 Gone (an ERROR event or the HTTP status:
- * the history was compacted) means a fresh list. Errors and recovery are reported once
- * each, so health can say "degraded" while the datapath keeps what it has.
+ * resourceVersion seen (events and bookmarks) and is re-opened when the server ends it
+ * (timeoutSeconds; after a pause when that happens within a second, so a server or proxy
+ * that ends every watch at once is not hammered), when it goes quiet for too long (a
+ * half-open connection), and after a failure with capped, jittered backoff. A 410 Gone
+ * (an ERROR event or the HTTP status: the history was compacted) means a fresh list.
+ * Errors and recovery are reported once each, so health can say "degraded" while the
+ * datapath keeps what it has.
  *
  * Nothing is kept here: pages and events go to a sink as they arrive (a 10,000-node list
  * is never held whole).
@@ -210,12 +212,17 @@ export function startNodeWatch(client: KubeClient, sink: NodeSink, o: NodeWatchO
           await client.listNodes({ limit: 1, fieldSelector: o.fieldSelector, signal: abort.signal });
           ok();
         }
+        const started = Date.now();
         const end = await watchOnce();
         if (end === "gone") {
           log.info("Node watch history is gone (410); listing again", { resourceVersion: rv });
           needList = true;
+        } else if (Date.now() - started < 1000 && !stopped) {
+          // the server (or a proxy) ends watches at once: do not spin; the next one waits
+          await sleep(delay * (0.8 + 0.4 * random()));
+          delay = Math.min(delay * 2, backoff.maxMs);
         }
-        // "ended": the server closed the watch (timeoutSeconds): re-open at once
+        // else "ended" after a while: the server closed the watch (timeoutSeconds): re-open at once
       } catch (e) {
         if (stopped) break;
         if (isGone(e)) {
