@@ -1,5 +1,6 @@
 /**
- * The deploy files: the Kubernetes manifest against an offline schema (and `kubectl apply
+ * The deploy files: both Kubernetes manifests (tartan.yaml, the kube subnet manager, and
+ * tartan-etcd.yaml) against an offline schema (and `kubectl apply
  * --dry-run=client` against a stub API server that only answers discovery), the conflist
  * against the plugin's own config parser, the DaemonSet's command line against the
  * agent's flag parser, the init container's install script run for real in a temp dir,
@@ -23,7 +24,6 @@ import { parseNetworkConfig } from "../../src/config/network.ts";
 import { checkManifest } from "./cni-k8s-schema.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
-const MANIFEST = join(ROOT, "deploy/kubernetes/tartan.yaml");
 const CONFLIST = join(ROOT, "deploy/cni/10-tartan.conflist");
 const UNIT = join(ROOT, "deploy/systemd/tartan.service");
 const BUN = process.execPath;
@@ -33,13 +33,6 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed YAML is walked freely here; checkManifest validates its shape
 type Doc = Record<string, any>;
-const docs = Bun.YAML.parse(readFileSync(MANIFEST, "utf8")) as Doc[];
-const byKind = (k: string) => docs.find((d) => d.kind === k)!;
-const configMap = byKind("ConfigMap");
-const ds = byKind("DaemonSet");
-const podSpec = ds.spec.template.spec;
-const agent = podSpec.containers.find((c: Doc) => c.name === "tartan");
-const init = podSpec.initContainers.find((c: Doc) => c.name === "install-cni");
 
 async function sh(cmd: string[], env: Record<string, string> = {}) {
   const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
@@ -57,164 +50,232 @@ function which(bin: string): string | null {
   return null;
 }
 
-describe("Kubernetes manifest", () => {
-  test("every object passes the offline schema and its cross-references hold", () => {
-    expect(docs.map((d) => d.kind)).toEqual([
-      "Namespace",
-      "ServiceAccount",
-      "ClusterRole",
-      "ClusterRoleBinding",
-      "ConfigMap",
-      "DaemonSet",
-    ]);
-    expect(checkManifest(docs)).toEqual([]);
-  });
+/** The DaemonSet's environment as the kubelet would give it on node-1 (ConfigMap keys, downward API). */
+function agentEnv(agent: Doc, configMap: Doc): Record<string, string> {
+  const env: Record<string, string> = {};
+  const fields: Record<string, string> = {
+    "spec.nodeName": "node-1",
+    "metadata.name": "tartan-x7k2p",
+    "metadata.namespace": "tartan-system",
+  };
+  for (const e of agent.env) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom.configMapKeyRef) env[e.name] = configMap.data[e.valueFrom.configMapKeyRef.key];
+    else env[e.name] = fields[e.valueFrom.fieldRef.fieldPath]!;
+  }
+  return env;
+}
 
-  test("the schema catches a misspelt field, a dangling volume and a wrong selector", () => {
-    const broken = structuredClone(docs);
-    const bds = broken.find((d) => d.kind === "DaemonSet")!;
-    bds.spec.template.spec.containers[0].volumeMounts[0].mountpath = "/x";
-    expect(checkManifest(broken).join("\n")).toContain("mountpath");
-    const b2 = structuredClone(docs);
-    const ds2 = b2.find((d) => d.kind === "DaemonSet")!;
-    ds2.spec.template.spec.containers[0].volumeMounts.push({ name: "nope", mountPath: "/nope" });
-    ds2.spec.selector.matchLabels["app.kubernetes.io/name"] = "other";
-    const p2 = checkManifest(b2).join("\n");
-    expect(p2).toContain("mounts volume nope, which is not defined");
-    expect(p2).toContain("does not match the pod template's labels");
-  });
+/**
+ * Flags the kube subnet manager adds to the agent (issue 14, phase 2): the manifest uses
+ * them already; until the agent knows them they are checked apart.
+ */
+const KUBE_FLAGS = ["--kube-subnet-mgr"];
 
-  test("the ConfigMap's conflist is deploy/cni/10-tartan.conflist and the plugin accepts it", () => {
-    const fromMap = JSON.parse(configMap.data["cni-conf.json"]);
-    const file = JSON.parse(readFileSync(CONFLIST, "utf8"));
-    expect(fromMap).toEqual(file);
-    expect(file.name).toBe("cbr0"); // flannel's network name: host-local state is shared across the switch
-    expect(file.plugins.map((p: Doc) => p.type)).toEqual(["tartan", "portmap"]);
-    // libcni hands each plugin its entry plus the list's name and cniVersion
-    const conf = parseNetConf(
-      JSON.stringify({ ...file.plugins[0], name: file.name, cniVersion: file.cniVersion }),
-    );
-    expect(conf.subnetFile).toBe("/run/flannel/subnet.env");
-    expect(conf.dataDir).toBe("/var/lib/cni/flannel");
-  });
+const kubectl = which("kubectl");
+if (!kubectl) console.log("cni-deploy.test.ts: kubectl is not installed; skipping the kubectl dry run");
 
-  test("net-conf.json is a valid network config with flannel's vxlan wire format", () => {
-    const cfg = parseNetworkConfig(configMap.data["net-conf.json"]);
-    expect(cfg.backend.type).toBe("vxlan");
-  });
+for (const [file, mode] of [
+  ["tartan.yaml", "kube"],
+  ["tartan-etcd.yaml", "etcd"],
+] as const)
+  describe(`Kubernetes manifest ${file}`, () => {
+    const MANIFEST = join(ROOT, "deploy/kubernetes", file);
+    const docs = Bun.YAML.parse(readFileSync(MANIFEST, "utf8")) as Doc[];
+    const byKind = (k: string) => docs.find((d) => d.kind === k)!;
+    const configMap = byKind("ConfigMap");
+    const ds = byKind("DaemonSet");
+    const podSpec = ds.spec.template.spec;
+    const agent = podSpec.containers.find((c: Doc) => c.name === "tartan");
+    const init = podSpec.initContainers.find((c: Doc) => c.name === "install-cni");
+    const configDir = agent.volumeMounts.find((m: Doc) => m.name === "tartan-config").mountPath as string;
 
-  test("the agent's command line parses, selects etcd, and the probes hit its --http", () => {
-    expect(agent.command).toEqual(["/usr/local/bin/tartan", "agent"]);
-    const env: Record<string, string> = {};
-    for (const e of agent.env) {
-      if (e.value !== undefined) env[e.name] = e.value;
-      else if (e.valueFrom.configMapKeyRef) env[e.name] = configMap.data[e.valueFrom.configMapKeyRef.key];
-      else env[e.name] = "node-1"; // fieldRef spec.nodeName
-    }
-    const args = agent.args.map((a: string) => a.replace(/\$\((\w+)\)/g, (_: string, n: string) => env[n]!));
-    const o = parseAgentOptions(args, env);
-    expect(o.registry.kind).toBe("etcd");
-    expect(o.nodeName).toBe("node-1");
-    expect(o.subnetFile).toBe("/run/flannel/subnet.env");
-    expect(o.netConfigPath).toBe("/etc/tartan/net-conf.json");
-    for (const [probe, path] of [
-      ["livenessProbe", "/healthz"],
-      ["readinessProbe", "/readyz"],
-    ] as const) {
-      expect(agent[probe].httpGet).toMatchObject({ host: o.http.host, port: o.http.port, path });
-    }
-    expect(podSpec.hostNetwork).toBe(true);
-    // cluster DNS is not there before the pod network is
-    expect(podSpec.dnsPolicy).toBe("Default");
-    const mounts = new Set(agent.volumeMounts.map((m: Doc) => m.mountPath));
-    for (const p of ["/sys/fs/bpf", "/run/flannel", "/etc/cni/net.d", "/opt/cni/bin", "/var/lib/tartan"])
-      expect(mounts.has(p)).toBe(true);
-  });
+    test("every object passes the offline schema and its cross-references hold", () => {
+      expect(docs.map((d) => d.kind)).toEqual([
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "DaemonSet",
+      ]);
+      expect(checkManifest(docs)).toEqual([]);
+    });
 
-  test("the init container installs the binary and the conflist, and moves flannel's conflist aside", async () => {
-    const root = join(tmp, "node");
-    const bin = join(root, "opt/cni/bin");
-    const netd = join(root, "etc/cni/net.d");
-    const cfg = join(root, "etc/tartan");
-    for (const d of [bin, netd, cfg, join(root, "usr/local/bin")]) mkdirSync(d, { recursive: true });
-    writeFileSync(join(root, "usr/local/bin/tartan"), "#!/bin/sh\necho fake tartan\n");
-    writeFileSync(join(cfg, "cni-conf.json"), configMap.data["cni-conf.json"]);
-    writeFileSync(join(netd, "10-flannel.conflist"), "{}");
-    writeFileSync(join(netd, "99-loopback.conf"), "{}");
-    const script = (init.args[0] as string).replace(
-      /(\/usr\/local\/bin|\/opt\/cni\/bin|\/etc\/cni\/net\.d|\/etc\/tartan)/g,
-      (m) => join(root, m),
-    );
-    const r = await sh([init.command[0], init.command[1], script]);
-    expect(r.err).toBe("");
-    expect(r.code).toBe(0);
-    expect(readdirSync(netd).sort()).toEqual([
-      "10-flannel.conflist.replaced-by-tartan",
-      "10-tartan.conflist",
-      "99-loopback.conf",
-    ]);
-    expect(JSON.parse(readFileSync(join(netd, "10-tartan.conflist"), "utf8"))).toEqual(
-      JSON.parse(readFileSync(CONFLIST, "utf8")),
-    );
-    expect(readFileSync(join(bin, "tartan"), "utf8")).toContain("fake tartan");
-    // a second run (pod restart) is fine
-    expect((await sh([init.command[0], init.command[1], script])).code).toBe(0);
-    expect(readdirSync(bin)).toEqual(["tartan"]);
-  });
+    test("the schema catches a misspelt field, a dangling volume and a wrong selector", () => {
+      const broken = structuredClone(docs);
+      const bds = broken.find((d) => d.kind === "DaemonSet")!;
+      bds.spec.template.spec.containers[0].volumeMounts[0].mountpath = "/x";
+      expect(checkManifest(broken).join("\n")).toContain("mountpath");
+      const b2 = structuredClone(docs);
+      const ds2 = b2.find((d) => d.kind === "DaemonSet")!;
+      ds2.spec.template.spec.containers[0].volumeMounts.push({ name: "nope", mountPath: "/nope" });
+      ds2.spec.selector.matchLabels["app.kubernetes.io/name"] = "other";
+      const p2 = checkManifest(b2).join("\n");
+      expect(p2).toContain("mounts volume nope, which is not defined");
+      expect(p2).toContain("does not match the pod template's labels");
+    });
 
-  const kubectl = which("kubectl");
-  if (!kubectl) console.log("cni-deploy.test.ts: kubectl is not installed; skipping the kubectl dry run");
-  test.skipIf(!kubectl)(
-    "kubectl apply --dry-run=client accepts it (stub API server for discovery only)",
-    async () => {
-      const server = stubApiServer();
-      try {
-        const r = await sh(
-          [
-            kubectl!,
-            "apply",
-            "--dry-run=client",
-            "--validate=false",
-            `--server=http://127.0.0.1:${server.port}`,
-            `--cache-dir=${join(tmp, "kube-cache")}`,
-            "-f",
-            MANIFEST,
-          ],
-          { KUBECONFIG: "/dev/null", HOME: tmp },
+    test("the ConfigMap's conflist is deploy/cni/10-tartan.conflist and the plugin accepts it", () => {
+      const fromMap = JSON.parse(configMap.data["cni-conf.json"]);
+      const fromFile = JSON.parse(readFileSync(CONFLIST, "utf8"));
+      expect(fromMap).toEqual(fromFile);
+      expect(fromFile.name).toBe("cbr0"); // flannel's network name: host-local state is shared across the switch
+      expect(fromFile.plugins.map((p: Doc) => p.type)).toEqual(["tartan", "portmap"]);
+      // libcni hands each plugin its entry plus the list's name and cniVersion
+      const conf = parseNetConf(
+        JSON.stringify({ ...fromFile.plugins[0], name: fromFile.name, cniVersion: fromFile.cniVersion }),
+      );
+      expect(conf.subnetFile).toBe("/run/flannel/subnet.env");
+      expect(conf.dataDir).toBe("/var/lib/cni/flannel");
+    });
+
+    test("net-conf.json is a valid network config with flannel's vxlan wire format", () => {
+      const cfg = parseNetworkConfig(configMap.data["net-conf.json"]);
+      expect(cfg.backend.type).toBe("vxlan");
+    });
+
+    test("the agent's command line parses, and the probes hit its --http", () => {
+      expect(agent.command).toEqual(["/usr/local/bin/tartan", "agent"]);
+      const env = agentEnv(agent, configMap);
+      const args: string[] = agent.args.map((a: string) =>
+        a.replace(/\$\((\w+)\)/g, (_: string, n: string) => env[n]!),
+      );
+      let o: ReturnType<typeof parseAgentOptions>;
+      if (mode === "etcd") {
+        o = parseAgentOptions(args, env);
+        expect(o.registry.kind).toBe("etcd");
+      } else {
+        // the kube flags come with phase 2: today the agent refuses exactly them, and the rest parses
+        for (const f of KUBE_FLAGS) expect(args).toContain(f);
+        expect(() => parseAgentOptions(args, env)).toThrow(`unknown flag ${KUBE_FLAGS[0]}`);
+        o = parseAgentOptions(
+          args.filter((a) => !KUBE_FLAGS.includes(a)),
+          env,
         );
-        expect(r.err).toBe("");
-        expect(r.code).toBe(0);
-        expect(r.out.trim().split("\n")).toEqual([
-          "namespace/tartan-system created (dry run)",
-          "serviceaccount/tartan created (dry run)",
-          "clusterrole.rbac.authorization.k8s.io/tartan created (dry run)",
-          "clusterrolebinding.rbac.authorization.k8s.io/tartan created (dry run)",
-          "configmap/tartan-config created (dry run)",
-          "daemonset.apps/tartan created (dry run)",
-        ]);
-        // and it does fail on a kind the API does not have
-        const bad = join(tmp, "bad.yaml");
-        writeFileSync(bad, readFileSync(MANIFEST, "utf8").replace("kind: DaemonSet", "kind: DaemonSett"));
-        const r2 = await sh(
-          [
-            kubectl!,
-            "apply",
-            "--dry-run=client",
-            "--validate=false",
-            `--server=http://127.0.0.1:${server.port}`,
-            "-f",
-            bad,
-          ],
-          { KUBECONFIG: "/dev/null", HOME: tmp },
-        );
-        expect(r2.code).not.toBe(0);
-        expect(r2.err).toContain("DaemonSett");
-      } finally {
-        server.stop(true);
+        expect(o.ipMasq).toBe(true);
+        expect(o.backend).toBe("ebpf-vxlan");
       }
-    },
-  );
-});
+      expect(o.nodeName).toBe("node-1");
+      expect(o.subnetFile).toBe("/run/flannel/subnet.env");
+      expect(o.netConfigPath).toBe(`${configDir}/net-conf.json`);
+      for (const [probe, path] of [
+        ["livenessProbe", "/healthz"],
+        ["readinessProbe", "/readyz"],
+      ] as const) {
+        expect(agent[probe].httpGet).toMatchObject({ host: o.http.host, port: o.http.port, path });
+      }
+      expect(podSpec.hostNetwork).toBe(true);
+      expect(podSpec.priorityClassName).toBe("system-node-critical");
+      // cluster DNS is not there before the pod network is
+      expect(podSpec.dnsPolicy).toBe("Default");
+      const mounts = new Map<string, Doc>(agent.volumeMounts.map((m: Doc) => [m.mountPath, m]));
+      for (const p of ["/sys/fs/bpf", "/run/flannel", "/etc/cni/net.d", "/opt/cni/bin", "/var/lib/tartan"])
+        expect(mounts.has(p)).toBe(true);
+      expect(mounts.get("/sys/fs/bpf")!.mountPropagation).toBe("Bidirectional");
+    });
+
+    if (mode === "kube")
+      test("kube-flannel.yml's shape: flannel's RBAC, the downward API, every taint tolerated, its config dir", () => {
+        expect(byKind("ClusterRole").rules).toEqual([
+          { apiGroups: [""], resources: ["pods"], verbs: ["get"] },
+          { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
+          { apiGroups: [""], resources: ["nodes/status"], verbs: ["patch"] },
+        ]);
+        const env = agentEnv(agent, configMap);
+        expect(env).toEqual({
+          NODE_NAME: "node-1",
+          POD_NAME: "tartan-x7k2p",
+          POD_NAMESPACE: "tartan-system",
+        });
+        // no etcd anywhere
+        expect(JSON.stringify(docs)).not.toMatch(/etcd/i);
+        expect(podSpec.tolerations).toEqual([{ operator: "Exists" }]);
+        expect(configDir).toBe("/etc/kube-flannel");
+      });
+
+    test("the init container installs the binary and the conflist, and moves flannel's conflist aside", async () => {
+      const root = join(tmp, `node-${mode}`);
+      const bin = join(root, "opt/cni/bin");
+      const netd = join(root, "etc/cni/net.d");
+      const cfg = join(root, configDir);
+      for (const d of [bin, netd, cfg, join(root, "usr/local/bin")]) mkdirSync(d, { recursive: true });
+      writeFileSync(join(root, "usr/local/bin/tartan"), "#!/bin/sh\necho fake tartan\n");
+      writeFileSync(join(cfg, "cni-conf.json"), configMap.data["cni-conf.json"]);
+      writeFileSync(join(netd, "10-flannel.conflist"), "{}");
+      writeFileSync(join(netd, "99-loopback.conf"), "{}");
+      const script = (init.args[0] as string).replace(
+        /(\/usr\/local\/bin|\/opt\/cni\/bin|\/etc\/cni\/net\.d|\/etc\/tartan|\/etc\/kube-flannel)/g,
+        (m) => join(root, m),
+      );
+      const r = await sh([init.command[0], init.command[1], script]);
+      expect(r.err).toBe("");
+      expect(r.code).toBe(0);
+      expect(readdirSync(netd).sort()).toEqual([
+        "10-flannel.conflist.replaced-by-tartan",
+        "10-tartan.conflist",
+        "99-loopback.conf",
+      ]);
+      expect(JSON.parse(readFileSync(join(netd, "10-tartan.conflist"), "utf8"))).toEqual(
+        JSON.parse(readFileSync(CONFLIST, "utf8")),
+      );
+      expect(readFileSync(join(bin, "tartan"), "utf8")).toContain("fake tartan");
+      // a second run (pod restart) is fine
+      expect((await sh([init.command[0], init.command[1], script])).code).toBe(0);
+      expect(readdirSync(bin)).toEqual(["tartan"]);
+    });
+
+    test.skipIf(!kubectl)(
+      "kubectl apply --dry-run=client accepts it (stub API server for discovery only)",
+      async () => {
+        const server = stubApiServer();
+        try {
+          const r = await sh(
+            [
+              kubectl!,
+              "apply",
+              "--dry-run=client",
+              "--validate=false",
+              `--server=http://127.0.0.1:${server.port}`,
+              `--cache-dir=${join(tmp, "kube-cache")}`,
+              "-f",
+              MANIFEST,
+            ],
+            { KUBECONFIG: "/dev/null", HOME: tmp },
+          );
+          expect(r.err).toBe("");
+          expect(r.code).toBe(0);
+          expect(r.out.trim().split("\n")).toEqual([
+            "namespace/tartan-system created (dry run)",
+            "serviceaccount/tartan created (dry run)",
+            "clusterrole.rbac.authorization.k8s.io/tartan created (dry run)",
+            "clusterrolebinding.rbac.authorization.k8s.io/tartan created (dry run)",
+            "configmap/tartan-config created (dry run)",
+            "daemonset.apps/tartan created (dry run)",
+          ]);
+          // and it does fail on a kind the API does not have
+          const bad = join(tmp, `bad-${file}`);
+          writeFileSync(bad, readFileSync(MANIFEST, "utf8").replace("kind: DaemonSet", "kind: DaemonSett"));
+          const r2 = await sh(
+            [
+              kubectl!,
+              "apply",
+              "--dry-run=client",
+              "--validate=false",
+              `--server=http://127.0.0.1:${server.port}`,
+              "-f",
+              bad,
+            ],
+            { KUBECONFIG: "/dev/null", HOME: tmp },
+          );
+          expect(r2.code).not.toBe(0);
+          expect(r2.err).toContain("DaemonSett");
+        } finally {
+          server.stop(true);
+        }
+      },
+    );
+  });
 
 /** Answers kubectl's discovery for the kinds the manifest uses; every object GET is 404 (nothing exists yet). */
 function stubApiServer() {

@@ -1,5 +1,5 @@
 /**
- * An offline schema for the Kubernetes objects deploy/kubernetes/tartan.yaml uses: strict
+ * An offline schema for the Kubernetes objects deploy/kubernetes/*.yaml use: strict
  * valibot objects for exactly the fields of core/v1, apps/v1 and rbac/v1 the manifest may
  * contain (an unknown or misspelt field is an error, as `kubectl --validate=strict` would
  * say), Kubernetes' name rules, and the cross-references a server would only reject at

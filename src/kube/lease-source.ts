@@ -1,0 +1,367 @@
+/**
+ * The Kubernetes API as a source of leases (flannel's kube subnet manager): every Node
+ * that announces itself with flannel's annotations and has a podCIDR is a lease record,
+ * exactly what an etcd-backed flanneld would have stored, so the agent's lease sync
+ * takes it as it takes a registry's. `list()` and `watch()` have the shape of the
+ * registries' (src/registry/registry.ts); a deleted Node, or one that stops being a
+ * lease, is a delete of the key it held; a re-list after 410 is one resync. Nodes that
+ * are not leases are skipped, counted by reason, and logged once per change.
+ *
+ * The own-node side: `publish()` patches our annotations (only what differs) and
+ * `markNetworkUp()` the NetworkUnavailable condition, both on `nodes/NAME/status` (all
+ * that flannel's RBAC allows); `ownNode()` is our Node as last seen by the watch.
+ */
+import type { Cidr } from "../config/cidr.ts";
+import type { Logger } from "../log.ts";
+import {
+  type AnnotationNames,
+  annotationPatch,
+  desiredAnnotations,
+  type PublishedAttrs,
+} from "./annotations.ts";
+import type { KubeClient, RawWatchEvent } from "./client.ts";
+import { networkUpPatch } from "./condition.ts";
+import {
+  annotationsOf,
+  type NodeLeaseRecord,
+  type NodeLike,
+  nodeLease,
+  revisionOf,
+  SKIP_REASONS,
+  type SkipReason,
+} from "./node-lease.ts";
+import {
+  listNodesInto,
+  type NodeSink,
+  type NodeWatchHandle,
+  type NodeWatchOptions,
+  startNodeWatch,
+} from "./node-watch.ts";
+
+/** Shaped as the registries' WatchEvent. */
+export type LeaseEvent =
+  | { readonly type: "put"; readonly record: NodeLeaseRecord }
+  | { readonly type: "delete"; readonly key: string; readonly revision: number }
+  | { readonly type: "resync"; readonly records: readonly NodeLeaseRecord[]; readonly revision: number };
+
+/** Shaped as the registries' WatchCallbacks. */
+export interface LeaseWatchCallbacks {
+  onEvents(events: readonly LeaseEvent[]): void;
+  onError?(err: Error): void;
+  onRecovered?(): void;
+}
+
+export interface OwnNode {
+  readonly name: string;
+  readonly resourceVersion: string;
+  /** The Node as the API returned it. */
+  readonly object: NodeLike & { readonly status?: { readonly conditions?: unknown } };
+}
+
+export interface SkippedNode {
+  readonly name: string;
+  readonly reason: SkipReason;
+  readonly detail: string;
+}
+
+export interface KubeLeaseSourceOptions {
+  readonly client: KubeClient;
+  /** This node's name (NODE_NAME, or the pod's spec.nodeName: see node-name.ts). */
+  readonly nodeName: string;
+  readonly names: AnnotationNames;
+  /** The configured Network: podCIDRs outside it are skipped. */
+  readonly network: Cidr;
+  readonly log: Logger;
+  readonly watch?: Omit<NodeWatchOptions, "log" | "resourceVersion">;
+  /** Our Node was seen to change (or vanish: null), by the watch. */
+  readonly onOwnNode?: (node: OwnNode | null) => void;
+  readonly now?: () => Date;
+}
+
+interface NodeEntry {
+  /** The key this node's lease holds, or null. */
+  readonly held: string | null;
+  readonly value: string | null;
+  /** The record it would hold (also when skipped as a duplicate). */
+  readonly candidate: NodeLeaseRecord | null;
+  readonly skip: { readonly reason: SkipReason; readonly detail: string } | null;
+}
+
+/** The lease state built from Nodes: which node holds which key, and who is skipped why. */
+class LeaseTable {
+  readonly nodes = new Map<string, NodeEntry>();
+  readonly byKey = new Map<string, string>();
+  readonly skipCounts = new Map<SkipReason, number>();
+  duplicates = 0;
+
+  records(): NodeLeaseRecord[] {
+    const out: NodeLeaseRecord[] = [];
+    for (const e of this.nodes.values()) if (e.held && e.candidate) out.push(e.candidate);
+    return out;
+  }
+}
+
+export class KubeLeaseSource {
+  readonly description: string;
+  readonly #o: KubeLeaseSourceOptions;
+  #table = new LeaseTable();
+  #staging: LeaseTable | null = null;
+  #listRv = "";
+  #own: OwnNode | null = null;
+  #watch: NodeWatchHandle | null = null;
+  #cb: LeaseWatchCallbacks | null = null;
+  /** What was last logged per node, so each change is logged once. */
+  readonly #logged = new Map<string, string>();
+
+  constructor(o: KubeLeaseSourceOptions) {
+    this.#o = o;
+    this.description = `kube:${o.client.server} (node ${o.nodeName})`;
+  }
+
+  // --- the registry-shaped read side ---------------------------------------------------
+
+  /** Lists every Node: the lease records and the resourceVersion (as a number) they are consistent at. */
+  async list(): Promise<{ records: NodeLeaseRecord[]; revision: number }> {
+    this.#listRv = await listNodesInto(this.#o.client, this.#sink(), { pageSize: this.#o.watch?.pageSize });
+    return { records: this.#table.records(), revision: revisionOf(this.#listRv) };
+  }
+
+  /** Follows Nodes after list(); changes go to `cb` in order, until stop(). */
+  watch(fromRevision: number, cb: LeaseWatchCallbacks): { stop(): void } {
+    this.#watch?.stop();
+    this.#cb = cb;
+    // resume from the list's own resourceVersion string; anything else is a fresh list (a resync)
+    const from = revisionOf(this.#listRv) === fromRevision ? this.#listRv : "";
+    const handle = startNodeWatch(this.#o.client, this.#sink(), {
+      ...this.#o.watch,
+      log: this.#o.log,
+      resourceVersion: from,
+    });
+    this.#watch = handle;
+    return {
+      stop: () => {
+        handle.stop();
+        if (this.#watch === handle) this.#watch = null;
+        this.#cb = null;
+      },
+    };
+  }
+
+  /** The resourceVersion the watch has reached. */
+  get resourceVersion(): string {
+    return this.#watch?.resourceVersion ?? this.#listRv;
+  }
+
+  /** Nodes skipped right now, per reason (every reason present, zero when none). */
+  skipCounts(): Record<SkipReason, number> {
+    const out = {} as Record<SkipReason, number>;
+    for (const r of SKIP_REASONS) out[r] = this.#table.skipCounts.get(r) ?? 0;
+    return out;
+  }
+
+  skippedNodes(): SkippedNode[] {
+    const out: SkippedNode[] = [];
+    for (const [name, e] of this.#table.nodes) if (e.skip) out.push({ name, ...e.skip });
+    return out;
+  }
+
+  /** Our Node as the list or watch last saw it; null before the list or when it does not exist. */
+  ownNode(): OwnNode | null {
+    return this.#own;
+  }
+
+  // --- our own Node --------------------------------------------------------------------
+
+  /** Our Node, fresh from the API. */
+  async fetchOwnNode(): Promise<OwnNode> {
+    const obj = (await this.#o.client.getNode(this.#o.nodeName)) as OwnNode["object"];
+    return {
+      name: this.#o.nodeName,
+      resourceVersion: String(obj.metadata?.resourceVersion ?? ""),
+      object: obj,
+    };
+  }
+
+  /**
+   * Publishes our annotations as flanneld does, patching only those that differ (on
+   * nodes/NAME/status). Returns the patch sent, or null when the Node already said it all.
+   */
+  async publish(attrs: PublishedAttrs): Promise<string | null> {
+    const node = await this.fetchOwnNode();
+    const current = stringMap(annotationsOf(node.object));
+    const patch = annotationPatch(current, desiredAnnotations(this.#o.names, attrs, current));
+    if (patch === null) return null;
+    await this.#o.client.patchNode(this.#o.nodeName, patch, { kind: "strategic", subresource: "status" });
+    this.#o.log.info("published our annotations on the Node", { node: this.#o.nodeName, patch });
+    return patch;
+  }
+
+  /** Sets NetworkUnavailable=False (FlannelIsUp) unless the Node says so already; returns the patch sent or null. */
+  async markNetworkUp(): Promise<string | null> {
+    const node = await this.fetchOwnNode();
+    const patch = networkUpPatch(node.object.status, (this.#o.now ?? (() => new Date()))());
+    if (patch === null) return null;
+    await this.#o.client.patchNode(this.#o.nodeName, patch, { kind: "strategic", subresource: "status" });
+    this.#o.log.info("set the Node's NetworkUnavailable condition to False", { node: this.#o.nodeName });
+    return patch;
+  }
+
+  async close(): Promise<void> {
+    const w = this.#watch;
+    this.#watch = null;
+    this.#cb = null;
+    if (w) {
+      w.stop();
+      await w.done;
+    }
+    this.#o.client.close();
+  }
+
+  // --- Nodes → leases ------------------------------------------------------------------
+
+  #sink(): NodeSink {
+    return {
+      listStart: () => {
+        this.#staging = new LeaseTable();
+      },
+      listPage: (nodes) => {
+        const t = this.#staging!;
+        for (const n of nodes) this.#apply(t, n as NodeLike, false, null);
+      },
+      listDone: (rv) => {
+        const fresh = this.#staging!;
+        this.#staging = null;
+        const hadOwn = this.#own;
+        if (!fresh.nodes.has(this.#o.nodeName)) this.#own = null;
+        this.#table = fresh;
+        for (const name of this.#logged.keys()) if (!fresh.nodes.has(name)) this.#logged.delete(name);
+        this.#listRv = rv;
+        if (this.#cb) {
+          this.#o.log.info("Node list refreshed", {
+            nodes: fresh.nodes.size,
+            leases: fresh.byKey.size,
+            resourceVersion: rv,
+          });
+          this.#cb.onEvents([{ type: "resync", records: fresh.records(), revision: revisionOf(rv) }]);
+        }
+        if (hadOwn !== this.#own || (this.#own && hadOwn?.resourceVersion !== this.#own.resourceVersion))
+          this.#o.onOwnNode?.(this.#own);
+      },
+      events: (batch) => this.#events(batch),
+      onError: (e) => this.#cb?.onError?.(e),
+      onRecovered: () => this.#cb?.onRecovered?.(),
+    };
+  }
+
+  #events(batch: readonly RawWatchEvent[]): void {
+    const out: LeaseEvent[] = [];
+    let ownChanged = false;
+    for (const ev of batch) {
+      const node = ev.object as NodeLike;
+      const name = typeof node?.metadata?.name === "string" ? node.metadata.name : "";
+      if (name === "") continue;
+      if (name === this.#o.nodeName) ownChanged = true;
+      this.#apply(this.#table, node, ev.type === "DELETED", out);
+    }
+    if (out.length) this.#cb?.onEvents(out);
+    if (ownChanged) this.#o.onOwnNode?.(this.#own);
+  }
+
+  /** Takes one Node (or its deletion) into `t`; the lease events it causes go to `out` (null: a list, no events). */
+  #apply(t: LeaseTable, node: NodeLike, deleted: boolean, out: LeaseEvent[] | null): void {
+    const res = nodeLease(node, this.#o.names, this.#o.network);
+    const name = res.name;
+    if (name === "") return;
+    if (name === this.#o.nodeName)
+      this.#own = deleted
+        ? null
+        : {
+            name,
+            resourceVersion: String(node.metadata?.resourceVersion ?? ""),
+            object: node as OwnNode["object"],
+          };
+    const prev = t.nodes.get(name);
+    if (prev?.skip) this.#count(t, prev.skip.reason, -1);
+    const candidate = !deleted && res.ok ? res.record : null;
+    const freed: string[] = [];
+    if (prev?.held && prev.held !== candidate?.key) {
+      t.byKey.delete(prev.held);
+      freed.push(prev.held);
+      out?.push({ type: "delete", key: prev.held, revision: revisionOf(node.metadata?.resourceVersion) });
+    }
+    if (deleted) {
+      t.nodes.delete(name);
+      this.#logged.delete(name);
+    } else if (candidate) {
+      const owner = t.byKey.get(candidate.key);
+      if (owner !== undefined && owner !== name) {
+        this.#store(t, name, {
+          held: null,
+          value: null,
+          candidate,
+          skip: {
+            reason: "duplicate-podcidr",
+            detail: `podCIDR ${candidate.key} is already the lease of node ${owner}`,
+          },
+        });
+      } else {
+        t.byKey.set(candidate.key, name);
+        this.#store(t, name, { held: candidate.key, value: candidate.value, candidate, skip: null });
+        if (!prev || prev.held !== candidate.key || prev.value !== candidate.value)
+          out?.push({ type: "put", record: candidate });
+      }
+    } else if (!res.ok) {
+      this.#store(t, name, {
+        held: null,
+        value: null,
+        candidate: null,
+        skip: { reason: res.reason, detail: res.detail },
+      });
+    }
+    // a node that was skipped as a duplicate of a freed key takes it over
+    if (t.duplicates > 0)
+      for (const key of freed)
+        for (const [other, e] of t.nodes)
+          if (e.skip?.reason === "duplicate-podcidr" && e.candidate?.key === key) {
+            this.#count(t, "duplicate-podcidr", -1);
+            t.byKey.set(key, other);
+            this.#store(t, other, {
+              held: key,
+              value: e.candidate.value,
+              candidate: e.candidate,
+              skip: null,
+            });
+            out?.push({ type: "put", record: e.candidate });
+            break;
+          }
+  }
+
+  #store(t: LeaseTable, name: string, e: NodeEntry): void {
+    t.nodes.set(name, e);
+    if (e.skip) this.#count(t, e.skip.reason, 1);
+    const said = e.skip ? `${e.skip.reason}: ${e.skip.detail}` : "lease";
+    if (this.#logged.get(name) === said) return;
+    const first = !this.#logged.has(name);
+    this.#logged.set(name, said);
+    if (!e.skip) {
+      if (!first) this.#o.log.info("Node is a lease again", { node: name, key: e.held });
+      return;
+    }
+    const fields = { node: name, reason: e.skip.reason, detail: e.skip.detail };
+    // a Node without flannel's annotations or a podCIDR yet is normal (not our node, or not booted)
+    if (e.skip.reason === "not-managed") this.#o.log.debug("Node is not a lease; skipping it", fields);
+    else if (e.skip.reason === "no-podcidr") this.#o.log.info("Node is not a lease; skipping it", fields);
+    else this.#o.log.warn("Node is not a lease; skipping it", fields);
+  }
+
+  #count(t: LeaseTable, reason: SkipReason, d: number): void {
+    t.skipCounts.set(reason, (t.skipCounts.get(reason) ?? 0) + d);
+    if (reason === "duplicate-podcidr") t.duplicates += d;
+  }
+}
+
+function stringMap(o: Readonly<Record<string, unknown>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(o)) if (typeof v === "string") out[k] = v;
+  return out;
+}
