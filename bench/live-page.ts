@@ -14,10 +14,15 @@ const { values } = parseArgs({ options: { repeats: { type: "string", default: "3
 const repeats = Number(values.repeats);
 
 function report(n: number): DoctorReport {
-  const details = Array.from(
-    { length: Math.min(n - 1, 10_000) },
-    (_, i) => `198.19.0.${i} (lease 198.19.0.${i}-24, node 198.18.0.${i}): ${(0.05 + i / 1e4).toFixed(3)} ms`,
-  );
+  const probes = Array.from({ length: Math.min(n - 1, 10_000) }, (_, i) => ({
+    lease: `198.19.0.${i}/24`,
+    publicIp: `198.18.0.${i}`,
+    target: `198.19.0.${i}`,
+    ok: true,
+    rttMs: 0.05 + i / 1e4,
+    error: null,
+  }));
+  const details = probes.map((p) => `${p.target} (lease ${p.lease}, node ${p.publicIp}): ${p.rttMs.toFixed(3)} ms`);
   return {
     node: "n1",
     backend: "ebpf-vxlan",
@@ -25,6 +30,7 @@ function report(n: number): DoctorReport {
     at: new Date().toISOString(),
     settings: {},
     checks: [{ id: "peers", status: "ok", finding: "…", why: "…", fix: "", fixable: false, details }],
+    probes,
     summary: { ok: 1, warning: 0, problem: 0 },
     exitCode: 0,
   };

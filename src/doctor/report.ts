@@ -3,6 +3,7 @@
  * and as text for a person: one line per check, then for every check that is not ok
  * why it matters and how to fix it, then what --fix changed. Pure.
  */
+import type { ProbeResult } from "./facts.ts";
 import type { Check, CheckStatus } from "./checks.ts";
 
 export interface FixResult {
@@ -22,6 +23,8 @@ export interface DoctorReport {
   /** Where each setting came from: flag, agent or default. */
   readonly settings: Readonly<Record<string, unknown>>;
   readonly checks: readonly Check[];
+  /** Every peer probe of this run, as data (the `peers` check says the same in words); null when not probed. */
+  readonly probes: readonly ProbeResult[] | null;
   /** Present after --fix: the repairs tried (the checks above are re-run after them). */
   readonly fixes?: readonly FixResult[];
   readonly summary: Readonly<Record<CheckStatus, number>>;

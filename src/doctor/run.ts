@@ -76,6 +76,7 @@ export async function runChecks(opts: DoctorRunOptions): Promise<DoctorReport> {
       sources: facts.settings.sources,
     },
     checks,
+    probes: facts.probes,
     ...(fixes ? { fixes } : {}),
     summary: summarize(checks),
     exitCode: exitCodeOf(checks, opts.strict),

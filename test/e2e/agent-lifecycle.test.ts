@@ -303,7 +303,7 @@ describe.skipIf(!isRoot())("agent start and stop", () => {
     expect(forced.stdout.split("\n")[0]).toBe(
       `--force: an agent is running (PID ${n.agent.proc.pid} holds ${n.subnetFile}.lock); removing its datapath under it`,
     );
-    expect(forced.stdout).toContain("removed eBPF programs, overlay device and pins");
+    expect(forced.stdout).toContain(`removed eBPF programs, overlay device, pins under ${n.bpffs}`);
     // the agent notices and rebuilds its datapath
     await until(
       async () => (await status(cl.lab, n.ns)).metrics.repairs >= 1,

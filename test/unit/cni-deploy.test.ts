@@ -148,7 +148,7 @@ for (const [file, mode] of [
       } else {
         // the kube flags come with phase 2: today the agent refuses exactly them, and the rest parses
         for (const f of KUBE_FLAGS) expect(args).toContain(f);
-        expect(() => parseAgentOptions(args, env)).toThrow(`unknown flag ${KUBE_FLAGS[0]}`);
+        expect(() => parseAgentOptions(args, env)).toThrow(`${KUBE_FLAGS[0]}: the Kubernetes subnet manager is not in this version`);
         o = parseAgentOptions(
           args.filter((a) => !KUBE_FLAGS.includes(a)),
           env,

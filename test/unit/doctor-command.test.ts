@@ -118,6 +118,7 @@ describe("doctor report", () => {
       node: "node1",
       backend: "vxlan",
       kernel: "6.18",
+      probes: null,
       at: "now",
       settings: {},
       checks,

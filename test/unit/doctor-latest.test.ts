@@ -9,6 +9,7 @@ const report = (n: number): DoctorReport => ({
   at: "now",
   settings: {},
   checks: [],
+  probes: null,
   summary: { ok: 0, warning: 0, problem: 0 },
   exitCode: 0,
 });

@@ -30,7 +30,7 @@ function rows(text: string): string[][] {
   ]);
 }
 
-/** A doctor report whose peers check comes from the real check function. */
+/** A doctor report with these probes, its peers check from the real check function. */
 function reportWithProbes(probes: ProbeResult[]): DoctorReport {
   const c = checkPeers({ ...healthy(), probes });
   return {
@@ -50,6 +50,7 @@ function reportWithProbes(probes: ProbeResult[]): DoctorReport {
       },
       c,
     ],
+    probes,
     summary: { ok: c.status === "ok" ? 2 : 1, warning: 0, problem: c.status === "problem" ? 1 : 0 },
     exitCode: c.status === "problem" ? 1 : 0,
   };
@@ -256,13 +257,14 @@ describe("live page GET /", () => {
 });
 
 describe("doctor's probes and findings as data and metrics", () => {
-  test("peer probes read back from the real peers check", () => {
+  test("peer probes from the report, by lease", () => {
     const r = reportWithProbes([probe(2, 0.12), probe(3, null)]);
     expect([...peerProbes(r).values()]).toEqual([
       { subnet: "198.19.2.0/24", publicIp: "198.18.0.3", target: "198.19.2.0", rttMs: 0.12 },
       { subnet: "198.19.3.0/24", publicIp: "198.18.0.4", target: "198.19.3.0", rttMs: null },
     ]);
     expect(peerProbes(reportWithProbes([])).size).toBe(0);
+    expect(peerProbes({ ...reportWithProbes([]), probes: null }).size).toBe(0);
     expect(peerProbes(null).size).toBe(0);
     // the fixture's single healthy probe
     expect(peerProbes(reportWithProbes(healthy().probes as ProbeResult[])).get("198.19.2.0/24")?.rttMs).toBe(
