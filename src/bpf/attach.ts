@@ -1,13 +1,14 @@
 /**
- * Attaching programs to interfaces: TC (clsact ingress/egress, direct-action cls_bpf
- * through libbpf's bpf_tc_* netlink API) and XDP (native, falling back to generic
- * with a log line). Attachments made here are owned by the kernel, not by this
- * process: they stay when the agent exits, which is what lets a restart drop nothing.
- * A replace is atomic (same handle and priority, or XDP without UPDATE_IF_NOEXIST).
+ * Attaching programs to interfaces: TC through tcx (kernel 6.6+, BPF_PROG_ATTACH; no
+ * qdisc) or through clsact (direct-action cls_bpf via libbpf's bpf_tc_* netlink API),
+ * and XDP (native, falling back to generic with a log line). Attachments made here are
+ * owned by the kernel, not by this process: they stay when the agent exits, which is
+ * what lets a restart drop nothing. A replace is atomic (tcx BPF_F_REPLACE; the same
+ * clsact handle and priority; XDP without UPDATE_IF_NOEXIST).
  */
 import type { Logger } from "../log.ts";
-import { BpfError, check, EEXIST, ENOENT, toError } from "./errors.ts";
-import { closeFd, lib } from "./libbpf.ts";
+import { BpfError, check, EEXIST, EINVAL, ENOENT, toError } from "./errors.ts";
+import { closeFd, lib, quietly } from "./libbpf.ts";
 
 export type TcDirection = "ingress" | "egress";
 export type XdpMode = "native" | "generic";
@@ -20,6 +21,13 @@ const BPF_TC_INGRESS = 1;
 const BPF_TC_EGRESS = 2;
 const BPF_TC_F_REPLACE = 1;
 const XDP_FLAGS_SKB_MODE = 1 << 1;
+const BPF_TCX_INGRESS = 46;
+const BPF_TCX_EGRESS = 47;
+/** BPF_PROG_ATTACH flags (not the bpf_tc_* ones above). */
+const BPF_F_REPLACE_PROG = 1 << 2;
+const BPF_F_BEFORE = 1 << 3;
+/** More programs than any hook carries in practice; the query reports the real count. */
+const TCX_QUERY_MAX = 64;
 const XDP_FLAGS_DRV_MODE = 1 << 2;
 
 function tcHook(ifindex: number, dir: TcDirection): Uint8Array {
@@ -45,7 +53,8 @@ function tcOpts(progFd: number, flags: number): { bytes: Uint8Array; view: DataV
 /** Attaches (or atomically replaces) our TC filter; creates the clsact qdisc if needed. */
 export function tcAttach(ifindex: number, ifname: string, dir: TcDirection, progFd: number): number {
   const hook = tcHook(ifindex, dir);
-  const rc = lib().bpf.bpf_tc_hook_create(hook);
+  // EEXIST (the qdisc is there) is the usual answer: not worth libbpf's warning line
+  const rc = quietly(() => lib().bpf.bpf_tc_hook_create(hook));
   if (rc < 0 && rc !== -EEXIST) check(`create clsact on ${ifname}`, rc);
   const o = tcOpts(progFd, BPF_TC_F_REPLACE);
   check(`attach tc ${dir} program to ${ifname}`, lib().bpf.bpf_tc_attach(hook, o.bytes));
@@ -55,7 +64,7 @@ export function tcAttach(ifindex: number, ifname: string, dir: TcDirection, prog
 /** The program id of our TC filter, or null when none is attached. */
 export function tcQuery(ifindex: number, ifname: string, dir: TcDirection): number | null {
   const o = tcOpts(0, 0);
-  const rc = lib().bpf.bpf_tc_query(tcHook(ifindex, dir), o.bytes);
+  const rc = quietly(() => lib().bpf.bpf_tc_query(tcHook(ifindex, dir), o.bytes));
   if (rc === -ENOENT || rc === -22 || rc === -19) return null;
   check(`query tc ${dir} on ${ifname}`, rc);
   return o.view.getUint32(16, true);
@@ -63,10 +72,73 @@ export function tcQuery(ifindex: number, ifname: string, dir: TcDirection): numb
 
 /** Removes our TC filter (other filters and the clsact qdisc stay). False when absent. */
 export function tcDetach(ifindex: number, ifname: string, dir: TcDirection): boolean {
-  const rc = lib().bpf.bpf_tc_detach(tcHook(ifindex, dir), tcOpts(0, 0).bytes);
+  const rc = quietly(() => lib().bpf.bpf_tc_detach(tcHook(ifindex, dir), tcOpts(0, 0).bytes));
   if (rc === -ENOENT || rc === -22 || rc === -19) return false;
   check(`detach tc ${dir} from ${ifname}`, rc);
   return true;
+}
+
+const tcxType = (dir: TcDirection) => (dir === "ingress" ? BPF_TCX_INGRESS : BPF_TCX_EGRESS);
+
+/**
+ * Ids of the programs attached through tcx to this hook, in run order; null when the
+ * kernel has no tcx (before 6.6 the attach type is unknown: EINVAL).
+ */
+export function tcxQuery(ifindex: number, ifname: string, dir: TcDirection): number[] | null {
+  const ids = new Uint32Array(TCX_QUERY_MAX);
+  const count = new Uint32Array([TCX_QUERY_MAX]);
+  const flags = new Uint32Array(1);
+  const rc = lib().bpf.bpf_prog_query(ifindex, tcxType(dir), 0, flags, ids, count);
+  if (rc === -EINVAL) return null;
+  check(`query tcx ${dir} on ${ifname}`, rc);
+  return Array.from(ids.subarray(0, Math.min(count[0]!, TCX_QUERY_MAX)));
+}
+
+/**
+ * Attaches a program to a tcx hook: in place of the program with id `replaceId`
+ * (atomic: one pointer swap, every packet sees the old or the new program), or else
+ * first in the hook's run order. No qdisc is involved — unlike a first clsact filter:
+ * creating the clsact qdisc on a device that is up deactivates the device's transmit
+ * queues for an RCU grace period (qdisc_graft → dev_deactivate), and whatever it sends
+ * meanwhile is dropped (SKB_DROP_REASON_QDISC_DROP; docs/reliability.md, finding 9).
+ */
+export function tcxAttach(
+  ifindex: number,
+  ifname: string,
+  dir: TcDirection,
+  progFd: number,
+  replaceId: number | null = null,
+): void {
+  const replaceFd = replaceId === null ? -1 : lib().bpf.bpf_prog_get_fd_by_id(replaceId);
+  if (replaceId !== null) check(`open program id ${replaceId} to replace on ${ifname}`, replaceFd);
+  try {
+    // struct bpf_prog_attach_opts { size_t sz; __u32 flags; int replace_prog_fd; }
+    const opts = new Uint8Array(16);
+    const v = new DataView(opts.buffer);
+    v.setBigUint64(0, 16n, true);
+    v.setUint32(8, replaceId === null ? BPF_F_BEFORE : BPF_F_REPLACE_PROG, true);
+    v.setInt32(12, replaceId === null ? 0 : replaceFd, true);
+    const rc = lib().bpf.bpf_prog_attach_opts(progFd, ifindex, tcxType(dir), opts);
+    if (rc === -EEXIST) return; // this very program is attached there already
+    check(`attach tcx ${dir} program to ${ifname}`, rc);
+  } finally {
+    closeFd(replaceFd);
+  }
+}
+
+/** Detaches the program with id `progId` from a tcx hook; false when it is not attached. */
+export function tcxDetach(ifindex: number, ifname: string, dir: TcDirection, progId: number): boolean {
+  const fd = lib().bpf.bpf_prog_get_fd_by_id(progId);
+  if (fd === -ENOENT) return false;
+  check(`open program id ${progId}`, fd);
+  try {
+    const rc = lib().bpf.bpf_prog_detach2(fd, ifindex, tcxType(dir));
+    if (rc === -ENOENT || rc === -19) return false;
+    check(`detach tcx ${dir} program from ${ifname}`, rc);
+    return true;
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /**

@@ -38,6 +38,9 @@ const LIBBPF_SYMBOLS = {
   bpf_tc_attach: { args: [P, P], returns: i32 },
   bpf_tc_detach: { args: [P, P], returns: i32 },
   bpf_tc_query: { args: [P, P], returns: i32 },
+  bpf_prog_attach_opts: { args: [i32, i32, u32, P], returns: i32 },
+  bpf_prog_detach2: { args: [i32, i32, u32], returns: i32 },
+  bpf_prog_query: { args: [i32, u32, u32, P, P, P], returns: i32 },
   bpf_xdp_attach: { args: [i32, i32, u32, P], returns: i32 },
   bpf_xdp_detach: { args: [i32, u32, P], returns: i32 },
   bpf_xdp_query_id: { args: [i32, i32, P], returns: i32 },
@@ -95,6 +98,21 @@ const LEVELS = ["warn", "info", "debug"] as const;
 /** Route libbpf's log to `log` (warn → warn, info → debug, debug → dropped). */
 export function setLibbpfLogger(log: Logger | null): void {
   logger = log;
+}
+
+/**
+ * Runs `fn` with libbpf's lines kept out of the log (still kept for takeLibbpfLog): for
+ * calls whose failure is an expected answer, such as asking for a filter on a device
+ * that has no clsact qdisc ("Parent Qdisc doesn't exists").
+ */
+export function quietly<T>(fn: () => T): T {
+  const was = logger;
+  logger = null;
+  try {
+    return fn();
+  } finally {
+    logger = was;
+  }
 }
 
 /** Lines libbpf printed since the last `takeLibbpfLog()` (a verifier log among them). */

@@ -8,18 +8,20 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentStatus } from "../agent/status.ts";
+import { programName, tcxQuery } from "../bpf/attach.ts";
 import { cidrToKey, formatIp4, parseCidr, parseIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
 import { errorText, silentLogger } from "../log.ts";
 import { findInterface } from "../net/iface.ts";
-import { type FdbEntry, listRoutes, type Neigh } from "../net/ip.ts";
+import { type FdbEntry, listLinks, listRoutes, type Neigh } from "../net/ip.ts";
 import { confKey, readSysctl } from "../net/sysctl.ts";
 import { openRegistry } from "../registry/index.ts";
 import { derive, overlayName } from "./checks.ts";
 import {
   type AgentFacts,
+  type BpfAttachment,
   type BpfFacts,
   type CniFacts,
   type Fact,
@@ -216,6 +218,16 @@ function listPins(dir: string): string[] {
   return out;
 }
 
+/** Programs attached through tcx: bpftool before 7.3 (Debian 12 ships 7.1) does not list them. */
+async function tcxAttachments(): Promise<BpfAttachment[]> {
+  const out: BpfAttachment[] = [];
+  for (const l of await listLinks())
+    for (const dir of ["ingress", "egress"] as const)
+      for (const id of tcxQuery(l.ifindex, l.ifname, dir) ?? [])
+        out.push({ iface: l.ifname, hook: `tc-${dir}`, progId: id, progName: programName(id) ?? "" });
+  return out;
+}
+
 async function readBpf(bpffs: string): Promise<BpfFacts> {
   const [net, progs] = await Promise.all([
     run(["bpftool", "-j", "net", "show"]),
@@ -234,12 +246,11 @@ async function readBpf(bpffs: string): Promise<BpfFacts> {
     const id = r.code === 0 ? (JSON.parse(r.stdout) as { id?: number }).id : undefined;
     if (id !== undefined) pinnedProgIds[pin.slice("progs/".length)] = id;
   }
-  return {
-    pins,
-    pinnedProgIds,
-    attachments: parseBpftoolNet(net.stdout, progs.code === 0 ? progs.stdout : "[]"),
-    subnets,
-  };
+  const listed = parseBpftoolNet(net.stdout, progs.code === 0 ? progs.stdout : "[]");
+  const same = (a: BpfAttachment, b: BpfAttachment) =>
+    a.iface === b.iface && a.hook === b.hook && a.progId === b.progId;
+  const tcx = (await tcxAttachments()).filter((t) => !listed.some((l) => same(l, t)));
+  return { pins, pinnedProgIds, attachments: [...listed, ...tcx], subnets };
 }
 
 async function probePeer(l: Lease, target: string, timeoutS: number): Promise<ProbeResult> {

@@ -3,7 +3,8 @@
  * bound to pins under the node's bpffs directory (a restarted agent reuses them, with
  * their contents), programs pinned beside them, typed handles on every map, and the
  * attach points (TC on the bridge, the overlay device and the underlay; XDP on the
- * underlay). Attaching replaces our previous programs atomically.
+ * underlay). Attaching replaces our previous programs atomically, and TC programs go
+ * through tcx where the kernel has it: no qdisc, so attaching never stalls a device.
  */
 import { existsSync } from "node:fs";
 import {
@@ -25,9 +26,13 @@ import {
 } from "../../bpf/abi.ts";
 import {
   programName,
+  type TcDirection,
   tcAttach,
   tcDetach,
   tcQuery,
+  tcxAttach,
+  tcxDetach,
+  tcxQuery,
   type XdpMode,
   xdpAttach,
   xdpDetach,
@@ -129,31 +134,79 @@ export function attachDecap(
   log: Logger,
 ): DecapAttach {
   if (kind === "tc") {
-    tcAttach(ifindex, ifname, "ingress", dp.progFd("decapTc"));
+    attachTc(ifindex, ifname, "ingress", dp.progFd("decapTc"), log);
     // a previous run's XDP decap (never someone else's XDP program)
     if (ourXdp(ifindex, ifname)) xdpDetach(ifindex, ifname);
     return { kind: "tc" };
   }
   const mode = xdpAttach(ifindex, ifname, dp.progFd("decapXdp"), "native", log);
-  if (ourTc(ifindex, ifname, "ingress")) tcDetach(ifindex, ifname, "ingress");
+  detachTc(ifindex, ifname, "ingress");
   return { kind: "xdp", mode };
 }
 
 export function decapAttached(ifindex: number, ifname: string, a: DecapAttach): boolean {
-  if (a.kind === "tc") return tcQuery(ifindex, ifname, "ingress") !== null;
+  if (a.kind === "tc") return ourTc(ifindex, ifname, "ingress");
   return xdpQuery(ifindex, ifname, a.mode) !== null;
 }
+
+/** Is the program with this kernel id one of ours (by name)? */
+const ours = (id: number) => (programName(id) ?? "").startsWith("tartan_");
 
 /** Is one of our programs (by name) attached as XDP to this interface, in either mode? */
 export function ourXdp(ifindex: number, ifname: string): boolean {
   return (["native", "generic"] as const).some((m) => {
     const id = xdpQuery(ifindex, ifname, m);
-    return id !== null && (programName(id) ?? "").startsWith("tartan_");
+    return id !== null && ours(id);
   });
 }
 
-/** Is our TC filter (our handle and priority, one of our programs) attached here? */
-export function ourTc(ifindex: number, ifname: string, dir: "ingress" | "egress"): boolean {
+/** Our programs on a tcx hook (none, or null when the kernel has no tcx). */
+function ourTcx(ifindex: number, ifname: string, dir: TcDirection): number[] | null {
+  return tcxQuery(ifindex, ifname, dir)?.filter(ours) ?? null;
+}
+
+/** Our clsact filter (our handle and priority, one of our programs) on this hook? */
+function ourClsact(ifindex: number, ifname: string, dir: TcDirection): boolean {
   const id = tcQuery(ifindex, ifname, dir);
-  return id !== null && (programName(id) ?? "").startsWith("tartan_");
+  return id !== null && ours(id);
+}
+
+/**
+ * Attaches our TC program to a hook, or atomically replaces the one there, through tcx
+ * (kernel 6.6+): attaching a first clsact filter creates the clsact qdisc, which stops
+ * an up device's transmit queues for a moment and drops what it sends meanwhile (traced
+ * in docs/reliability.md, finding 9); tcx needs no qdisc. A clsact filter an older agent
+ * left is removed afterwards (tcx runs first and decides, so it no longer sees packets);
+ * the qdisc itself stays, as deleting it would stall the device again. Without tcx the
+ * clsact filter is used, with that moment on first attach.
+ */
+export function attachTc(
+  ifindex: number,
+  ifname: string,
+  dir: TcDirection,
+  progFd: number,
+  log?: Logger,
+): void {
+  const mine = ourTcx(ifindex, ifname, dir);
+  if (mine === null) {
+    tcAttach(ifindex, ifname, dir, progFd);
+    return;
+  }
+  tcxAttach(ifindex, ifname, dir, progFd, mine[0] ?? null);
+  for (const id of mine.slice(1)) tcxDetach(ifindex, ifname, dir, id);
+  if (ourClsact(ifindex, ifname, dir) && tcDetach(ifindex, ifname, dir))
+    log?.info("replaced a clsact filter of an older agent with tcx", { iface: ifname, dir });
+}
+
+/** Removes our TC programs from a hook, tcx and clsact; false when there were none. */
+export function detachTc(ifindex: number, ifname: string, dir: TcDirection): boolean {
+  let any = false;
+  for (const id of ourTcx(ifindex, ifname, dir) ?? []) any = tcxDetach(ifindex, ifname, dir, id) || any;
+  if (ourClsact(ifindex, ifname, dir)) any = tcDetach(ifindex, ifname, dir) || any;
+  return any;
+}
+
+/** Is one of our programs attached to this TC hook (tcx or clsact)? */
+export function ourTc(ifindex: number, ifname: string, dir: TcDirection): boolean {
+  return (ourTcx(ifindex, ifname, dir)?.length ?? 0) > 0 || ourClsact(ifindex, ifname, dir);
 }

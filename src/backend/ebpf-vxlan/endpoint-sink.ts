@@ -10,13 +10,12 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { type EndpointValue, endpointValueCodec, ip4KeyCodec, MAPS, PROGRAMS } from "../../bpf/abi.ts";
-import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import { BpfMap } from "../../bpf/map.ts";
 import { openPin } from "../../bpf/pin.ts";
 import type { Endpoint, EndpointSink, EndpointSinkContext } from "../../cni/endpoints.ts";
 import { parseIp4 } from "../../config/cidr.ts";
 import { getLink } from "../../net/ip.ts";
-import { mapPinDir } from "./datapath.ts";
+import { attachTc, mapPinDir, ourTc } from "./datapath.ts";
 import { DEFAULT_BRIDGE } from "./model.ts";
 
 export function defaultBpffs(): string {
@@ -40,9 +39,9 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
       const bridge = await getLink(bridgeName);
       if (!bridge) throw new Error(`bridge ${bridgeName} not found`);
       // the first pod on a new bridge: attach encap where pod traffic enters, if the agent has not yet
-      if (tcQuery(bridge.ifindex, bridgeName, "ingress") === null) {
+      if (!ourTc(bridge.ifindex, bridgeName, "ingress")) {
         const prog = openPin(`${bpffs}/progs/${PROGRAMS.encapFwd}`);
-        if (prog !== null) tcAttach(bridge.ifindex, bridgeName, "ingress", prog);
+        if (prog !== null) attachTc(bridge.ifindex, bridgeName, "ingress", prog);
       }
       const m = endpointsMap(bpffs);
       if (!m) return;

@@ -23,7 +23,7 @@ import {
   type SubnetValue,
   VXLAN_OVERHEAD,
 } from "../../bpf/abi.ts";
-import { tcAttach, tcDetach, tcQuery, xdpDetach } from "../../bpf/attach.ts";
+import { xdpDetach } from "../../bpf/attach.ts";
 import { pinFd, removePinDir } from "../../bpf/pin.ts";
 import { containsIp, formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
@@ -43,9 +43,11 @@ import { confKey, ensureSysctl, readSysctl, writeSysctl } from "../../net/sysctl
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
 import {
   attachDecap,
+  attachTc,
   type Datapath,
   type DecapAttach,
   decapAttached,
+  detachTc,
   loadDatapath,
   mapPinDir,
   ourTc,
@@ -215,8 +217,8 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       for (const k of d.endpoints.keys()) d.endpoints.delete(k);
       return;
     }
-    if (bridgeIfindex !== br.ifindex || tcQuery(br.ifindex, bridge, "ingress") === null) {
-      tcAttach(br.ifindex, bridge, "ingress", d.progFd("encapFwd"));
+    if (bridgeIfindex !== br.ifindex || !ourTc(br.ifindex, bridge, "ingress")) {
+      attachTc(br.ifindex, bridge, "ingress", d.progFd("encapFwd"), log);
       if (bridgeIfindex !== br.ifindex)
         log.info("attached encap to the pod bridge", { bridge, ifindex: br.ifindex });
       bridgeIfindex = br.ifindex;
@@ -295,7 +297,7 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       }
       writeConfig(d);
       await ensureOverlayDevice();
-      tcAttach(devIfindex, dev, "egress", d.progFd("encapHost"));
+      attachTc(devIfindex, dev, "egress", d.progFd("encapHost"), log);
       decap = attachDecap(d, ext.index, ext.name, decapKind, log);
       log.info("datapath attached", {
         decap: decap.kind === "xdp" ? `xdp-${decap.mode}` : "tc",
@@ -412,7 +414,7 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
       if (!dp || !decap) return { ok: false, reason: "datapath not loaded" };
       if (!decapAttached(ext.index, ext.name, decap))
         return { ok: false, reason: `decap program not attached to ${ext.name}` };
-      if (tcQuery(devIfindex, dev, "egress") === null)
+      if (!ourTc(devIfindex, dev, "egress"))
         return { ok: false, reason: `encap program not attached to ${dev}` };
 
       if (local) {
@@ -460,8 +462,7 @@ export interface CleanupOptions {
 export async function cleanupEbpfVxlan(o: CleanupOptions): Promise<void> {
   for (const l of await listLinks()) {
     for (const dir of ["ingress", "egress"] as const) {
-      if (ourTc(l.ifindex, l.ifname, dir) && tcDetach(l.ifindex, l.ifname, dir))
-        o.log.info("detached tc program", { iface: l.ifname, dir });
+      if (detachTc(l.ifindex, l.ifname, dir)) o.log.info("detached tc program", { iface: l.ifname, dir });
     }
     if (ourXdp(l.ifindex, l.ifname)) {
       xdpDetach(l.ifindex, l.ifname);
