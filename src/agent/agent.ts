@@ -367,7 +367,7 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
       backend: be,
       log,
       metrics,
-      ownKey: () => k.lease?.key ?? null,
+      ownKey: () => k.key,
       onOwnLeaseGone: () => {
         log.warn("our lease was removed from the registry; re-acquiring", { subnet: k.lease?.key });
         void k.lost();

@@ -60,6 +60,7 @@ export class LeaseKeeper {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
   #reacquiring = false;
+  #reacquiringKey: string | null = null;
   readonly #o: LeaseKeeperOptions;
   readonly #owned: Set<string>;
   /** Renew this long before expiry: the flag, capped at half the TTL so short TTLs still work. */
@@ -73,6 +74,15 @@ export class LeaseKeeper {
 
   get lease(): Lease | null {
     return this.#lease;
+  }
+
+  /**
+   * Our subnet key: the lease held, or while it is re-acquired the one we are trying to
+   * get back — not null in between, or the registry's put of our own lease could be
+   * programmed as a remote one (and then removed, with our local entry, once we hold it).
+   */
+  get key(): string | null {
+    return this.#lease?.key ?? this.#reacquiringKey;
   }
 
   get renewAt(): number | null {
@@ -198,6 +208,7 @@ export class LeaseKeeper {
     if (this.#reacquiring || this.#stopped) return;
     this.#reacquiring = true;
     const old = this.#lease;
+    this.#reacquiringKey = old?.key ?? null;
     this.#lease = null;
     try {
       const lease = await this.acquire(old?.subnet ?? null);
@@ -214,6 +225,7 @@ export class LeaseKeeper {
       });
     } finally {
       this.#reacquiring = false;
+      this.#reacquiringKey = null;
     }
   }
 

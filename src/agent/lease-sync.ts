@@ -2,18 +2,30 @@
  * Follows the registry's leases (list, then watch from that revision), validates each
  * record once, and keeps the backend programmed with the diff between what the
  * registry says and what is programmed. Bad records are skipped, counted and logged
- * once; a failed apply is retried.
+ * once; a failed apply is retried. A remote lease that vanishes stays programmed for a
+ * short grace (REMOVAL_GRACE_MS), so a node re-acquiring its deleted lease never loses
+ * its peers' routes.
  */
 import type { Backend } from "../backend/backend.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
-import { diffLeases, isEmptyDiff } from "../lease/reconcile.ts";
+import { deferRemovals, diffLeases, isEmptyDiff } from "../lease/reconcile.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { Registry, RegistryRecord, WatchEvent, WatchHandle } from "../registry/registry.ts";
 import type { AgentMetrics } from "./status.ts";
 
 /** Changes in one apply from which a full GC follows it (see reconcile). */
 const LARGE_BATCH = 1000;
+/**
+ * How long a remote lease that vanished from the registry stays programmed. A node
+ * whose lease is deleted or expires writes it back within ~100 ms on etcd and ~300 ms
+ * on sqlite (two 100 ms polls); 3 s covers that under load. The price: a node that
+ * really left keeps its route 3 s longer (its subnet given to another node is an
+ * update, applied at once).
+ */
+export const REMOVAL_GRACE_MS = 3000;
+/** Changes listed by subnet in the "programmed leases" line up to this many. */
+const LOGGED_SUBNETS = 8;
 
 let collecting: ReturnType<typeof setTimeout> | null = null;
 function collectSoon(): void {
@@ -37,6 +49,8 @@ export interface LeaseSyncOptions {
   readonly onOwnLeaseGone: () => void;
   readonly onRegistryError: (e: unknown) => void;
   readonly onRegistryOk: () => void;
+  /** Overrides REMOVAL_GRACE_MS (tests). */
+  readonly removalGraceMs?: number;
 }
 
 export class LeaseSync {
@@ -49,6 +63,9 @@ export class LeaseSync {
   #running: Promise<void> = Promise.resolve();
   #dirty = false;
   #retry: ReturnType<typeof setTimeout> | null = null;
+  /** Vanished remote leases still programmed: subnet key → when their grace ends. */
+  readonly #held = new Map<string, number>();
+  #graceTimer: ReturnType<typeof setTimeout> | null = null;
   #stopped = false;
   /**
    * Nothing is applied before the first full list: an apply of an empty "desired" set
@@ -138,7 +155,25 @@ export class LeaseSync {
     this.#running = this.#running.then(async () => {
       if (!this.#dirty || this.#stopped || !this.#loaded) return;
       this.#dirty = false;
-      const diff = diffLeases(this.leases, this.programmed, this.#o.ownKey());
+      const own = this.#o.ownKey();
+      const heldBefore = this.#held.size;
+      const { diff, nextAt } = deferRemovals(
+        diffLeases(this.leases, this.programmed, own),
+        own,
+        this.#held,
+        Date.now(),
+        this.#o.removalGraceMs ?? REMOVAL_GRACE_MS,
+      );
+      this.#graceEndsAt(nextAt);
+      if (this.#held.size > heldBefore)
+        this.#o.log.info(
+          "remote leases gone from the registry stay programmed for a grace, in case their node re-acquires them",
+          {
+            held: [...this.#held.keys()].slice(0, LOGGED_SUBNETS),
+            count: this.#held.size,
+            graceMs: this.#o.removalGraceMs ?? REMOVAL_GRACE_MS,
+          },
+        );
       if (isEmptyDiff(diff) && !this.#fullApplyDue) {
         this.synced = true;
         return;
@@ -151,12 +186,23 @@ export class LeaseSync {
         for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
         this.#o.metrics.lastApplyMs = performance.now() - t0;
         this.synced = true;
+        const changes = diff.add.length + diff.update.length + diff.remove.length;
         this.#o.log.info("programmed leases", {
           added: diff.add.length,
           updated: diff.update.length,
           removed: diff.remove.length,
           total: this.programmed.size,
           ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
+          // which subnets, when few: lets an outage be timed from the logs of its peers
+          ...(changes > 0 && changes <= LOGGED_SUBNETS
+            ? {
+                subnets: [
+                  ...diff.add.map((l) => `+${l.key}`),
+                  ...diff.update.map((l) => `~${l.key}`),
+                  ...diff.remove.map((l) => `-${l.key}`),
+                ].join(" "),
+              }
+            : {}),
         });
         // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
         // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
@@ -173,6 +219,15 @@ export class LeaseSync {
     return this.#running;
   }
 
+  /** Reconciles again when the earliest grace ends (removing what did not come back). */
+  #graceEndsAt(at: number | null): void {
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    if (at === null || this.#stopped) return;
+    this.#graceTimer = setTimeout(() => void this.reconcile(), Math.max(0, at - Date.now()));
+    this.#graceTimer.unref?.();
+  }
+
   /** The datapath lost its state (device recreated, maps rebuilt): program everything again. */
   reprogramAll(): Promise<void> {
     this.programmed.clear();
@@ -184,5 +239,6 @@ export class LeaseSync {
     this.#stopped = true;
     this.#watch?.stop();
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
   }
 }

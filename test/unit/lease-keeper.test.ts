@@ -65,6 +65,23 @@ describe("lease keeper", () => {
     expect((await registry.list()).records).toHaveLength(1);
     k.stop();
   });
+  test("while a lost lease is re-acquired, key still names it: our own put is never taken for a remote lease", async () => {
+    const { k, registry } = keeper();
+    const first = await k.acquire();
+    expect(k.key).toBe(first.key);
+    await registry.delete(first.key);
+    const seen: (string | null)[] = [];
+    const create = registry.create.bind(registry);
+    registry.create = (...a: Parameters<typeof create>) => {
+      seen.push(k.key);
+      return create(...a);
+    };
+    await k.lost();
+    expect(seen).toEqual([first.key]);
+    expect(k.lease?.key).toBe(first.key);
+    expect(k.key).toBe(first.key);
+    k.stop();
+  });
   test("renewal margin is capped at half the TTL", () => {
     expect(keeper().k.marginMs).toBe(30_000);
   });

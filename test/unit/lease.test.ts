@@ -3,7 +3,7 @@ import { cidrToKey, formatCidr, parseCidr, parseIp4 } from "../../src/config/cid
 import { parseNetworkConfig, subnetAt } from "../../src/config/network.ts";
 import { chooseSubnet, renewAt } from "../../src/lease/allocate.ts";
 import { decodeLeaseRecord, encodeLeaseValue, type Lease } from "../../src/lease/lease.ts";
-import { diffLeases } from "../../src/lease/reconcile.ts";
+import { deferRemovals, diffLeases } from "../../src/lease/reconcile.ts";
 
 const cfg = parseNetworkConfig(JSON.stringify({ Network: "198.19.0.0/16" }));
 const ip = (s: string) => parseIp4(s)!;
@@ -180,5 +180,50 @@ describe("reconcile", () => {
     const a = lease("198.19.1.0/24", "198.18.0.1");
     const m = new Map([[a.key, a]]);
     expect(diffLeases(m, new Map(m), null)).toEqual({ add: [], update: [], remove: [] });
+  });
+});
+
+describe("removal grace", () => {
+  const a = lease("198.19.1.0/24", "198.18.0.1");
+  const b = lease("198.19.2.0/24", "198.18.0.2");
+  const own = lease("198.19.4.0/24", "198.18.0.4");
+  const removing = (...l: ReturnType<typeof lease>[]) => ({ add: [], update: [], remove: l });
+  test("a vanished remote lease stays programmed until its grace ends, then goes", () => {
+    const held = new Map<string, number>();
+    let r = deferRemovals(removing(a), null, held, 1000, 3000);
+    expect(r.diff.remove).toEqual([]);
+    expect(r.nextAt).toBe(4000);
+    // asked again before the end: still held, same deadline (not extended)
+    r = deferRemovals(removing(a), null, held, 3999, 3000);
+    expect(r.diff.remove).toEqual([]);
+    expect(r.nextAt).toBe(4000);
+    r = deferRemovals(removing(a), null, held, 4000, 3000);
+    expect(r.diff.remove).toEqual([a]);
+    expect(r.nextAt).toBeNull();
+    expect(held.size).toBe(0);
+  });
+  test("a lease that comes back is forgotten: a later removal gets a whole grace", () => {
+    const held = new Map<string, number>();
+    deferRemovals(removing(a), null, held, 0, 3000);
+    // re-acquired: no longer removed
+    expect(deferRemovals({ add: [], update: [], remove: [] }, null, held, 500, 3000).nextAt).toBeNull();
+    expect(held.size).toBe(0);
+    expect(deferRemovals(removing(a), null, held, 2900, 3000).nextAt).toBe(5900);
+  });
+  test("our own subnet, adds and updates are never deferred; grace 0 defers nothing", () => {
+    const held = new Map<string, number>();
+    const d = { add: [b], update: [a], remove: [own] };
+    expect(deferRemovals(d, own.key, held, 0, 3000)).toEqual({ diff: d, nextAt: null });
+    expect(deferRemovals(removing(a, b), null, held, 0, 0).diff.remove).toEqual([a, b]);
+  });
+  test("each held lease ends at its own time", () => {
+    const held = new Map<string, number>();
+    deferRemovals(removing(a), null, held, 0, 3000);
+    const r = deferRemovals(removing(a, b), null, held, 1000, 3000);
+    expect(r.nextAt).toBe(3000);
+    expect(deferRemovals(removing(a, b), null, held, 3000, 3000)).toEqual({
+      diff: { add: [], update: [], remove: [a] },
+      nextAt: 4000,
+    });
   });
 });

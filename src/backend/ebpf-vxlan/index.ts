@@ -319,7 +319,11 @@ export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptio
     async setLocal(lease: Lease): Promise<void> {
       const d = need();
       const key = subnetKeyOf(lease.subnet);
-      if (local && local.key !== lease.key) d.subnets.delete(subnetKeyOf(local.subnet));
+      if (local && local.key !== lease.key) {
+        // our old subnet may already be programmed for the node that took it over
+        const old = subnetKeyOf(local.subnet);
+        if ((d.subnets.lookup(old)?.flags ?? 0) & SUBNET_LOCAL) d.subnets.delete(old);
+      }
       for (const k of adoptedLocal.splice(0))
         if (k.addr !== key.addr || k.prefixLen !== key.prefixLen) d.subnets.delete(k);
       d.subnets.update(key, { nodeIp: ext.publicIp, vtepMac, flags: SUBNET_LOCAL });
