@@ -14,7 +14,9 @@
  * compaction (etcd-watch.ts). Nothing is contacted until the first call, so an agent can
  * start while etcd is down.
  */
-import { Etcd3, type IKeyValue, type IRequestOp, type IResponseHeader } from "etcd3";
+import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
+import { Etcd3, type IKeyValue, type IRequestOp, type IResponseHeader, isRecoverableError } from "etcd3";
 import type { Logger } from "../log.ts";
 import { LeaseExpiryCache, NO_LEASE } from "./etcd-expiry.ts";
 import { type EtcdSecurityOptions, etcdSecurity, ignoreIpServerNames, redactEndpoint } from "./etcd-tls.ts";
@@ -59,6 +61,22 @@ function prefixEnd(p: Buffer): Buffer {
 
 const rev = (h: IResponseHeader | undefined) => Number(h?.revision ?? 0);
 
+/**
+ * Every call asks for a member that has a leader (etcd's "hasleader" metadata, what
+ * clientv3.WithRequireLeader sends). A member cut off from the majority, or left without
+ * quorum, then refuses a request at once ("etcdserver: no leader") instead of holding it
+ * until it times out, and cancels our watch after three election timeouts instead of
+ * keeping a stream open that sees no change until the partition heals. The client tries
+ * another endpoint, and the agent reports the registry degraded while none has a leader.
+ */
+const requireLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set("hasleader", "true");
+      next(metadata, listener);
+    },
+  });
+
 class EtcdRegistry implements Registry {
   readonly description: string;
   readonly #client: Etcd3;
@@ -69,6 +87,7 @@ class EtcdRegistry implements Registry {
   readonly #subnetsPrefix: string;
   readonly #pageSize: number;
   readonly #expiry: LeaseExpiryCache;
+  readonly #timeoutMs: number;
   readonly #watches = new Set<WatchHandle>();
   #closed = false;
 
@@ -83,12 +102,26 @@ class EtcdRegistry implements Registry {
     this.#subnetsEnd = prefixEnd(this.#subnetsKey);
     this.#pageSize = opts.pageSize ?? 1000;
     const timeout = opts.requestTimeoutMs ?? 10_000;
+    this.#timeoutMs = timeout;
     const security = etcdSecurity(opts);
     if (security.credentials || opts.endpoints.some((e) => e.startsWith("https://"))) ignoreIpServerNames();
     this.#client = new Etcd3({
       hosts: opts.endpoints,
       ...security,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      defaultCallOptions: (ctx) => ({
+        interceptors: [requireLeader],
+        ...(ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      }),
+      faultHandling: {
+        // etcd3's default opens a member's circuit for 5 s after three failures; when
+        // every member failed (quorum lost), nothing was tried again for up to 5 s after
+        // etcd was back. After 1 s a dead member is still skipped, a live one back soon.
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: 1000,
+            breaker: new ConsecutiveBreaker(3),
+          }),
+      },
       grpcOptions: {
         // notice a dead peer on an idle watch stream (etcd permits pings every 5 s)
         "grpc.keepalive_time_ms": 10_000,
@@ -134,10 +167,26 @@ class EtcdRegistry implements Registry {
   }
 
   /** Grants an etcd lease for `ttlMs` (whole seconds, at least 1); "0" and null expiry for a reservation. */
+  /**
+   * Call options for the requests that write a lease: they must finish well inside its
+   * TTL. A request a member accepted just before it was cut off from the majority hangs
+   * until etcd gives up on it (7 s); a renewal is due half a TTL before expiry, so with a
+   * short TTL (6 s) one such request let the lease expire. A sixth of the TTL (at least
+   * 1 s, at most the usual timeout) leaves time to retry on another member.
+   */
+  #leaseCall(ttlMs: number | null): { deadline: number } {
+    const ms =
+      ttlMs === null ? this.#timeoutMs : Math.min(this.#timeoutMs, Math.max(1000, Math.floor(ttlMs / 6)));
+    return { deadline: Date.now() + ms };
+  }
+
   async #grant(ttlMs: number | null): Promise<{ id: string; expiresAt: number | null }> {
     if (ttlMs === null) return { id: NO_LEASE, expiresAt: null };
     const t0 = Date.now();
-    const g = await this.#client.leaseClient.leaseGrant({ TTL: Math.max(1, Math.ceil(ttlMs / 1000)), ID: 0 });
+    const g = await this.#client.leaseClient.leaseGrant(
+      { TTL: Math.max(1, Math.ceil(ttlMs / 1000)), ID: 0 },
+      this.#leaseCall(ttlMs),
+    );
     if (g.error) throw new Error(`lease grant refused: ${g.error}`);
     // etcd counts from when it granted, which is after t0: this expiry is never late
     const expiresAt = t0 + Number(g.TTL) * 1000;
@@ -200,11 +249,14 @@ class EtcdRegistry implements Registry {
       const lease = await this.#grant(ttlMs);
       let r: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
       try {
-        r = await this.#client.kv.txn({
-          compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
-          success: [{ request_put: { key: k, value: enc(value), lease: lease.id } }],
-          failure: [{ request_range: { key: k } }],
-        });
+        r = await this.#client.kv.txn(
+          {
+            compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
+            success: [{ request_put: { key: k, value: enc(value), lease: lease.id } }],
+            failure: [{ request_range: { key: k } }],
+          },
+          this.#leaseCall(ttlMs),
+        );
       } catch (err) {
         // whether or not the put happened, revoking the lease leaves no key behind
         await this.#revokeQuietly(lease.id);
@@ -235,10 +287,10 @@ class EtcdRegistry implements Registry {
       const put: IRequestOp = { request_put: { key: k, value: enc(value), lease: lease.id } };
       let r: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
       try {
-        r = await this.#client.kv.txn({
-          compare: [{ key: k, target: "Create", result: "Greater", create_revision: 0 }],
-          success: [put],
-        });
+        r = await this.#client.kv.txn(
+          { compare: [{ key: k, target: "Create", result: "Greater", create_revision: 0 }], success: [put] },
+          this.#leaseCall(ttlMs),
+        );
       } catch (err) {
         await this.#revokeQuietly(lease.id);
         throw err;

@@ -82,7 +82,7 @@ if (import.meta.main) console.log(table(process.argv[2] ?? RESULTS));
 /** The fault suite's cluster: three nodes of the backend under test, one pod each. */
 export async function faultCluster(
   registry: "sqlite" | "etcd",
-  opts: { tag?: string; agentFlags?: string[]; nodes?: number; backend?: string } = {},
+  opts: { tag?: string; agentFlags?: string[]; nodes?: number; backend?: string; etcdMembers?: number } = {},
 ): Promise<import("../helpers/cluster.ts").Cluster> {
   const { Cluster } = await import("../helpers/cluster.ts");
   return Cluster.create({
@@ -91,6 +91,7 @@ export async function faultCluster(
     podsPerNode: 1,
     tag: opts.tag ?? "fx",
     agentFlags: opts.agentFlags,
+    etcdMembers: opts.etcdMembers,
   });
 }
 
