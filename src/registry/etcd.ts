@@ -16,7 +16,14 @@
  */
 import { InterceptingCall, type Interceptor } from "@grpc/grpc-js";
 import { ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
-import { Etcd3, type IKeyValue, type IRequestOp, type IResponseHeader, isRecoverableError } from "etcd3";
+import {
+  type CallContext,
+  Etcd3,
+  type IKeyValue,
+  type IRequestOp,
+  type IResponseHeader,
+  isRecoverableError,
+} from "etcd3";
 import type { Logger } from "../log.ts";
 import { LeaseExpiryCache, NO_LEASE } from "./etcd-expiry.ts";
 import { type EtcdSecurityOptions, etcdSecurity, ignoreIpServerNames, redactEndpoint } from "./etcd-tls.ts";
@@ -88,6 +95,8 @@ class EtcdRegistry implements Registry {
   readonly #pageSize: number;
   readonly #expiry: LeaseExpiryCache;
   readonly #timeoutMs: number;
+  /** Leases granted for a put not yet done: id → TTL (ms), for the put's deadline. */
+  readonly #writing = new Map<string, number>();
   readonly #watches = new Set<WatchHandle>();
   #closed = false;
 
@@ -110,7 +119,7 @@ class EtcdRegistry implements Registry {
       ...security,
       defaultCallOptions: (ctx) => ({
         interceptors: [requireLeader],
-        ...(ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+        ...(ctx.isStream ? {} : { deadline: Date.now() + this.#attemptMs(ctx) }),
       }),
       faultHandling: {
         // etcd3's default opens a member's circuit for 5 s after three failures; when
@@ -166,31 +175,36 @@ class EtcdRegistry implements Registry {
     };
   }
 
-  /** Grants an etcd lease for `ttlMs` (whole seconds, at least 1); "0" and null expiry for a reservation. */
   /**
-   * Call options for the requests that write a lease: they must finish well inside its
-   * TTL. A request a member accepted just before it was cut off from the majority hangs
-   * until etcd gives up on it (7 s); a renewal is due half a TTL before expiry, so with a
-   * short TTL (6 s) one such request let the lease expire. A sixth of the TTL (at least
-   * 1 s, at most the usual timeout) leaves time to retry on another member.
+   * How long one attempt of a request may take. A request that writes a lease (the grant,
+   * and the transaction that puts the key on it) gets a sixth of the lease's TTL (at
+   * least 1 s, at most the usual timeout): a member that was cut off from the majority
+   * holds a request it took just before it noticed until etcd gives up on it (7 s), and
+   * a renewal is due only half a TTL before expiry; with a 6 s TTL one such request let
+   * the lease expire. A short attempt fails in time, and etcd3 retries it on another
+   * member (deadlines come from this factory per attempt, not per call).
    */
-  #leaseCall(ttlMs: number | null): { deadline: number } {
-    const ms =
-      ttlMs === null ? this.#timeoutMs : Math.min(this.#timeoutMs, Math.max(1000, Math.floor(ttlMs / 6)));
-    return { deadline: Date.now() + ms };
+  #attemptMs(ctx: CallContext): number {
+    let ttlMs: number | null = null;
+    if (ctx.method === "leaseGrant") ttlMs = Number(ctx.params.TTL) * 1000;
+    else if (ctx.method === "txn") {
+      const lease = ctx.params.success?.[0]?.request_put?.lease;
+      ttlMs = lease ? (this.#writing.get(String(lease)) ?? null) : null;
+    }
+    if (ttlMs === null || !(ttlMs > 0)) return this.#timeoutMs;
+    return Math.min(this.#timeoutMs, Math.max(1000, Math.floor(ttlMs / 6)));
   }
 
+  /** Grants an etcd lease for `ttlMs` (whole seconds, at least 1); "0" and null expiry for a reservation. */
   async #grant(ttlMs: number | null): Promise<{ id: string; expiresAt: number | null }> {
     if (ttlMs === null) return { id: NO_LEASE, expiresAt: null };
     const t0 = Date.now();
-    const g = await this.#client.leaseClient.leaseGrant(
-      { TTL: Math.max(1, Math.ceil(ttlMs / 1000)), ID: 0 },
-      this.#leaseCall(ttlMs),
-    );
+    const g = await this.#client.leaseClient.leaseGrant({ TTL: Math.max(1, Math.ceil(ttlMs / 1000)), ID: 0 });
     if (g.error) throw new Error(`lease grant refused: ${g.error}`);
     // etcd counts from when it granted, which is after t0: this expiry is never late
     const expiresAt = t0 + Number(g.TTL) * 1000;
     this.#expiry.remember(g.ID, expiresAt);
+    this.#writing.set(String(g.ID), ttlMs);
     return { id: g.ID, expiresAt };
   }
 
@@ -249,18 +263,17 @@ class EtcdRegistry implements Registry {
       const lease = await this.#grant(ttlMs);
       let r: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
       try {
-        r = await this.#client.kv.txn(
-          {
-            compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
-            success: [{ request_put: { key: k, value: enc(value), lease: lease.id } }],
-            failure: [{ request_range: { key: k } }],
-          },
-          this.#leaseCall(ttlMs),
-        );
+        r = await this.#client.kv.txn({
+          compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
+          success: [{ request_put: { key: k, value: enc(value), lease: lease.id } }],
+          failure: [{ request_range: { key: k } }],
+        });
       } catch (err) {
         // whether or not the put happened, revoking the lease leaves no key behind
         await this.#revokeQuietly(lease.id);
         throw err;
+      } finally {
+        this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
         const existing = r.responses[0]?.response_range?.kvs[0];
@@ -287,13 +300,15 @@ class EtcdRegistry implements Registry {
       const put: IRequestOp = { request_put: { key: k, value: enc(value), lease: lease.id } };
       let r: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
       try {
-        r = await this.#client.kv.txn(
-          { compare: [{ key: k, target: "Create", result: "Greater", create_revision: 0 }], success: [put] },
-          this.#leaseCall(ttlMs),
-        );
+        r = await this.#client.kv.txn({
+          compare: [{ key: k, target: "Create", result: "Greater", create_revision: 0 }],
+          success: [put],
+        });
       } catch (err) {
         await this.#revokeQuietly(lease.id);
         throw err;
+      } finally {
+        this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
         await this.#revokeQuietly(lease.id);
