@@ -96,14 +96,6 @@ export async function faultCluster(
 }
 
 /**
- * ebpf-vxlan loses an occasional single ping under the suite's load (three 100/s flows
- * and a TCP stream), with or without a fault: docs/reliability.md finding 9, cause not
- * yet found. Tests that judge background loss on ebpf-vxlan allow this many, and record
- * the exact figure; kernel vxlan is held to zero.
- */
-export const EBPF_SPORADIC_LOSS = 2;
-
-/**
  * Records a fault whose target is zero loss under the traffic monitor, then asserts it:
  * no ping lost and the TCP stream intact. `detail` adds fault-specific figures.
  */
