@@ -215,6 +215,7 @@ describe("our own subnet's entry", () => {
   const own = { nodeIp: ip("198.18.0.1"), vtepMac: MAC_A };
   test("written flagged local; the subnet held before and adopted local entries that are not ours go", () => {
     const r = planLocalEntry(
+      new ProgrammedMaps(),
       parseCidr("198.19.4.0/24"),
       [key("198.19.5.0/24"), key("198.19.6.0/24")],
       parseCidr("198.19.6.0/24")!,
@@ -224,7 +225,43 @@ describe("our own subnet's entry", () => {
     expect(r.write).toEqual([key("198.19.6.0/24"), { ...own, flags: SUBNET_LOCAL }]);
   });
   test("the same subnet again deletes nothing", () => {
-    const r = planLocalEntry(parseCidr("198.19.6.0/24"), [], parseCidr("198.19.6.0/24")!, own);
+    const r = planLocalEntry(
+      new ProgrammedMaps(),
+      parseCidr("198.19.6.0/24"),
+      [],
+      parseCidr("198.19.6.0/24")!,
+      own,
+    );
     expect(r.deletes).toEqual([]);
+  });
+  test("the subnet held before, already programmed for the node that took it over, is not deleted", () => {
+    // our lease was lost; another node took 198.19.4.0/24 and its lease was programmed
+    // before we moved to our new subnet: deleting "our old entry" would cut that node off
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [lease("198.19.4.0/24", NODE_B, MAC_B)] });
+    const r = planLocalEntry(s, parseCidr("198.19.4.0/24"), [], parseCidr("198.19.7.0/24")!, own);
+    expect(r.deletes).toEqual([]);
+    expect(r.write).toEqual([key("198.19.7.0/24"), { ...own, flags: SUBNET_LOCAL }]);
+    // still ours (no remote lease there): it goes
+    const alone = planLocalEntry(
+      new ProgrammedMaps(),
+      parseCidr("198.19.4.0/24"),
+      [],
+      parseCidr("198.19.7.0/24")!,
+      own,
+    );
+    expect(alone.deletes).toEqual([key("198.19.4.0/24")]);
+  });
+  test("an adopted local entry since programmed for another node's lease is not deleted either", () => {
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [lease("198.19.5.0/24", NODE_A, MAC_A)] });
+    const r = planLocalEntry(
+      s,
+      null,
+      [key("198.19.5.0/24"), key("198.19.8.0/24")],
+      parseCidr("198.19.7.0/24")!,
+      own,
+    );
+    expect(r.deletes).toEqual([key("198.19.8.0/24")]);
   });
 });

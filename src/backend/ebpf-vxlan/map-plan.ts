@@ -138,9 +138,12 @@ export function planMapWrites(state: ProgrammedMaps, diff: LeaseDiff, scope: Pee
 /**
  * Our own subnet's entry (flagged local: decap delivers it, encap leaves it to the
  * stack): written for `subnet`; deleted for the subnet we held before and for local
- * entries of adopted maps that are not ours.
+ * entries of adopted maps that are not ours — unless the entry there is already another
+ * node's (`state` holds it as a remote lease): when our lease was lost and its subnet
+ * taken over, the new owner's entry may be programmed before we move to our new subnet.
  */
 export function planLocalEntry(
+  state: ProgrammedMaps,
   previous: Cidr | null,
   adoptedLocal: readonly SubnetKey[],
   subnet: Cidr,
@@ -148,8 +151,7 @@ export function planLocalEntry(
 ): { deletes: SubnetKey[]; write: readonly [SubnetKey, SubnetValue] } {
   const key = subnetKeyOf(subnet);
   const same = (k: SubnetKey) => k.addr === key.addr && k.prefixLen === key.prefixLen;
-  const deletes: SubnetKey[] = [];
-  if (previous && !same(subnetKeyOf(previous))) deletes.push(subnetKeyOf(previous));
-  for (const k of adoptedLocal) if (!same(k)) deletes.push(k);
+  const candidates = [...(previous ? [subnetKeyOf(previous)] : []), ...adoptedLocal];
+  const deletes = candidates.filter((k) => !same(k) && !state.subnets.has(k.addr));
   return { deletes, write: [key, { ...value, flags: SUBNET_LOCAL }] };
 }
