@@ -7,9 +7,9 @@
  * the maps of a previous run), fills the config map, creates the overlay device
  * (overlay.ts), and attaches encap to the overlay device's TC egress and decap to the
  * underlay (TC ingress, or XDP; TC through tcx, hooks.ts). Attaching replaces the
- * previous run's programs atomically, so an agent restart drops nothing. apply() writes lease diffs to the
- * subnet and member maps as map-plan.ts plans them, in batches (one syscall per map and
- * kind of change: 10,000 leases are two batches). The pod bridge is followed
+ * previous run's programs atomically, so an agent restart drops nothing. apply() writes
+ * lease diffs to the subnet and member maps as map-plan.ts plans them, in batches (one
+ * syscall per map and kind of change: 10,000 leases are two batches). The pod bridge is followed
  * (bridge.ts) to keep encap on it and the endpoint map in step (endpoint-sync.ts).
  */
 import type { SubnetKey } from "../../bpf/abi.ts";
