@@ -75,7 +75,9 @@ export function connectivityMatrix(c: MatrixCase): void {
       );
       const u = await udpStream(cl.lab, n(1).pods[0]!.ns, n(2).pods[1]!.ns, n(2).pods[1]!.ip);
       expect(u.packets).toBeGreaterThan(0);
-      expect(u.lost).toBeLessThan(u.packets / 10);
+      // what the receiving socket dropped itself (buffer full: iperf3 starved on a loaded
+      // machine, seen as SKB_DROP_REASON_SOCKET_RCVBUFF in traces) is not the network's loss
+      expect(u.lost - u.overflowed).toBeLessThan(u.packets / 10);
     }, 60_000);
 
     test("node → remote pod and remote pod → node", async () => {
