@@ -116,7 +116,7 @@ function openProgram(id: number): BpfFd | null {
  * first in the hook's run order. No qdisc is involved — unlike a first clsact filter:
  * creating the clsact qdisc on a device that is up deactivates the device's transmit
  * queues for an RCU grace period (qdisc_graft → dev_deactivate), and whatever it sends
- * meanwhile is dropped (SKB_DROP_REASON_QDISC_DROP; docs/reliability.md, finding 9).
+ * meanwhile is dropped (SKB_DROP_REASON_QDISC_DROP; docs/reliability.md, cause 1).
  */
 export function tcxAttach(
   ifindex: number,

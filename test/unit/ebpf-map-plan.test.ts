@@ -264,4 +264,28 @@ describe("our own subnet's entry", () => {
     );
     expect(r.deletes).toEqual([key("198.19.8.0/24")]);
   });
+  test("a subnet still programmed for its previous node is taken over: no later removal deletes our entry", () => {
+    // node A's lease 198.19.2.0/24 vanished (still programmed, in its removal grace) and we took that subnet
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [A1, A2] });
+    const r = planLocalEntry(s, null, [], parseCidr("198.19.2.0/24")!, own);
+    expect(r.write).toEqual([key("198.19.2.0/24"), { ...own, flags: SUBNET_LOCAL }]);
+    expect(r.takeover).toEqual({ nodeIp: ip(NODE_A), members: 1 });
+    s.commitLocal(r);
+    expect([...s.members]).toEqual([[ip(NODE_A), 1]]);
+    // the sync then removes A's lease for our own subnet: the key (our local entry) stays
+    expect(applyTo(s, { remove: [A2] })).toEqual(NOTHING);
+    // A's last lease gone: A leaves the members as usual
+    expect(applyTo(s, { remove: [A1] }).memberDeletes).toEqual([ip(NODE_A)]);
+  });
+  test("taking over a node's only lease ends its membership; a free subnet takes nothing over", () => {
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [B3] });
+    const r = planLocalEntry(s, null, [], parseCidr("198.19.3.0/24")!, own);
+    expect(r.takeover).toEqual({ nodeIp: ip(NODE_B), members: 0 });
+    s.commitLocal(r);
+    expect(s.members.size).toBe(0);
+    expect(s.subnets.size).toBe(0);
+    expect(planLocalEntry(s, null, [], parseCidr("198.19.9.0/24")!, own).takeover).toBeNull();
+  });
 });

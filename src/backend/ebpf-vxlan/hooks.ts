@@ -4,7 +4,7 @@
  * replace), detach, and whether one of ours is there — ours by name (tartan_*), never
  * someone else's program. tcx, because attaching a first clsact filter creates the
  * clsact qdisc, which stalls an up device and drops what it sends meanwhile
- * (docs/reliability.md, finding 9).
+ * (docs/reliability.md, cause 1).
  */
 import {
   programName,
@@ -45,7 +45,7 @@ function ourClsact(ifindex: number, ifname: string, dir: TcDirection): boolean {
  * Attaches our TC program to a hook, or atomically replaces the one there, through tcx
  * (kernel 6.6+): attaching a first clsact filter creates the clsact qdisc, which stops
  * an up device's transmit queues for a moment and drops what it sends meanwhile (traced
- * in docs/reliability.md, finding 9); tcx needs no qdisc. A clsact filter an older agent
+ * in docs/reliability.md, cause 1); tcx needs no qdisc. A clsact filter an older agent
  * left is removed afterwards (tcx runs first and decides, so it no longer sees packets);
  * the qdisc itself stays, as deleting it would stall the device again. Without tcx the
  * clsact filter is used, with that moment on first attach.

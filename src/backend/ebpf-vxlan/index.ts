@@ -146,6 +146,11 @@ class EbpfVxlanBackend implements Backend {
     });
     for (const k of entry.deletes) d.subnets.delete(k);
     d.subnets.update(...entry.write);
+    // the node whose lease held our new subnet: one lease fewer (no longer a member at none)
+    const t = entry.takeover;
+    if (t && t.members > 0) d.members.update(t.nodeIp, t.members);
+    else if (t) d.members.delete(t.nodeIp);
+    this.#maps.commitLocal(entry);
     this.#adoptedLocal = [];
     this.#local = lease;
     const route = await this.#overlay.setLocal(lease.subnet, this.#ctx.config.network);
