@@ -66,6 +66,11 @@ export class Agent {
     this.health = new SourceHealth(d.source.description, d.log, this.metrics);
   }
 
+  /** Where leases come from (a registry, or the Kubernetes API). */
+  get source(): LeaseSource {
+    return this.#d.source;
+  }
+
   get backendName(): BackendName | null {
     return this.backend?.name ?? this.#d.o.backend ?? this.config?.backend.type ?? null;
   }

@@ -159,6 +159,11 @@ export class KubeLeaseSource {
     return out;
   }
 
+  /** The lease records as the list and watch last left them (no API call). */
+  leaseRecords(): NodeLeaseRecord[] {
+    return this.#table.records();
+  }
+
   skippedNodes(): SkippedNode[] {
     const out: SkippedNode[] = [];
     for (const [name, e] of this.#table.nodes) if (e.skip) out.push({ name, ...e.skip });

@@ -15,7 +15,7 @@ import type { KubeOptions } from "../config/options.ts";
 import { type AnnotationNames, annotationNames } from "../kube/annotations.ts";
 import { KubeApiError, KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/connection.ts";
-import { KubeLeaseSource, type OwnNode } from "../kube/lease-source.ts";
+import { KubeLeaseSource, type OwnNode, type SkippedNode } from "../kube/lease-source.ts";
 import { annotationsOf, revisionOf } from "../kube/node-lease.ts";
 import type { NodeWatchOptions } from "../kube/node-watch.ts";
 import { outsideNetwork, selectPodCidrs } from "../kube/pod-cidr.ts";
@@ -24,6 +24,7 @@ import type { Lease } from "./lease.ts";
 import { readNetworkConfigFile } from "./registry-source.ts";
 import {
   type AcquireRequest,
+  type LeaseRecord,
   LeaseRefusedError,
   type LeaseSource,
   type LeaseWatchCallbacks,
@@ -60,6 +61,15 @@ function stringAnnotations(node: OwnNode): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(annotationsOf(node.object))) if (typeof v === "string") out[k] = v;
   return out;
+}
+
+/** What the running source knows, for doctor inside the agent: no second list of every Node. */
+export interface KubeSourceView {
+  readonly description: string;
+  readonly records: readonly LeaseRecord[];
+  readonly skipped: readonly SkippedNode[];
+  /** Our Node as the watch last saw it; null when it does not exist. */
+  readonly own: OwnNode | null;
 }
 
 export class KubeSource implements LeaseSource {
@@ -221,6 +231,18 @@ export class KubeSource implements LeaseSource {
       publicIp: value,
     });
     return ip;
+  }
+
+  /** The Nodes as list and watch left them; null before the network config was read. */
+  view(): KubeSourceView | null {
+    const n = this.#nodes;
+    if (!n) return null;
+    return {
+      description: this.description,
+      records: n.leaseRecords(),
+      skipped: n.skippedNodes(),
+      own: n.ownNode(),
+    };
   }
 
   skippedByReason(): Readonly<Record<string, number>> {

@@ -76,8 +76,11 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     return n;
   }
 
-  /** The agent as the DaemonSet runs it, with a kubeconfig instead of the service account. */
-  function startAgent(n: KubeNode): LabProcess {
+  /**
+   * The agent as the DaemonSet runs it, with a kubeconfig instead of the service account;
+   * our Node from NODE_NAME unless `env` says otherwise (POD_NAME and POD_NAMESPACE).
+   */
+  function startAgent(n: KubeNode, env: Record<string, string> = { NODE_NAME: n.name }): LabProcess {
     n.agent = lab.spawn(
       n.ns,
       `agent-${n.index}`,
@@ -95,7 +98,7 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
         `--bpffs=${n.bpffs}`,
         `--state-dir=${lab.dir}/state`,
       ],
-      { NODE_NAME: n.name },
+      env,
     );
     return n.agent;
   }
@@ -218,22 +221,40 @@ users: [{name: tartan, user: {token: ${TOKEN}}}]
     const st = await lab.exec(n1.ns, [requireBinary(), "status"]);
     expect(st.code).toBe(0);
     expect(st.stdout).toContain("198.19.3.0/24");
+    type Report = { checks: { id: string; status: string; finding: string }[] };
+    const doctor = async (n: KubeNode) =>
+      JSON.parse(
+        (await lab.exec(n.ns, [requireBinary(), "doctor", "--json", "--no-probe"])).stdout,
+      ) as Report;
+    const kubeChecks = (r: Report) =>
+      r.checks.filter((c) => c.id.startsWith("kube-") || c.id === "registry").map((c) => [c.id, c.status]);
+    const allOk = [
+      ["registry", "ok"],
+      ["kube-podcidr", "ok"],
+      ["kube-annotations", "ok"],
+      ["kube-network-unavailable", "ok"],
+    ];
     for (const n of nodes.slice(0, 2)) {
-      const r = await lab.exec(n.ns, [requireBinary(), "doctor", "--json", "--no-probe"]);
-      const report = JSON.parse(r.stdout) as { checks: { id: string; status: string; finding: string }[] };
-      const kube = report.checks.filter((c) => c.id.startsWith("kube-") || c.id === "registry");
-      expect(kube.map((c) => [c.id, c.status])).toEqual([
-        ["registry", "ok"],
-        ["kube-podcidr", "ok"],
-        ["kube-annotations", "ok"],
-        ["kube-network-unavailable", "ok"],
-      ]);
+      expect(kubeChecks(await doctor(n))).toEqual(allOk);
+      // the agent's own doctor (GET /v1/doctor) judges from its running Node watch
+      expect(kubeChecks(JSON.parse((await lab.http(n.ns, "/v1/doctor")).body))).toEqual(allOk);
     }
+    // something else sets the condition True (a cloud route controller): doctor says so
+    const cond = (status: string, reason: string) => ({
+      status: { conditions: [{ type: "NetworkUnavailable", status, reason, message: reason }] },
+    });
+    await api.patchNode(n1.name, cond("True", "NoRouteCreated"), "strategic", "status");
+    const bad = (await doctor(n1)).checks.find((c) => c.id === "kube-network-unavailable")!;
+    expect(bad.status).toBe("problem");
+    expect(bad.finding).toContain("NetworkUnavailable is True (NoRouteCreated");
+    await api.patchNode(n1.name, cond("False", "FlannelIsUp"), "strategic", "status");
   }, 60_000);
 
   test("a Node added through the API becomes reachable; deleted, it is unprogrammed everywhere", async () => {
     const n4 = await addNode("vxlan");
-    startAgent(n4);
+    // this one finds its Node as flanneld does without NODE_NAME: through its pod's spec.nodeName
+    await api.createPod("kube-flannel", "tartan-n4", n4.name);
+    startAgent(n4, { POD_NAME: "tartan-n4", POD_NAMESPACE: "kube-flannel" });
     await waitReady(lab, n4.ns, n4.agent!, 8471, 60_000);
     await flanneld.addPeer(await peerOf(n4.name, "198.19.4.0/24"));
     const all = ["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24", "198.19.4.0/24"];
