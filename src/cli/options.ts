@@ -247,9 +247,9 @@ export const TARTAN_AGENT_FLAGS = {
     help: "HOST:PORT of the status endpoint (/healthz /readyz /v1/* /metrics)",
   }),
   "node-name": stringFlag({
-    shownDefault: "the host name",
+    shownDefault: "the host name; with --kube-subnet-mgr NODE_NAME, else the pod's Node",
     value: nodeName,
-    help: "this node's name in logs, status and its pin directory",
+    help: "this node's name in logs, status and its pin directory (with --kube-subnet-mgr: its Node's name)",
   }),
   "lease-ttl": stringFlag({
     default: "24h",
