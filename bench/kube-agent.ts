@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { formatIp4 } from "../src/config/cidr.ts";
 import { silentLogger } from "../src/log.ts";
 import { SqliteRegistry } from "../src/registry/sqlite.ts";
-import { startKubeApiServerInNamespace } from "../test/helpers/kube-apiserver.ts";
+import { startKubeApiServerInNamespace, writeKubeconfig } from "../test/helpers/kube-apiserver.ts";
 import { flanneldVxlanAnnotations, macFor, makeNode } from "../test/helpers/kube-nodes.ts";
 import { Lab, type LabProcess, until } from "../test/helpers/netns.ts";
 import { requireBinary, status, tartan } from "../test/helpers/tartan.ts";
@@ -42,6 +42,29 @@ function otherNode(i: number) {
     annotations: flanneldVxlanAnnotations(ip, macFor(i)),
     realistic: true,
   });
+}
+
+/** The agent as the manifest runs it (ebpf-vxlan, --ip-masq), with `source` choosing where leases come from. */
+function startAgent(lab: Lab, ns: string, source: string[], env: Record<string, string> = {}): LabProcess {
+  const bpffs = `/sys/fs/bpf/tartan-bench-${lab.prefix}`;
+  lab.bpffsDirs.push(bpffs);
+  return lab.spawn(
+    ns,
+    "agent",
+    [
+      requireBinary(),
+      "agent",
+      "--ip-masq",
+      ...source,
+      "--backend=ebpf-vxlan",
+      "--iface=eth0",
+      `--subnet-file=${join(lab.dir, "subnet.env")}`,
+      "--http=127.0.0.1:8471",
+      `--bpffs=${bpffs}`,
+      `--state-dir=${lab.dir}`,
+    ],
+    env,
+  );
 }
 
 async function settle(lab: Lab, ns: string, agent: LabProcess, leases: number): Promise<void> {
@@ -73,16 +96,7 @@ async function kubeRun(n: number): Promise<ReturnType<typeof rss>> {
     const api = await startKubeApiServerInNamespace(lab, { ip: "198.18.254.2", tls: true, token: "bench" });
     const node = await lab.addNode();
     const kubeconfig = join(lab.dir, "kubeconfig");
-    writeFileSync(
-      kubeconfig,
-      `apiVersion: v1
-kind: Config
-current-context: lab
-clusters: [{name: lab, cluster: {server: "${api.url}", certificate-authority: ${api.pki!.caFile}}}]
-contexts: [{name: lab, context: {cluster: lab, user: bench}}]
-users: [{name: bench, user: {token: bench}}]
-`,
-    );
+    writeKubeconfig(kubeconfig, api, "bench");
     const netConf = join(lab.dir, "net-conf.json");
     writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: "vxlan" } }));
     await api.createNode(
@@ -93,25 +107,10 @@ users: [{name: bench, user: {token: bench}}]
       for (let j = i; j < Math.min(i + 500, n + 1); j++) chunk.push(otherNode(j));
       await api.createNodes(chunk);
     }
-    const bpffs = `/sys/fs/bpf/tartan-bench-${lab.prefix}`;
-    lab.bpffsDirs.push(bpffs);
-    const agent = lab.spawn(
+    const agent = startAgent(
+      lab,
       node.ns,
-      "agent",
-      [
-        requireBinary(),
-        "agent",
-        "--ip-masq",
-        "--kube-subnet-mgr",
-        `--kubeconfig-file=${kubeconfig}`,
-        `--net-config-path=${netConf}`,
-        "--backend=ebpf-vxlan",
-        "--iface=eth0",
-        `--subnet-file=${join(lab.dir, "subnet.env")}`,
-        "--http=127.0.0.1:8471",
-        `--bpffs=${bpffs}`,
-        `--state-dir=${lab.dir}`,
-      ],
+      ["--kube-subnet-mgr", `--kubeconfig-file=${kubeconfig}`, `--net-config-path=${netConf}`],
       { NODE_NAME: "self" },
     );
     await settle(lab, node.ns, agent, n + 1);
@@ -149,20 +148,7 @@ async function sqliteRun(n: number): Promise<ReturnType<typeof rss>> {
     }
     r.createMany(entries);
     await r.close();
-    const bpffs = `/sys/fs/bpf/tartan-bench-${lab.prefix}`;
-    lab.bpffsDirs.push(bpffs);
-    const agent = lab.spawn(node.ns, "agent", [
-      requireBinary(),
-      "agent",
-      "--ip-masq",
-      `--registry=${reg}`,
-      "--backend=ebpf-vxlan",
-      "--iface=eth0",
-      `--subnet-file=${join(lab.dir, "subnet.env")}`,
-      "--http=127.0.0.1:8471",
-      `--bpffs=${bpffs}`,
-      `--state-dir=${lab.dir}`,
-    ]);
+    const agent = startAgent(lab, node.ns, [`--registry=${reg}`]);
     await settle(lab, node.ns, agent, n + 1);
     const m = rss(agent.proc.pid);
     await lab.stop(agent);

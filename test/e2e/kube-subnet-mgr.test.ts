@@ -14,7 +14,11 @@ import { join } from "node:path";
 import { formatCidr, formatIp4 } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
 import { type FlanneldNode, type FlanneldPeer, makeFlanneldNode } from "../helpers/flanneld-node.ts";
-import { type NamespacedKubeApi, startKubeApiServerInNamespace } from "../helpers/kube-apiserver.ts";
+import {
+  type NamespacedKubeApi,
+  startKubeApiServerInNamespace,
+  writeKubeconfig,
+} from "../helpers/kube-apiserver.ts";
 import { flanneldVxlanAnnotations, macFor, makeNode } from "../helpers/kube-nodes.ts";
 import { Lab, type LabProcess, until } from "../helpers/netns.ts";
 import { addPodViaCni, type Pod, ping } from "../helpers/pods.ts";
@@ -140,16 +144,7 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
   beforeAll(async () => {
     api = await startKubeApiServerInNamespace(lab, { ip: API_IP, tls: true, token: TOKEN });
     kubeconfig = join(lab.dir, "kubeconfig");
-    writeFileSync(
-      kubeconfig,
-      `apiVersion: v1
-kind: Config
-current-context: lab
-clusters: [{name: lab, cluster: {server: "${api.url}", certificate-authority: ${api.pki!.caFile}}}]
-contexts: [{name: lab, context: {cluster: lab, user: tartan}}]
-users: [{name: tartan, user: {token: ${TOKEN}}}]
-`,
-    );
+    writeKubeconfig(kubeconfig, api, TOKEN);
     netConf = join(lab.dir, "net-conf.json");
     writeFileSync(netConf, JSON.stringify({ Network: NETWORK, Backend: { Type: "vxlan" } }));
     const n1 = await addNode("ebpf-vxlan");
