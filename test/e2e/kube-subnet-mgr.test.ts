@@ -36,7 +36,7 @@ interface KubeNode {
   readonly ns: string;
   readonly ip: string;
   readonly index: number;
-  readonly backend: "ebpf-vxlan" | "vxlan" | "flanneld";
+  readonly backend: "ebpf-vxlan" | "vxlan" | "host-gw" | "flanneld";
   readonly subnetFile: string;
   readonly bpffs: string;
   agent: LabProcess | null;
@@ -260,7 +260,9 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     // the agent goes first (a drained node), then its Node object
     await lab.stop(n4.agent!);
     n4.agent = null;
+    const peer4 = await peerOf(n4.name, "198.19.4.0/24");
     await api.deleteNode(n4.name);
+    await flanneld.removePeer(peer4); // what flanneld does on the delete event
     await converged(all.slice(0, 3), "every agent to forget node-4");
     const n1 = nodes[0]!;
     const n2 = nodes[1]!;
@@ -324,6 +326,34 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
       ["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"],
       "the agents in sync after the outage",
     );
+  }, 120_000);
+
+  test("410 Gone (the API's history compacted): a re-list, nothing unprogrammed meanwhile, changes after it arrive", async () => {
+    const three = nodes.slice(0, 3);
+    const mon = await TrafficMonitor.start(lab, three, { tcpRate: 0 });
+    const gone = "Node watch history is gone (410); listing again";
+    const before = await Promise.all(agents().map(async (n) => (await lab.log(n.agent!)).split(gone).length));
+    await api.compact();
+    for (const [i, n] of agents().entries())
+      await until(
+        async () => (await lab.log(n.agent!)).split(gone).length > before[i]!,
+        `${n.name} to list again after the 410`,
+        30_000,
+      );
+    await api.createNode(
+      makeNode({
+        name: "late",
+        podCIDR: "198.19.20.0/24",
+        annotations: flanneldVxlanAnnotations("198.18.0.20", macFor(20)),
+      }),
+    );
+    const base = ["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"];
+    await converged([...base, "198.19.20.0/24"], "every agent to see the Node made after the re-list");
+    await api.deleteNode("late");
+    await converged(base, "every agent to forget it again");
+    const r = await mon.stop();
+    console.log(`410 re-list: ${summary(r)}`);
+    expect(r.lost).toBe(0);
   }, 120_000);
 
   test("a Node without a podCIDR: /readyz 503 naming it, one log line naming --allocate-node-cidrs, then up once assigned", async () => {
@@ -431,4 +461,34 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     expect(entries.sort()).toEqual(["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"]);
     for (const name of ["bad-json", "bad-mac", "outside", "half"]) await api.deleteNode(name);
   }, 60_000);
+
+  test("host-gw nodes in this mode: backend-data null, pods reach each other", async () => {
+    const h1 = await addNode("host-gw");
+    const h2 = await addNode("host-gw");
+    for (const h of [h1, h2]) startAgent(h);
+    for (const h of [h1, h2]) await waitReady(lab, h.ns, h.agent!, 8471, 60_000);
+    for (const h of [h1, h2]) {
+      const a = (await api.getNode(h.name))!.metadata.annotations;
+      expect(a).toEqual({
+        [`${P}/backend-data`]: "null",
+        [`${P}/backend-type`]: "host-gw",
+        [`${P}/kube-subnet-manager`]: "true",
+        [`${P}/public-ip`]: h.ip,
+      });
+    }
+    await until(
+      async () =>
+        (await lab.must(h1.ns, ["ip", "route", "show", `198.19.${h2.index}.0/24`])).includes(`via ${h2.ip}`),
+      "node h1 to route h2's podCIDR via h2",
+    );
+    const p1 = await addPod(h1);
+    const p2 = await addPod(h2);
+    expect((await ping(lab, p1.ns, p2.ip)).received).toBe(3);
+    expect((await ping(lab, p2.ns, p1.ip)).received).toBe(3);
+    for (const h of [h1, h2]) {
+      await lab.stop(h.agent!);
+      h.agent = null;
+      await api.deleteNode(h.name);
+    }
+  }, 120_000);
 });
