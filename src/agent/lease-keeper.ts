@@ -74,6 +74,7 @@ export class LeaseKeeper {
       try {
         const lease = await source.acquire({ config, attrs, memory: { previous, owned: this.#owned } });
         this.#o.health.ok();
+        this.#o.health.waited();
         this.#took(lease);
         return lease;
       } catch (e) {

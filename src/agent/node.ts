@@ -160,6 +160,7 @@ export class Agent {
         continue;
       }
       this.health.ok();
+      this.health.waited();
       if (config) return config;
       if (Date.now() - waitedLog > 30_000) {
         waitedLog = Date.now();

@@ -30,14 +30,20 @@ export class SourceHealth {
     if (this.state !== "ok") this.log.info("registry reachable", { registry: this.description });
     this.state = "ok";
     this.lastError = null;
-    this.waitingFor = null;
   }
 
-  /** The source answered, but without what we need yet; `why` is logged once (until it changes). */
+  /**
+   * The source answered, but without what we need yet; `why` is logged once (until it
+   * changes, or the wait is over), whatever else talks to the source meanwhile.
+   */
   waiting(why: string): void {
-    const before = this.waitingFor;
     this.ok();
-    if (before !== why) this.log.warn(why, { registry: this.description });
+    if (this.waitingFor !== why) this.log.warn(why, { registry: this.description });
     this.waitingFor = why;
+  }
+
+  /** What we waited for came. */
+  waited(): void {
+    this.waitingFor = null;
   }
 }

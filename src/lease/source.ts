@@ -21,9 +21,9 @@ export type { WatchHandle } from "../registry/registry.ts";
  */
 export interface LeaseRecord extends RegistryRecord {
   /**
-   * Set when the source already knows this object cannot be a lease, and why (a Node
-   * without a podCIDR, without flannel's annotations): the agent skips, logs and counts
-   * it like a record that fails to decode, with this reason. Its key must still be the
+   * Set when the source already knows this object cannot be a lease, and why: the agent
+   * skips, logs and counts it like a record that fails to decode, with this reason. (The
+   * kube source does not use it: it skips, logs and counts such Nodes itself, by reason.) Its key must still be the
    * one a later put or delete of the same object uses.
    */
   readonly invalid?: string;
@@ -77,11 +77,12 @@ export interface AcquireRequest {
  *   expiresAt null. `memory` is ignored (the podCIDR decides). No podCIDR yet:
  *   SourceWaitingError (the agent waits; /readyz names it).
  * - `renew`: never called (expiresAt null); return the lease unchanged if it is.
- * - `list`/`watch`: one record per Node — key `cidrToKey(podCIDR)` (`node/<name>` while it
- *   has none), value the lease JSON made from the annotations (`encodeLeaseValue`),
- *   expiresAt null, revision the resourceVersion; a Node that cannot be a lease gets
- *   `invalid` with the reason. A deleted Node (or one whose key changed) is a delete event
- *   for its old key; 410 Gone is a re-list delivered as a resync.
+ * - `list`/`watch`: one record per Node that is a lease — key `cidrToKey(podCIDR)`, value
+ *   the lease JSON made from the annotations, expiresAt null, revision the resourceVersion.
+ *   Nodes that cannot be leases are skipped by the source itself (logged once, counted per
+ *   reason: `skippedByReason`) and never delivered. A deleted Node (or one whose key
+ *   changed, or that stopped being a lease) is a delete event for its old key; 410 Gone is
+ *   a re-list delivered as a resync.
  * - `close`: stop the watches.
  */
 export interface LeaseSource {
