@@ -30,9 +30,18 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
   const lock = takeLock(subnetFileLock(o.subnetFile), `--subnet-file=${o.subnetFile}`);
   try {
     const previousEnv = previousSubnetEnv(o);
-    const extIface = await resolveInterface(o, log);
+    let extIface = await resolveInterface(o, log);
     const stateFile = stateFilePath(o.stateDir, o.nodeName);
     const source = await openLeaseSource({ ...o, stateFile }, log);
+    try {
+      // flanneld reads an address an operator stored for the node (node-public-ip) before
+      // choosing its own: it replaces --public-ip
+      const stored = source.storedPublicIp ? await source.storedPublicIp() : null;
+      if (stored !== null && stored !== extIface.publicIp) extIface = { ...extIface, publicIp: stored };
+    } catch (e) {
+      await source.close().catch(() => {});
+      throw e;
+    }
     return await supervise(o, new Agent({ o, source, extIface, previousEnv, stateFile, log }), log);
   } finally {
     lock.release();

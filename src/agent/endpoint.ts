@@ -9,6 +9,7 @@ import type { AgentOptions, HostPort } from "../config/options.ts";
 import { LatestDoctor } from "../doctor/latest.ts";
 import { doctorInputFromAgent, runChecks } from "../doctor/run.ts";
 import { createApp } from "../http/app.ts";
+import type { KubeSource } from "../lease/kube-source.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
 import type { Agent } from "./node.ts";
@@ -51,6 +52,7 @@ export class Endpoint {
           options: redactedOptions(o),
           network: network(),
         }),
+        kubeView: () => (agent.source as Partial<KubeSource>).view?.() ?? null,
       }),
     );
     const app = createApp({

@@ -9,11 +9,15 @@ import type { NetworkConfig } from "../config/network.ts";
 import { renewAt } from "../lease/allocate.ts";
 import type { Lease, LeaseAttrs } from "../lease/lease.ts";
 import { type NodeMemory, writeStateFile } from "../lease/memory.ts";
-import { LeaseRefusedError, type LeaseSource } from "../lease/source.ts";
+import { LeaseRefusedError, type LeaseSource, SourceWaitingError } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { AgentMetrics } from "../status/status.ts";
 import type { SourceHealth } from "./source-health.ts";
 import { StoppableSleep } from "./stoppable-sleep.ts";
+
+/** Asking again while the source says "not yet" (a Node without a podCIDR): 1 s, doubling up to 10 s. */
+export const WAIT_MIN_MS = 1000;
+export const WAIT_MAX_MS = 10_000;
 
 export interface LeaseKeeperOptions {
   readonly source: LeaseSource;
@@ -59,19 +63,28 @@ export class LeaseKeeper {
 
   /**
    * Acquires a lease, asking first for `previous`; retries transient errors with backoff
-   * until stopped; throws LeaseRefusedError (range full, PublicIP conflict) at once.
+   * until stopped, and waits (saying why once) while the source says not yet; throws
+   * LeaseRefusedError (range full, PublicIP conflict) at once.
    */
   async acquire(previous: Cidr | null = this.#o.memory.previous): Promise<Lease> {
     const { source, config, attrs, log } = this.#o;
     let backoff = 500;
+    let wait = WAIT_MIN_MS;
     while (!this.#sleep.stopped) {
       try {
         const lease = await source.acquire({ config, attrs, memory: { previous, owned: this.#owned } });
         this.#o.health.ok();
+        this.#o.health.waited();
         this.#took(lease);
         return lease;
       } catch (e) {
         if (e instanceof LeaseRefusedError) throw e;
+        if (e instanceof SourceWaitingError) {
+          this.#o.health.waiting(e.message);
+          await this.#sleep.sleep(wait);
+          wait = Math.min(wait * 2, WAIT_MAX_MS);
+          continue;
+        }
         this.#o.health.failed(e);
         log.warn("lease acquisition failed, retrying", { error: errorText(e), retryInMs: backoff });
         await this.#sleep.sleep(backoff);

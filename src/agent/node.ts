@@ -6,21 +6,21 @@
  * start created.
  */
 import type { Backend, BackendAnnouncement, ExternalInterface } from "../backend/backend.ts";
+import { publishDatapath } from "../backend/datapath-file.ts";
 import { createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
-import { publishDatapath } from "../backend/datapath-file.ts";
 import { formatCidr } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { type SubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
 import type { Lease } from "../lease/lease.ts";
 import { nodeMemory, readStateFile } from "../lease/memory.ts";
-import { type LeaseSource, NetworkConfigError } from "../lease/source.ts";
+import { type LeaseSource, NetworkConfigError, SourceWaitingError } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
 import { type AgentStatus, newMetrics } from "../status/status.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { MasqKeeper } from "./ip-masq.ts";
-import { LeaseKeeper } from "./lease-keeper.ts";
+import { LeaseKeeper, WAIT_MAX_MS, WAIT_MIN_MS } from "./lease-keeper.ts";
 import { LeaseSync } from "./lease-sync.ts";
 import { type HeldLock, takeLock } from "./lock.ts";
 import { type AgentPhase, agentStatus } from "./snapshot.ts";
@@ -64,6 +64,11 @@ export class Agent {
   constructor(d: AgentDeps) {
     this.#d = d;
     this.health = new SourceHealth(d.source.description, d.log, this.metrics);
+  }
+
+  /** Where leases come from (a registry, or the Kubernetes API). */
+  get source(): LeaseSource {
+    return this.#d.source;
   }
 
   get backendName(): BackendName | null {
@@ -132,12 +137,19 @@ export class Agent {
     const { source, log } = this.#d;
     let waitedLog = 0;
     let backoff = 500;
+    let wait = WAIT_MIN_MS;
     while (!this.#sleep.stopped) {
       let config: NetworkConfig | null;
       try {
         config = await source.networkConfig();
       } catch (e) {
         if (e instanceof NetworkConfigError) throw e;
+        if (e instanceof SourceWaitingError) {
+          this.health.waiting(e.message);
+          await this.#sleep.sleep(wait);
+          wait = Math.min(wait * 2, WAIT_MAX_MS);
+          continue;
+        }
         this.health.failed(e);
         log.warn("cannot read the network config, retrying", {
           registry: source.description,
@@ -148,6 +160,7 @@ export class Agent {
         continue;
       }
       this.health.ok();
+      this.health.waited();
       if (config) return config;
       if (Date.now() - waitedLog > 30_000) {
         waitedLog = Date.now();
@@ -218,6 +231,8 @@ export class Agent {
           description: this.health.description,
           state: this.health.state,
           lastError: this.health.lastError,
+          waiting: this.health.waitingFor,
+          skipped: this.#d.source.skippedByReason?.() ?? null,
         },
         revision: this.sync?.revision ?? 0,
         own: this.keeper?.lease ?? null,

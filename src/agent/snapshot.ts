@@ -25,6 +25,10 @@ export interface StatusFacts {
     readonly description: string;
     readonly state: "ok" | "degraded" | "connecting";
     readonly lastError: string | null;
+    /** What the agent waits for from the source (our Node's podCIDR), or null. */
+    readonly waiting?: string | null;
+    /** Objects of the source that are not leases, per reason (the kube source's Nodes); null for registries. */
+    readonly skipped?: Readonly<Record<string, number>> | null;
   };
   readonly revision: number;
   readonly own: Lease | null;
@@ -59,6 +63,7 @@ function healthReasons(f: StatusFacts): string[] {
 
 function readyReasons(f: StatusFacts): string[] {
   const out: string[] = [];
+  if (f.source.waiting) out.push(f.source.waiting);
   if (!f.config) out.push("waiting for the network config");
   if (!f.own) out.push(f.phase === "acquiring" ? "acquiring a lease" : "no lease held");
   if (!f.subnetWritten) out.push(`${f.subnetFile} not written yet`);

@@ -46,6 +46,13 @@ export interface NetworkConfig {
   readonly raw: string;
   /** What a person should know but that is no error: unknown keys, host bits in Network. */
   readonly warnings: readonly string[];
+  /**
+   * Subnets are given, not allocated (--kube-subnet-mgr: each Node's podCIDR): a subnet of
+   * any prefix length inside Network is a lease, as flannel's kube subnet manager takes
+   * them, and subnetLen is our own podCIDR's (kube-controller-manager's
+   * --node-cidr-mask-size, the same for every Node).
+   */
+  readonly podCidrSubnets?: boolean;
 }
 
 const ipString = v.pipe(

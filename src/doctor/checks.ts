@@ -15,6 +15,7 @@ import {
   checkMasquerade,
   checkRpFilter,
 } from "./checks/host.ts";
+import { checkKubeAnnotations, checkKubeNetworkUnavailable, checkKubePodCidr } from "./checks/kube.ts";
 import { checkPeers, checkRemoteLeases, checkStaleEntries } from "./checks/leases.ts";
 import { checkAgent, checkCniConfig, checkLease, checkRegistry, checkSubnetEnv } from "./checks/node.ts";
 import type { Facts } from "./facts.ts";
@@ -22,6 +23,7 @@ import type { Facts } from "./facts.ts";
 export * from "./checks/common.ts";
 export * from "./checks/datapath.ts";
 export * from "./checks/host.ts";
+export * from "./checks/kube.ts";
 export * from "./checks/leases.ts";
 export * from "./checks/node.ts";
 
@@ -29,6 +31,9 @@ export * from "./checks/node.ts";
 export const CHECKS: readonly ((f: Facts) => Check)[] = [
   checkAgent,
   checkRegistry,
+  checkKubePodCidr,
+  checkKubeAnnotations,
+  checkKubeNetworkUnavailable,
   checkLease,
   checkSubnetEnv,
   checkBridge,
@@ -46,6 +51,13 @@ export const CHECKS: readonly ((f: Facts) => Check)[] = [
   checkPeers,
 ];
 
+/** Judged only on a --kube-subnet-mgr node. */
+const KUBE_CHECKS: ReadonlySet<(f: Facts) => Check> = new Set([
+  checkKubePodCidr,
+  checkKubeAnnotations,
+  checkKubeNetworkUnavailable,
+]);
+
 export function judge(f: Facts): Check[] {
-  return CHECKS.map((c) => c(f));
+  return CHECKS.filter((c) => f.kube !== null || !KUBE_CHECKS.has(c)).map((c) => c(f));
 }

@@ -8,6 +8,7 @@
 import type { Ip4 } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { ReadSubnetEnv } from "../config/subnet-env.ts";
+import type { AnnotationNames } from "../kube/annotations.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { FdbEntry, Neigh, Route } from "../net/ip.ts";
 import type { AgentStatus } from "../status/status.ts";
@@ -81,6 +82,32 @@ export interface RegistryFacts {
   readonly leases: readonly Lease[];
   /** Records that failed validation: key and reason. */
   readonly invalid: readonly { readonly key: string; readonly reason: string }[];
+}
+
+/** Our Node's condition NetworkUnavailable, as the API has it. */
+export interface NodeCondition {
+  readonly status: string;
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** What the Kubernetes API says about this node (--kube-subnet-mgr). */
+export interface KubeFacts {
+  /** "kubernetes:https://10.96.0.1:443 (Node n1)" */
+  readonly description: string;
+  readonly nodeName: string;
+  readonly names: AnnotationNames;
+  /** --set-node-network-unavailable: the agent manages the condition. */
+  readonly setNodeNetworkUnavailable: boolean;
+  /** Our Node; null when the API has no Node by that name. */
+  readonly node: {
+    /** spec.podCIDRs, else [spec.podCIDR]; empty when none is assigned. */
+    readonly podCidrs: readonly string[];
+    readonly annotations: Readonly<Record<string, string>>;
+    readonly networkUnavailable: NodeCondition | null;
+  } | null;
+  /** Nodes that are not leases, and why (only reasons that mean bad data go to the registry's invalid list). */
+  readonly skipped: readonly { readonly name: string; readonly reason: string; readonly detail: string }[];
 }
 
 export interface CniFile {
@@ -171,8 +198,10 @@ export interface Facts {
   readonly agent: Fact<AgentFacts>;
   readonly config: Fact<NetworkConfig>;
   readonly registry: Fact<RegistryFacts>;
+  /** null unless the node runs with --kube-subnet-mgr. */
+  readonly kube: Fact<KubeFacts> | null;
   readonly underlay: Fact<UnderlayFacts>;
-  /** Our lease: the registry's lease with our PublicIP (else the agent's). */
+  /** Our lease: the registry's lease with our PublicIP, or our Node's podCIDR (else the agent's). */
   readonly ownLease: Lease | null;
   readonly subnetEnv: ReadSubnetEnv;
   /** Every link of the node's namespace. */

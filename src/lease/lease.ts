@@ -83,8 +83,8 @@ export type DecodeResult = { ok: true; lease: Lease } | { ok: false; reason: str
 
 /**
  * Validates one registry record against the network config: the key must be a subnet
- * of the configured length inside the network; the value flannel's lease JSON, with
- * vxlan BackendData when BackendType is vxlan.
+ * of the configured length inside the network (any length when subnets are Nodes'
+ * podCIDRs); the value flannel's lease JSON, with vxlan BackendData when BackendType is vxlan.
  */
 export function decodeLeaseRecord(rec: RegistryRecord, cfg: NetworkConfig): DecodeResult {
   const subnet = keyToCidr(rec.key);
@@ -92,7 +92,7 @@ export function decodeLeaseRecord(rec: RegistryRecord, cfg: NetworkConfig): Deco
     return { ok: false, reason: `key ${JSON.stringify(rec.key)} is not a subnet like 10.244.3.0-24` };
   if (!containsCidr(cfg.network, subnet))
     return { ok: false, reason: `subnet ${rec.key} is outside the network` };
-  if (subnet.len !== cfg.subnetLen)
+  if (subnet.len !== cfg.subnetLen && !cfg.podCidrSubnets)
     return {
       ok: false,
       reason: `subnet ${rec.key} is not a /${cfg.subnetLen} (SubnetLen of the network config)`,

@@ -34,6 +34,10 @@ export interface AgentStatus {
     readonly state: "ok" | "degraded" | "connecting";
     readonly lastError: string | null;
     readonly revision: number;
+    /** What the agent waits for from the source (our Node's podCIDR), when it waits. */
+    readonly waiting?: string | null;
+    /** Source objects that are not leases right now, per reason (--kube-subnet-mgr: Nodes). */
+    readonly skipped?: Readonly<Record<string, number>> | null;
   };
   readonly lease: {
     readonly subnet: string;
@@ -189,6 +193,15 @@ export function formatMetrics(s: AgentStatus): string {
     ),
   );
   metric("tartan_registry_revision", "gauge", "Last registry revision seen.", s.registry.revision);
+  if (s.registry.skipped)
+    lines.push(
+      ...promFamily(
+        "tartan_kube_nodes_skipped",
+        "gauge",
+        "Nodes that are not leases right now, by reason (--kube-subnet-mgr; a fixed set of reasons).",
+        Object.entries(s.registry.skipped).map(([reason, value]) => ({ labels: { reason }, value })),
+      ),
+    );
   metric(
     "tartan_datapath_apply_errors_total",
     "counter",

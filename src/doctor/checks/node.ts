@@ -65,7 +65,9 @@ export function checkRegistry(f: Facts): Check {
       status: "problem",
       finding: `registry unreachable: ${f.registry.error}`,
       why,
-      fix: "check --registry=sqlite:PATH or --etcd-endpoints and the --etcd-* TLS flags; `tartan leases` with the same flags shows what the agent sees",
+      fix: f.kube
+        ? "check --kubeconfig-file / --kube-api-url (or the pod's service account) and --net-config-path; kubectl get nodes with the same credentials shows what the agent sees"
+        : "check --registry=sqlite:PATH or --etcd-endpoints and the --etcd-* TLS flags; `tartan leases` with the same flags shows what the agent sees",
       fixable: false,
     };
   const r = f.registry.value;
@@ -75,7 +77,9 @@ export function checkRegistry(f: Facts): Check {
       status: "problem",
       finding: `${r.description}: no usable network config (${f.config.error})`,
       why: "without a network config no node can lease a subnet",
-      fix: 'tartan config set net-conf.json (flannel\'s format, e.g. {"Network": "10.244.0.0/16"})',
+      fix: f.kube
+        ? "fix the net-conf.json at --net-config-path (the ConfigMap's net-conf.json)"
+        : 'tartan config set net-conf.json (flannel\'s format, e.g. {"Network": "10.244.0.0/16"})',
       fixable: false,
     };
   if (r.invalid.length > 0) {
@@ -107,6 +111,15 @@ export function checkLease(f: Facts): Check {
       "fix the registry first (see the registry check)",
     );
   const own = f.ownLease;
+  if (!own && f.kube?.ok)
+    return {
+      id,
+      status: "problem",
+      finding: `Node ${f.kube.value.nodeName} is not a lease in ${f.registry.value.description}: see the kube checks`,
+      why,
+      fix: "start the agent (it publishes the Node's annotations); the kube-podcidr and kube-annotations checks say what is missing",
+      fixable: false,
+    };
   if (!own)
     return {
       id,
@@ -130,7 +143,13 @@ export function checkLease(f: Facts): Check {
       fixable: false,
     };
   if (own.expiresAt === null)
-    return ok(id, `lease ${leaseName(own)} for ${pub} is a reservation (never expires)`, why);
+    return ok(
+      id,
+      f.kube?.ok
+        ? `lease ${leaseName(own)} for ${pub} is Node ${f.kube.value.nodeName}'s podCIDR (never expires)`
+        : `lease ${leaseName(own)} for ${pub} is a reservation (never expires)`,
+      why,
+    );
   const left = own.expiresAt - f.now;
   if (left <= 0)
     return {
