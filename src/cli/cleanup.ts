@@ -138,7 +138,10 @@ export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) =>
     );
     return routes.length ? `${routes.length} host-gw route(s) into ${formatCidr(network)}` : null;
   });
-  await step("ip-masq table", async () => ((await removeMasq()) ? "nft table ip tartan" : null));
+  await step("ip-masq table", async () => {
+    const tables = await removeMasq();
+    return tables.length > 0 ? `nft table ${tables.join(", ")}` : null;
+  });
   await step("empty nat table", async () =>
     (await removeEmptyNatTable()) ? "empty nft table ip nat the bridge plugin's masquerading left" : null,
   );
