@@ -24,7 +24,11 @@ export function redactedOptions(o: AgentOptions): Record<string, unknown> {
     ...o,
     registry: reg,
     ifaceCanReach:
-      o.ifaceCanReach !== null ? formatIp4(o.ifaceCanReach) : o.ifaceCanReach6 ? formatIp6(o.ifaceCanReach6) : null,
+      o.ifaceCanReach !== null
+        ? formatIp4(o.ifaceCanReach)
+        : o.ifaceCanReach6
+          ? formatIp6(o.ifaceCanReach6)
+          : null,
     ifaceCanReach6: undefined,
     publicIp: o.publicIp === null ? null : formatIp4(o.publicIp),
     publicIpv6: o.publicIpv6 ? formatIp6(o.publicIpv6) : null,

@@ -6,9 +6,9 @@
  * start created.
  */
 import type { Backend, BackendAnnouncement, ExternalInterface } from "../backend/backend.ts";
+import { publishDatapath } from "../backend/datapath-file.ts";
 import { backendRefusal, createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
-import { publishDatapath } from "../backend/datapath-file.ts";
 import { formatCidr } from "../config/cidr.ts";
 import { formatCidr6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
@@ -209,7 +209,8 @@ export class Agent {
     const ann = this.announced!;
     const c6 = config.ipv6 ?? null;
     const sn6 = c6 ? (lease.subnet6 ?? null) : null;
-    if (c6 && sn6 === null) throw new Error(`lease ${lease.key} has no IPv6 subnet, but the network config is dual stack`);
+    if (c6 && sn6 === null)
+      throw new Error(`lease ${lease.key} has no IPv6 subnet, but the network config is dual stack`);
     writeSubnetEnv(o.subnetFile, {
       network: config.network,
       subnet: lease.subnet,

@@ -4,11 +4,19 @@
  * never create anything: a registry file that is not there is an error saying how to make one.
  */
 import { readFileSync } from "node:fs";
-import { type Cidr, cidrEquals, cidrToKey, formatCidr, formatIp4, keyToCidr, parseCidr } from "../config/cidr.ts";
+import {
+  type Cidr,
+  cidrEquals,
+  cidrToKey,
+  formatCidr,
+  formatIp4,
+  keyToCidr,
+  parseCidr,
+} from "../config/cidr.ts";
 import { formatCidr6, formatIp6 } from "../config/cidr6.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
-import { parseSubnetKey } from "../config/subnet-key.ts";
 import type { RegistryOptions } from "../config/options.ts";
+import { parseSubnetKey } from "../config/subnet-key.ts";
 import { decodeLeaseRecord } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import { openRegistry } from "../registry/index.ts";
@@ -185,7 +193,8 @@ export const leasesCommand: Command = {
       throw new ValidationError(
         `unknown action "${verb}" for leases; use "tartan leases" or "tartan leases delete SUBNET"`,
       );
-    const subnet = arg === undefined ? null : (keyToCidr(arg) ?? parseCidr(arg) ?? parseSubnetKey(arg)?.v4 ?? null);
+    const subnet =
+      arg === undefined ? null : (keyToCidr(arg) ?? parseCidr(arg) ?? parseSubnetKey(arg)?.v4 ?? null);
     if (!subnet || extra.length > 0)
       throw new ValidationError(
         `leases delete needs one SUBNET like 10.244.3.0/24 or 10.244.3.0-24 (got ${JSON.stringify(arg ?? "")})`,

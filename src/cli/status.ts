@@ -21,7 +21,9 @@ export function formatStatus(s: AgentStatus, verbose = false): string {
     `node        ${s.node}  (tartan ${s.version}, backend ${s.backend ?? "-"}, up since ${s.startedAt})`,
   );
   out.push(`network     ${s.network ?? "-"}${s.network6 ? ` and ${s.network6}` : ""}`);
-  const l6 = s.lease?.subnet6 ? ` and ${s.lease.subnet6}${s.lease.publicIpv6 ? ` via ${s.lease.publicIpv6}` : ""}` : "";
+  const l6 = s.lease?.subnet6
+    ? ` and ${s.lease.subnet6}${s.lease.publicIpv6 ? ` via ${s.lease.publicIpv6}` : ""}`
+    : "";
   out.push(
     `lease       ${s.lease ? `${s.lease.subnet} via ${s.lease.publicIp}${l6}, expires ${s.lease.expiresAt ?? "never"}, renews ${s.lease.renewAt ?? "never"}` : "none"}`,
   );

@@ -61,7 +61,7 @@ export function parseIp6(text: string): Ip6 | null {
     groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
   } else {
     const all = groupsOf(text, true);
-    if (!all || all.length !== 8) return null;
+    if (all?.length !== 8) return null;
     groups = all;
   }
   let ip = 0n;

@@ -27,7 +27,8 @@ const TOP_KEYS = [
 /** The Backend keys of the backends Tartan runs (flannel's vxlan and host-gw; pkg/backend/vxlan). */
 const BACKEND_KEYS = ["Type", "VNI", "Port", "MTU", "DirectRouting", "GBP", "Learning"] as const;
 
-const IPV6_OFF = "EnableIPv6 is not true, so the network is IPv4 only (add \"EnableIPv6\": true for dual stack)";
+const IPV6_OFF =
+  'EnableIPv6 is not true, so the network is IPv4 only (add "EnableIPv6": true for dual stack)';
 
 /**
  * flannel keys that have no effect (here, or in this document), and why; no warning when

@@ -88,8 +88,10 @@ function parseIpv6Pair(kv: Map<string, string>): { network6: Cidr6; subnet6: Cid
   const netText = kv.get("FLANNEL_IPV6_NETWORK");
   const subText = kv.get("FLANNEL_IPV6_SUBNET");
   if (netText === undefined && subText === undefined) return null;
-  if (netText === undefined) throw new ValidationError("FLANNEL_IPV6_NETWORK is missing (FLANNEL_IPV6_SUBNET is set)");
-  if (subText === undefined) throw new ValidationError("FLANNEL_IPV6_SUBNET is missing (FLANNEL_IPV6_NETWORK is set)");
+  if (netText === undefined)
+    throw new ValidationError("FLANNEL_IPV6_NETWORK is missing (FLANNEL_IPV6_SUBNET is set)");
+  if (subText === undefined)
+    throw new ValidationError("FLANNEL_IPV6_SUBNET is missing (FLANNEL_IPV6_NETWORK is set)");
   const network6 = parseCidr6(netText);
   if (!network6)
     throw new ValidationError(`FLANNEL_IPV6_NETWORK=${netText} is not an IPv6 CIDR like fd00:19::/56`);

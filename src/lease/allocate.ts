@@ -129,16 +129,25 @@ export function chooseSubnet(input: ChooseInput): Choice {
     if (!c6) return { kind: "rekey", lease: mine, subnet6: null };
     const others = leases.filter((l) => l !== mine);
     const sn6 = chooseSubnet6(c6, others, excluded.v6, input.previous6 ?? null, random);
-    return sn6 ? { kind: "rekey", lease: mine, subnet6: sn6 } : { kind: "full6", capacity: subnetCapacity6(c6) };
+    return sn6
+      ? { kind: "rekey", lease: mine, subnet6: sn6 }
+      : { kind: "full6", capacity: subnetCapacity6(c6) };
   }
   const withV6 = (subnet: Cidr, why: "previous" | "random"): Choice => {
     if (!c6) return { kind: "new", subnet, why };
     // the previous IPv6 subnet goes with the previous IPv4 one, as in flannel
-    const sn6 = chooseSubnet6(c6, leases, excluded.v6, why === "previous" ? (input.previous6 ?? null) : null, random);
-    return sn6 ? { kind: "new", subnet, subnet6: sn6, why } : { kind: "full6", capacity: subnetCapacity6(c6) };
+    const sn6 = chooseSubnet6(
+      c6,
+      leases,
+      excluded.v6,
+      why === "previous" ? (input.previous6 ?? null) : null,
+      random,
+    );
+    return sn6
+      ? { kind: "new", subnet, subnet6: sn6, why }
+      : { kind: "full6", capacity: subnetCapacity6(c6) };
   };
-  const taken = (sn: Cidr) =>
-    excluded.v4.has(cidrToKey(sn)) || leases.some((l) => overlaps(l.subnet, sn));
+  const taken = (sn: Cidr) => excluded.v4.has(cidrToKey(sn)) || leases.some((l) => overlaps(l.subnet, sn));
   if (input.previous && inRange(cfg, input.previous) && !taken(input.previous))
     return withV6(input.previous, "previous");
   const capacity = subnetCapacity(cfg);

@@ -69,7 +69,8 @@ export function encodeLeaseValue(attrs: LeaseAttrs): string {
   const publicIp = JSON.stringify(formatIp4(attrs.publicIp));
   let s = `{"PublicIP":${publicIp}`;
   const dual = isDualAttrs(attrs);
-  if (dual) s += `,"PublicIPv6":${attrs.publicIpv6 == null ? "null" : JSON.stringify(formatIp6(attrs.publicIpv6))}`;
+  if (dual)
+    s += `,"PublicIPv6":${attrs.publicIpv6 == null ? "null" : JSON.stringify(formatIp6(attrs.publicIpv6))}`;
   if (attrs.backendType) s += `,"BackendType":${JSON.stringify(attrs.backendType)}`;
   if (attrs.vxlan) s += `,"BackendData":${vxlanJson(attrs.vxlan)}`;
   if (dual && attrs.vxlan6) s += `,"BackendV6Data":${vxlanJson(attrs.vxlan6)}`;

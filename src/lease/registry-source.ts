@@ -145,10 +145,13 @@ export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseS
         if (held.expiresAt === null) throw new ReservationMismatchError(held, c6 !== null);
         // delete first: two keys for one IPv4 subnet would make peers program it twice
         await registry.delete(held.key);
-        o.log.info("our lease does not fit the network config's IPv6 side; keeping its IPv4 subnet under a new key", {
-          old: held.key,
-          ipv6: choice.subnet6 ? formatCidr6(choice.subnet6) : "none",
-        });
+        o.log.info(
+          "our lease does not fit the network config's IPv6 side; keeping its IPv4 subnet under a new key",
+          {
+            old: held.key,
+            ipv6: choice.subnet6 ? formatCidr6(choice.subnet6) : "none",
+          },
+        );
         subnet = held.subnet;
       }
       const subnet6 = choice.subnet6 ?? null;

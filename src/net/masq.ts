@@ -63,14 +63,17 @@ export async function masqPresent(network: Cidr, network6: Cidr6 | null = null):
     const r = await nft(["list", "table", family, NFT_TABLE]);
     return r.code === 0 && r.stdout.includes(`${family} saddr ${net}`) && r.stdout.includes("masquerade");
   };
-  return (await has("ip", formatCidr(network))) && (network6 === null || (await has("ip6", formatCidr6(network6))));
+  return (
+    (await has("ip", formatCidr(network))) && (network6 === null || (await has("ip6", formatCidr6(network6))))
+  );
 }
 
 /** Removes both families' tables; returns the ones there were ("ip tartan", "ip6 tartan"). */
 export async function removeMasq(): Promise<string[]> {
   const removed: string[] = [];
   for (const family of ["ip", "ip6"])
-    if ((await nft(["delete", "table", family, NFT_TABLE])).code === 0) removed.push(`${family} ${NFT_TABLE}`);
+    if ((await nft(["delete", "table", family, NFT_TABLE])).code === 0)
+      removed.push(`${family} ${NFT_TABLE}`);
   return removed;
 }
 

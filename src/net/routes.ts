@@ -38,7 +38,8 @@ function longestPrefix<A, C extends { readonly len: number }>(
 export function routeLookup(routes: readonly Route[]): RouteLookup {
   const lookup = longestPrefix(
     routes,
-    (dst) => (dst === "default" ? { ip: 0, len: 0 } : parseCidr(dst.includes("/") ? dst : `${dst}/32`, false)),
+    (dst) =>
+      dst === "default" ? { ip: 0, len: 0 } : parseCidr(dst.includes("/") ? dst : `${dst}/32`, false),
     containsIp,
   );
   return { lookup, isDirect: (ip) => onLink(lookup(ip)) };
@@ -53,7 +54,8 @@ export interface RouteLookup6 {
 export function routeLookup6(routes: readonly Route[]): RouteLookup6 {
   const lookup = longestPrefix(
     routes,
-    (dst) => (dst === "default" ? { ip: 0n, len: 0 } : parseCidr6(dst.includes("/") ? dst : `${dst}/128`, false)),
+    (dst) =>
+      dst === "default" ? { ip: 0n, len: 0 } : parseCidr6(dst.includes("/") ? dst : `${dst}/128`, false),
     containsIp6,
   );
   return { lookup, isDirect: (ip) => onLink(lookup(ip)) };

@@ -148,7 +148,12 @@ export function formatMetrics(s: AgentStatus): string {
     "Valid leases with an IPv6 subnet (dual stack), ours included.",
     s.counts.leases6 ?? 0,
   );
-  metric("tartan_ipv6_enabled", "gauge", "1 when the network is dual stack (EnableIPv6).", s.network6 ? 1 : 0);
+  metric(
+    "tartan_ipv6_enabled",
+    "gauge",
+    "1 when the network is dual stack (EnableIPv6).",
+    s.network6 ? 1 : 0,
+  );
   metric(
     "tartan_leases_programmed",
     "gauge",

@@ -52,7 +52,8 @@ describe("network config defaults (flannel's)", () => {
 });
 
 describe("dual stack (EnableIPv6) defaults, as flannel's CheckNetworkConfig", () => {
-  const dual = (o: Record<string, unknown>) => cfg({ Network: "10.244.0.0/16", EnableIPv6: true, ...o }).ipv6!;
+  const dual = (o: Record<string, unknown>) =>
+    cfg({ Network: "10.244.0.0/16", EnableIPv6: true, ...o }).ipv6!;
   test("IPv4 only unless EnableIPv6 is true", () => {
     expect(cfg({ Network: "10.244.0.0/16" }).ipv6).toBeNull();
     expect(cfg({ Network: "10.244.0.0/16", EnableIPv6: false, IPv6Network: "fd00::/56" }).ipv6).toBeNull();

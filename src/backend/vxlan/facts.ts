@@ -70,7 +70,14 @@ export function stableVtepMac(publicIp: number, vni: number): string {
 /** The IPv6 device's MAC: stable like the IPv4 one, from the PublicIPv6, and never equal to it. */
 export function stableVtepMac6(publicIpv6: Ip6, vni: number): string {
   const low = Number(publicIpv6 & 0xffffffn);
-  const b = [0x0e, ((vni >>> 8) & 0xff) ^ 0x76, vni & 0xff, (low >>> 16) & 0xff, (low >>> 8) & 0xff, low & 0xff];
+  const b = [
+    0x0e,
+    ((vni >>> 8) & 0xff) ^ 0x76,
+    vni & 0xff,
+    (low >>> 16) & 0xff,
+    (low >>> 8) & 0xff,
+    low & 0xff,
+  ];
   return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
 

@@ -36,7 +36,10 @@ import { addLines, entriesOf, removeLines } from "./plan.ts";
  * dropped: flannel issue #1781). Backend.MTU, when set, is the pods' MTU as always; the
  * IPv6 device still cannot exceed what the kernel allows.
  */
-export function dualStackMtu(configured: number | null, underlayMtu: number): { pods: number; device6: number } {
+export function dualStackMtu(
+  configured: number | null,
+  underlayMtu: number,
+): { pods: number; device6: number } {
   const max6 = underlayMtu - VXLAN6_OVERHEAD;
   const pods = configured ?? Math.min(podMtu(VXLAN_FACTS, null, underlayMtu), max6);
   return { pods, device6: Math.min(pods, max6) };
@@ -69,7 +72,7 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
           v6: {
             device: device6,
             direct: (l: Lease) =>
-              config.backend.directRouting && routes6 !== null && routes6.isDirect(l.attrs.publicIpv6!),
+              config.backend.directRouting && routes6?.isDirect(l.attrs.publicIpv6!) === true,
           },
         }
       : {}),
@@ -85,17 +88,28 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
     async prepare(): Promise<BackendAnnouncement> {
       // a (re)created device starts empty: everything must be programmed again
       mine.clear();
-      const dev = await ensureVxlanDevice({ device, vni, port: config.backend.port, extIface, mtu, mac, log });
+      const dev = await ensureVxlanDevice({
+        device,
+        vni,
+        port: config.backend.port,
+        extIface,
+        mtu,
+        mac,
+        log,
+      });
       mac = dev.mac;
       created ||= dev.created;
       enableForwarding(log);
       if (!dual) return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
       if (config.backend.mtu !== null && config.backend.mtu > mtu6.device6)
-        log.warn("Backend.MTU is more than IPv6 VXLAN can carry on this underlay; IPv6 pod packets above the device's MTU get ICMPv6 Packet Too Big", {
-          mtu: config.backend.mtu,
-          device: device6,
-          deviceMtu: mtu6.device6,
-        });
+        log.warn(
+          "Backend.MTU is more than IPv6 VXLAN can carry on this underlay; IPv6 pod packets above the device's MTU get ICMPv6 Packet Too Big",
+          {
+            mtu: config.backend.mtu,
+            device: device6,
+            deviceMtu: mtu6.device6,
+          },
+        );
       const local6 = extIface.ifaceIpv6!;
       const dev6 = await ensureVxlanDevice({
         device: device6,
@@ -199,7 +213,8 @@ async function deviceProblem(device: string, mac: string): Promise<string | null
   const link = await getLink(device);
   if (!link) return `vxlan device ${device} is missing`;
   if (!link.flags.includes("UP")) return `vxlan device ${device} is down`;
-  if (mac && link.address !== mac) return `vxlan device ${device} has MAC ${link.address}, our lease announces ${mac}`;
+  if (mac && link.address !== mac)
+    return `vxlan device ${device} has MAC ${link.address}, our lease announces ${mac}`;
   return null;
 }
 

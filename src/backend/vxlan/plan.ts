@@ -31,7 +31,11 @@ export interface BatchLines {
   readonly bridge: string[];
 }
 
-export function addLines(leases: readonly Lease[], p: VxlanPlanInput, entries: EntriesOf = v4Only): BatchLines {
+export function addLines(
+  leases: readonly Lease[],
+  p: VxlanPlanInput,
+  entries: EntriesOf = v4Only,
+): BatchLines {
   const ip: string[] = [];
   const bridge: string[] = [];
   for (const l of leases)
