@@ -10,18 +10,19 @@
  * a dual-stack config in one line.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatCidr } from "../../src/config/cidr.ts";
 import { formatCidr6, formatIp6 } from "../../src/config/cidr6.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
 import { parseSubnetKey } from "../../src/config/subnet-key.ts";
+import type { DoctorReport } from "../../src/doctor/report.ts";
 import { silentLogger } from "../../src/log.ts";
 import { SqliteRegistry } from "../../src/registry/sqlite.ts";
 import { Cluster, EXTERNAL_IP6, IPV6_NETWORK } from "../helpers/cluster.ts";
 import { Lab, until } from "../helpers/netns.ts";
 import { addPod, type Pod, ping } from "../helpers/pods.ts";
-import { isRoot, requireBinary, startAgent, status, tartan, waitReady } from "../helpers/tartan.ts";
+import { isRoot, ROOT, requireBinary, startAgent, status, tartan, waitReady } from "../helpers/tartan.ts";
 import { startWhoami, tcpBulk, whoami } from "../helpers/traffic.ts";
 
 const PREFIX = "/coreos.com/network/subnets/";
@@ -172,6 +173,41 @@ for (const c of CASES)
       expect(tables).toContain("table ip6 tartan");
     }, 30_000);
 
+    test("tartan doctor: every check ok, the IPv6 ones too; a deleted IPv6 route is named and --fix puts it back", async () => {
+      const cniDir = join(cl.lab.dir, "cni-net.d");
+      if (!existsSync(cniDir)) mkdirSync(cniDir);
+      copyFileSync(join(ROOT, "deploy/cni/10-tartan.conflist"), join(cniDir, "10-tartan.conflist"));
+      const doctor = async (...args: string[]) => {
+        const r = await cl.lab.exec(n(0).ns, [
+          requireBinary(),
+          "doctor",
+          "--json",
+          `--cni-conf-dir=${cniDir}`,
+          ...args,
+        ]);
+        return { code: r.code, report: JSON.parse(r.stdout) as DoctorReport };
+      };
+      const notOk = (r: { report: DoctorReport }) =>
+        r.report.checks.filter((x) => x.status !== "ok").map((x) => `${x.id}: ${x.finding}`);
+      const healthy = await doctor("--no-probe");
+      expect(notOk(healthy)).toEqual([]);
+      expect(healthy.report.checks.map((x) => x.id)).toEqual(
+        expect.arrayContaining(["ipv6-forward", "ipv6-datapath", "ipv6-routes", "ipv6-masquerade"]),
+      );
+      const peer6 = formatCidr6(parseSubnetEnv(readFileSync(n(1).subnetFile, "utf8")).subnet6!);
+      await cl.lab.must(n(0).ns, ["ip", "-6", "route", "del", peer6]);
+      const broken = await doctor("--no-probe");
+      const routes = broken.report.checks.find((x) => x.id === "ipv6-routes")!;
+      expect([routes.status, broken.code]).toEqual(["problem", 1]);
+      expect(routes.finding).toContain(`${peer6}: route ${peer6} via`);
+      const fixed = await doctor("--fix", "--no-probe");
+      expect(fixed.report.fixes?.find((x) => x.id === "ipv6-routes")?.changed.join("\n")).toContain(
+        `route replace ${peer6} via`,
+      );
+      expect(notOk(fixed)).toEqual([]);
+      expect(await reach(cl.lab, pod(0).ns, pod(1).ip6!)).toBe(3);
+    }, 60_000);
+
     if (c.backend === "vxlan")
       test("flannel-v6.1 is the device flanneld makes, with flanneld's entries for the peer", async () => {
         for (const [i, j] of [
@@ -214,6 +250,33 @@ for (const c of CASES)
           );
         }
       });
+    test("tartan cleanup removes the IPv6 side too: flannel-v6.1, IPv6 host-gw routes, table ip6 tartan", async () => {
+      const node = n(1);
+      await cl.lab.stop(node.agent);
+      const d = join(cl.lab.dir, "cleanup-n1");
+      const r = await cl.lab.exec(node.ns, [
+        requireBinary(),
+        "cleanup",
+        `--bpffs=${node.bpffs}`,
+        `--subnet-file=${node.subnetFile}`,
+        `--docker-env=${join(d, "docker_opts.env")}`,
+        `--cni-data-dir=${join(d, "flannel")}`,
+        `--cni-ipam-dir=${join(d, "networks")}`,
+        `--cni-conf-file=${join(d, "10-tartan.conflist")}`,
+        `--cni-bin=${join(d, "tartan")}`,
+      ]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("nft table ip tartan, ip6 tartan");
+      if (c.backend === "vxlan")
+        expect(r.stdout).toContain(
+          "vxlan device flannel.1, flannel-v6.1 (with their routes, neighbours and FDB entries)",
+        );
+      else expect(r.stdout).toMatch(/1 host-gw route\(s\) into fd00:19::\/56/);
+      expect((await cl.lab.exec(node.ns, ["ip", "link", "show", "flannel-v6.1"])).code).not.toBe(0);
+      expect((await cl.lab.exec(node.ns, ["nft", "list", "table", "ip6", "tartan"])).code).not.toBe(0);
+      const routes6 = await cl.lab.must(node.ns, ["ip", "-6", "route", "show"]);
+      expect(routes6).not.toMatch(/fd00:19:.* via /);
+    }, 60_000);
   });
 
 describe.skipIf(!isRoot())(

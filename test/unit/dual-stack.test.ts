@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostGwRoute6 } from "../../src/backend/host-gw/facts.ts";
-import { isVxlan6Peer, stableVtepMac, stableVtepMac6 } from "../../src/backend/vxlan/facts.ts";
-import { dualStackMtu } from "../../src/backend/vxlan/index.ts";
+import { dualStackMtu, isVxlan6Peer, stableVtepMac, stableVtepMac6 } from "../../src/backend/vxlan/facts.ts";
+
 import { addLines, entriesOf, removeLines } from "../../src/backend/vxlan/plan.ts";
 import { cidrToKey, formatCidr, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import { type Cidr6, formatCidr6, parseCidr6, parseIp6 } from "../../src/config/cidr6.ts";

@@ -26,6 +26,19 @@ export function vxlanDeviceName(vni: number): string {
  */
 export const VXLAN6_OVERHEAD = 70;
 
+/**
+ * The pods' MTU and the IPv6 device's on a dual-stack vxlan node: IPv6 VXLAN costs 20 bytes
+ * more and the kernel caps the IPv6 device at underlay − 70, so pods get the smaller of the
+ * two families' MTUs (flanneld writes underlay − 50, and IPv6 packets between the two
+ * sizes are dropped: flannel issue #1781). Backend.MTU, when set, is the pods' MTU as
+ * always; the IPv6 device still cannot exceed what the kernel allows.
+ */
+export function dualStackMtu(configured: number | null, underlayMtu: number): { pods: number; device6: number } {
+  const max6 = underlayMtu - VXLAN6_OVERHEAD;
+  const pods = configured ?? Math.min(underlayMtu - VXLAN_OVERHEAD, max6);
+  return { pods, device6: Math.min(pods, max6) };
+}
+
 export function vxlan6DeviceName(vni: number): string {
   return `flannel-v6.${vni}`;
 }

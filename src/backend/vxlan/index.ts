@@ -18,32 +18,16 @@ import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from
 import { podMtu, vtepAddress, vtepAddress6 } from "../facts.ts";
 import { ensureVxlanDevice } from "./device.ts";
 import {
+  dualStackMtu,
   isVxlan6Peer,
   isVxlanPeer,
   stableVtepMac6,
   VXLAN_FACTS,
-  VXLAN6_OVERHEAD,
   type VxlanPlanInput,
   vxlan6DeviceName,
   vxlanDeviceName,
 } from "./facts.ts";
 import { addLines, entriesOf, removeLines } from "./plan.ts";
-
-/**
- * The pods' MTU and the IPv6 device's: IPv6 VXLAN costs 20 bytes more, and the kernel
- * caps an IPv6 vxlan device at underlay − 70, so a dual-stack node gives pods the smaller
- * of the two (flanneld writes underlay − 50 and IPv6 packets between the two sizes are
- * dropped: flannel issue #1781). Backend.MTU, when set, is the pods' MTU as always; the
- * IPv6 device still cannot exceed what the kernel allows.
- */
-export function dualStackMtu(
-  configured: number | null,
-  underlayMtu: number,
-): { pods: number; device6: number } {
-  const max6 = underlayMtu - VXLAN6_OVERHEAD;
-  const pods = configured ?? Math.min(podMtu(VXLAN_FACTS, null, underlayMtu), max6);
-  return { pods, device6: Math.min(pods, max6) };
-}
 
 export function createVxlanBackend(ctx: BackendContext): Backend {
   const { config, extIface, log } = ctx;
@@ -228,9 +212,14 @@ async function deviceStats(device: string): Promise<DeviceStats | null> {
   return rows[0]?.stats64 ?? null;
 }
 
-/** `tartan cleanup`: removes the vxlan devices (both families); their routes, neighbours and FDB entries go with them. */
-export async function cleanupVxlan(vni: number): Promise<boolean> {
-  const v4 = await deleteLink(vxlanDeviceName(vni));
-  const v6 = await deleteLink(vxlan6DeviceName(vni));
-  return v4 || v6;
+/**
+ * `tartan cleanup`: removes the vxlan devices (flannel.<VNI>, and a dual-stack node's
+ * flannel-v6.<VNI>); their routes, neighbours and FDB entries go with them. Returns the
+ * names of those that were there.
+ */
+export async function cleanupVxlan(vni: number): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dev of [vxlanDeviceName(vni), vxlan6DeviceName(vni)])
+    if (await deleteLink(dev)) removed.push(dev);
+  return removed;
 }
