@@ -144,10 +144,10 @@ export function selectInterface(input: SelectInput): IfaceChoice {
         const byIp = i.addrs.find((a) => r.test(formatIp4(a)));
         const byIp6 = (i.addrs6 ?? []).find((a) => r.test(formatIp6(a)));
         if (byIp !== undefined) return pick(i, byIp, byIp6);
-        if (r.test(i.name)) return pick(i, undefined, byIp6);
+        if (byIp6 !== undefined || r.test(i.name)) return pick(i, undefined, byIp6);
       }
     }
-    throw new Error(`--iface-regex=${input.regexes.join(",")}: no interface name or IPv4 address matches`);
+    throw new Error(`--iface-regex=${input.regexes.join(",")}: no interface name or address matches`);
   }
   if (!input.routeDev)
     throw new Error(
