@@ -33,7 +33,10 @@ export const VXLAN6_OVERHEAD = 70;
  * sizes are dropped: flannel issue #1781). Backend.MTU, when set, is the pods' MTU as
  * always; the IPv6 device still cannot exceed what the kernel allows.
  */
-export function dualStackMtu(configured: number | null, underlayMtu: number): { pods: number; device6: number } {
+export function dualStackMtu(
+  configured: number | null,
+  underlayMtu: number,
+): { pods: number; device6: number } {
   const max6 = underlayMtu - VXLAN6_OVERHEAD;
   const pods = configured ?? Math.min(underlayMtu - VXLAN_OVERHEAD, max6);
   return { pods, device6: Math.min(pods, max6) };

@@ -138,7 +138,7 @@ export function vxlanPlanInput6(f: Facts, d: Derived): VxlanPlanInput {
 export function missing6For(f: Facts, l: Lease): string[] {
   const v6 = f.ipv6;
   const d = derive(f);
-  if (!v6 || !v6.routes.ok) return [];
+  if (!v6?.routes.ok) return [];
   const routes = v6.routes.value;
   const hasRoute = (dst: string, gateway: string, dev: string) =>
     routes.some((r) => r.dst === dst && r.gateway === gateway && r.dev === dev);
