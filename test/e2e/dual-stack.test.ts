@@ -250,6 +250,38 @@ for (const c of CASES)
           );
         }
       });
+    if (c.backend === "vxlan")
+      test("flannel-v6.1 deleted by hand is rebuilt with its MAC; a restarted agent adopts both devices", async () => {
+        const node = n(0);
+        const mac6 = await macOf(cl.lab, node.ns, "flannel-v6.1");
+        const before = (await status(cl.lab, node.ns)).metrics.repairs;
+        await cl.lab.must(node.ns, ["ip", "link", "del", "flannel-v6.1"]);
+        await until(
+          async () => (await status(cl.lab, node.ns)).metrics.repairs > before,
+          "the agent to rebuild flannel-v6.1",
+          30_000,
+        );
+        expect(await macOf(cl.lab, node.ns, "flannel-v6.1")).toBe(mac6);
+        expect(await reach(cl.lab, pod(0).ns, pod(1).ip6!)).toBe(3);
+        // a restart adopts what is there: same devices (ifindex), same MACs, traffic flows
+        const ifindexOf = async () =>
+          (
+            JSON.parse(
+              await cl.lab.must(node.ns, ["ip", "-json", "link", "show", "dev", "flannel-v6.1"]),
+            ) as {
+              ifindex: number;
+            }[]
+          )[0]!.ifindex;
+        const ifindex = await ifindexOf();
+        await cl.lab.stop(node.agent);
+        node.agent = cl.startAgent(node, "agent-1b");
+        await waitReady(cl.lab, node.ns, node.agent, 8471, 30_000);
+        expect(await ifindexOf()).toBe(ifindex);
+        expect(await macOf(cl.lab, node.ns, "flannel-v6.1")).toBe(mac6);
+        expect(await reach(cl.lab, pod(0).ns, pod(1).ip6!)).toBe(3);
+        expect(await reach(cl.lab, pod(1).ns, pod(0).ip6!)).toBe(3);
+      }, 90_000);
+
     test("tartan cleanup removes the IPv6 side too: flannel-v6.1, IPv6 host-gw routes, table ip6 tartan", async () => {
       const node = n(1);
       await cl.lab.stop(node.agent);
