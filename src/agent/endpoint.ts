@@ -5,6 +5,7 @@
  */
 import type { Server } from "bun";
 import { formatIp4 } from "../config/cidr.ts";
+import { formatIp6 } from "../config/cidr6.ts";
 import type { AgentOptions, HostPort } from "../config/options.ts";
 import { LatestDoctor } from "../doctor/latest.ts";
 import { doctorInputFromAgent, runChecks } from "../doctor/run.ts";
@@ -23,8 +24,15 @@ export function redactedOptions(o: AgentOptions): Record<string, unknown> {
   return {
     ...o,
     registry: reg,
-    ifaceCanReach: o.ifaceCanReach === null ? null : formatIp4(o.ifaceCanReach),
+    ifaceCanReach:
+      o.ifaceCanReach !== null
+        ? formatIp4(o.ifaceCanReach)
+        : o.ifaceCanReach6
+          ? formatIp6(o.ifaceCanReach6)
+          : null,
+    ifaceCanReach6: undefined,
     publicIp: o.publicIp === null ? null : formatIp4(o.publicIp),
+    publicIpv6: o.publicIpv6 ? formatIp6(o.publicIpv6) : null,
   };
 }
 

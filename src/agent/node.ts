@@ -7,9 +7,10 @@
  */
 import type { Backend, BackendAnnouncement, ExternalInterface } from "../backend/backend.ts";
 import { publishDatapath } from "../backend/datapath-file.ts";
-import { createBackend } from "../backend/index.ts";
+import { backendRefusal, createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
 import { formatCidr } from "../config/cidr.ts";
+import { formatCidr6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { type SubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
@@ -80,14 +81,21 @@ export class Agent {
     const { o, log } = this.#d;
     const config = await this.#waitForConfig();
     this.config = config;
+    const c6 = config.ipv6 ?? null;
     log.info("network config loaded", {
       network: formatCidr(config.network),
       subnetLen: config.subnetLen,
+      ...(c6 ? { ipv6Network: formatCidr6(c6.network), ipv6SubnetLen: c6.subnetLen } : {}),
       backend: o.backend ?? config.backend.type,
       vni: config.backend.vni,
       port: config.backend.port,
     });
     for (const w of config.warnings) log.warn(`network config: ${w}`);
+    const publicIpv6 = this.#d.extIface.publicIpv6 ?? null;
+    if (c6 && publicIpv6 === null)
+      throw new Error(
+        `the network config is dual stack (EnableIPv6) but the underlay ${this.#d.extIface.name} has no global IPv6 address; give it one, or name this node's IPv6 address with --public-ipv6`,
+      );
     const backend = await this.#createBackend(config);
     const ann = await backend.prepare();
     // the CNI plugin finds the datapath (its pins) through this file, whatever the node is called
@@ -96,10 +104,23 @@ export class Agent {
     const keeper = new LeaseKeeper({
       source: this.#d.source,
       config,
-      attrs: { publicIp: this.#d.extIface.publicIp, backendType: ann.backendType, vxlan: ann.vxlan },
+      attrs: c6
+        ? {
+            publicIp: this.#d.extIface.publicIp,
+            publicIpv6,
+            backendType: ann.backendType,
+            vxlan: ann.vxlan,
+            vxlan6: ann.vxlan6 ?? null,
+          }
+        : { publicIp: this.#d.extIface.publicIp, backendType: ann.backendType, vxlan: ann.vxlan },
       ttlMs: o.leaseTtlMs,
       renewMarginMs: o.renewMarginMs,
-      memory: nodeMemory(this.#d.previousEnv, readStateFile(this.#d.stateFile), config.network),
+      memory: nodeMemory(
+        this.#d.previousEnv,
+        readStateFile(this.#d.stateFile),
+        config.network,
+        c6?.network ?? null,
+      ),
       stateFile: this.#d.stateFile,
       log,
       metrics: this.metrics,
@@ -176,6 +197,8 @@ export class Agent {
   async #createBackend(config: NetworkConfig): Promise<Backend> {
     const { o, log } = this.#d;
     const name = o.backend ?? config.backend.type;
+    const refusal = backendRefusal(name, config);
+    if (refusal) throw new Error(refusal);
     if (name === "ebpf-vxlan") {
       // the pin directory is this agent's alone: a second agent on it would rewrite our maps
       await ensurePinDir(o.bpffs, log);
@@ -197,18 +220,28 @@ export class Agent {
     const { o, log } = this.#d;
     const config = this.config!;
     const ann = this.announced!;
+    const c6 = config.ipv6 ?? null;
+    const sn6 = c6 ? (lease.subnet6 ?? null) : null;
+    if (c6 && sn6 === null)
+      throw new Error(`lease ${lease.key} has no IPv6 subnet, but the network config is dual stack`);
     writeSubnetEnv(o.subnetFile, {
       network: config.network,
       subnet: lease.subnet,
+      ...(c6 && sn6 ? { network6: c6.network, subnet6: sn6 } : {}),
       mtu: ann.mtu,
       ipMasq: o.ipMasq,
     });
     this.#subnetWritten = true;
-    log.info("wrote subnet file", { path: o.subnetFile, subnet: formatCidr(lease.subnet), mtu: ann.mtu });
+    log.info("wrote subnet file", {
+      path: o.subnetFile,
+      subnet: formatCidr(lease.subnet),
+      ...(sn6 ? { ipv6Subnet: formatCidr6(sn6) } : {}),
+      mtu: ann.mtu,
+    });
     await this.backend!.setLocal(lease);
     if (o.ipMasq) {
-      this.#masq ??= new MasqKeeper(config.network, log);
-      await this.#masq.set(lease.subnet);
+      this.#masq ??= new MasqKeeper(config.network, log, c6?.network ?? null);
+      await this.#masq.set(lease.subnet, sn6);
     }
     this.#localSet = true;
   }

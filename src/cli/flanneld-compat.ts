@@ -15,11 +15,6 @@ const IPSEC = "flannel's ipsec backend is not supported; use Backend.Type vxlan,
 
 /** flanneld flags for what Tartan does not do: refused, each with what to do instead. */
 export const REFUSED_FLANNELD_FLAGS = {
-  "public-ipv6": stringFlag({
-    env: true,
-    refuse: "Tartan carries IPv4 only; leave IPv6 out (see Limits in README.md)",
-    help: "IPv6 address other nodes reach this node at",
-  }),
   "ip-blackhole-route": booleanFlag({
     env: true,
     refuse: "Tartan adds no blackhole route for the node's subnet; remove the flag",

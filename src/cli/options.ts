@@ -42,7 +42,9 @@ import {
   duration,
   hostPort,
   interfaceName,
+  ipAddress,
   ipv4,
+  ipv6,
   nonEmptyPath,
   oneOf,
   port,
@@ -178,23 +180,29 @@ export const FLANNELD_AGENT_FLAGS = {
   iface: listFlag({
     env: true,
     shownDefault: "the default route's interface",
-    help: "underlay interface (name or IPv4) for inter-node traffic; repeatable, first match wins",
+    help: "underlay interface (name, IPv4 or IPv6 address) for inter-node traffic; repeatable, first match wins",
   }),
   "iface-regex": listFlag({
     env: true,
     item: regexSource,
-    help: "regex matched against interface names and IPv4 addresses; repeatable",
+    help: "regex matched against interface names and addresses; repeatable",
   }),
   "iface-can-reach": stringFlag({
     env: true,
-    value: ipv4,
-    help: "use the interface the kernel routes this IPv4 address through",
+    value: ipAddress,
+    help: "use the interface the kernel routes this IPv4 or IPv6 address through",
   }),
   "public-ip": stringFlag({
     env: true,
     value: ipv4,
     shownDefault: "the interface's address",
     help: "IPv4 address other nodes reach this node at",
+  }),
+  "public-ipv6": stringFlag({
+    env: true,
+    value: ipv6,
+    shownDefault: "the interface's IPv6 address",
+    help: "IPv6 address other nodes reach this node at (dual stack: EnableIPv6)",
   }),
   "subnet-file": stringFlag({
     env: true,
@@ -396,6 +404,7 @@ export function agentOptionsFrom(
         ? found.name
         : (o["node-name"] ?? hostName);
   const registry = registryOptions(o);
+  const reach = o["iface-can-reach"];
   // glog's -v: an explicit --log-level wins
   const logLevel =
     p.flags["log-level"] === undefined && o.v !== undefined && o.v >= 1 ? "debug" : o["log-level"];
@@ -413,8 +422,10 @@ export function agentOptionsFrom(
     backend: o.backend ?? null,
     ifaces: o.iface,
     ifaceRegex: o["iface-regex"],
-    ifaceCanReach: o["iface-can-reach"] ?? null,
+    ifaceCanReach: reach && "v4" in reach ? reach.v4 : null,
+    ifaceCanReach6: reach && "v6" in reach ? reach.v6 : null,
     publicIp: o["public-ip"] ?? null,
+    publicIpv6: o["public-ipv6"] ?? null,
     subnetFile: o["subnet-file"],
     ipMasq: o["ip-masq"],
     renewMarginMs: o["subnet-lease-renew-margin"] * 60_000,

@@ -6,6 +6,7 @@
 
 import type { LogFormat, LogLevel } from "../log.ts";
 import type { Ip4 } from "./cidr.ts";
+import type { Ip6 } from "./cidr6.ts";
 import type { BackendName } from "./network.ts";
 
 /** flanneld's default `--etcd-prefix`. */
@@ -65,7 +66,11 @@ export interface AgentOptions extends CommonOptions {
   readonly ifaces: string[];
   readonly ifaceRegex: string[];
   readonly ifaceCanReach: Ip4 | null;
+  /** --iface-can-reach given an IPv6 address. */
+  readonly ifaceCanReach6?: Ip6 | null;
   readonly publicIp: Ip4 | null;
+  /** --public-ipv6: what a dual-stack lease publishes as PublicIPv6 (default: the interface's). */
+  readonly publicIpv6?: Ip6 | null;
   readonly subnetFile: string;
   readonly ipMasq: boolean;
   readonly renewMarginMs: number;

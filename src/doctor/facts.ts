@@ -189,6 +189,38 @@ export interface ProbeResult {
   readonly error: string | null;
 }
 
+/** The IPv6 overlay device (vxlan: flannel-v6.<VNI>) as the kernel has it. */
+export interface Ipv6Device {
+  readonly name: string;
+  readonly kind: string | null;
+  readonly mtu: number;
+  readonly mac: string;
+  readonly up: boolean;
+  readonly vxlan: {
+    readonly id?: number;
+    readonly local6?: string;
+    readonly port?: number;
+    readonly learning?: boolean;
+  } | null;
+  /** Global IPv6 addresses as addr/len. */
+  readonly addrs: readonly string[];
+}
+
+/** A dual-stack node's IPv6 side (the network config has EnableIPv6). */
+export interface Ipv6Facts {
+  /** net.ipv6.conf.all.forwarding, null when unreadable. */
+  readonly forwarding: string | null;
+  /** The underlay's IPv6 address (what the IPv6 VXLAN device must be local to); null when it has none. */
+  readonly underlayIp: string | null;
+  /** Main-table IPv6 routes. */
+  readonly routes: Fact<readonly Route[]>;
+  /** The backend's IPv6 overlay device; null when it has none (host-gw) or it is missing. */
+  readonly device: Fact<Ipv6Device | null>;
+  /** IPv6 neighbours and FDB entries on that device (vxlan). */
+  readonly neighbours: Fact<readonly Neigh[]>;
+  readonly fdb: Fact<readonly FdbEntry[]>;
+}
+
 export interface Facts {
   /** ms since the epoch when gathering started. */
   readonly now: number;
@@ -220,4 +252,6 @@ export interface Facts {
   readonly bpf: Fact<BpfFacts>;
   /** null when probes were not run (--no-probe, or nothing to probe). */
   readonly probes: readonly ProbeResult[] | null;
+  /** Dual stack: the IPv6 side; absent or null when the network is IPv4 only. */
+  readonly ipv6?: Ipv6Facts | null;
 }

@@ -227,7 +227,6 @@ describe("flanneld's flags from real unit files", () => {
   });
   test("flanneld flags Tartan does not implement are refused with what to do", () => {
     const cases: [string, RegExp][] = [
-      ["--public-ipv6=fd00::1", /^--public-ipv6=fd00::1: Tartan carries IPv4 only/],
       ["--ip-blackhole-route", /^--ip-blackhole-route: Tartan adds no blackhole route/],
       [
         "-subnet-dir=/run/flannel/networks",

@@ -4,6 +4,7 @@
  * expire, subnet.env matches it, and our CNI config is the one the runtime picks. Pure.
  */
 import { cidrEquals, firstHost, formatCidr, formatIp4 } from "../../config/cidr.ts";
+import { cidr6Equals, firstHost6, formatCidr6, formatIp6 } from "../../config/cidr6.ts";
 import type { Facts } from "../facts.ts";
 import {
   type Check,
@@ -202,6 +203,17 @@ export function checkSubnetEnv(f: Facts): Check {
     return bad(
       `${path} says FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len}, the lease is ${leaseName(d.own)}`,
     );
+  const c6 = f.config.ok ? (f.config.value.ipv6 ?? null) : null;
+  const env6 = env.subnet6 ?? null;
+  if (c6 && (!env.network6 || !cidr6Equals(env.network6, c6.network)))
+    return bad(
+      `${path} says FLANNEL_IPV6_NETWORK=${env.network6 ? formatCidr6(env.network6) : "(none)"}, the network config says ${formatCidr6(c6.network)}`,
+    );
+  const own6 = d.own?.subnet6 ?? null;
+  if (c6 && own6 && (!env6 || !cidr6Equals(env6, own6)))
+    return bad(
+      `${path} says FLANNEL_IPV6_SUBNET=${env6 ? `${formatIp6(firstHost6(env6))}/${env6.len}` : "(none)"}, the lease's IPv6 subnet is ${formatCidr6(own6)}`,
+    );
   if (d.podMtu !== null && env.mtu !== d.podMtu)
     return bad(`${path} says FLANNEL_MTU=${env.mtu}, the overlay needs ${d.podMtu}`);
   if (env.ipMasq !== f.settings.ipMasq)
@@ -213,9 +225,10 @@ export function checkSubnetEnv(f: Facts): Check {
       fix: fixText,
       fixable: canFix,
     };
+  const v6text = env6 ? ` FLANNEL_IPV6_SUBNET=${formatIp6(firstHost6(env6))}/${env6.len}` : "";
   return ok(
     id,
-    `${path}: FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len} FLANNEL_MTU=${env.mtu} FLANNEL_IPMASQ=${env.ipMasq}`,
+    `${path}: FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len}${v6text} FLANNEL_MTU=${env.mtu} FLANNEL_IPMASQ=${env.ipMasq}`,
     why,
   );
 }
