@@ -46,6 +46,7 @@ export function createHostGwBackend(ctx: BackendContext): Backend {
   return {
     name: "host-gw",
     prepare: async () => {
+      enableForwarding(log); // pods are routed through this node, as with every backend
       if (dual) enableForwarding6(log, extIface.name);
       return {
         backendType: "host-gw",
