@@ -114,7 +114,7 @@ export class Cluster {
   async #addPods(n: ClusterNode): Promise<void> {
     for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++)
       n.pods.push(
-        this.#o.pods === "cni"
+        this.#o.pods !== "manual"
           ? await addPodViaCni(this.lab, n, n.subnetFile, { binary: requireBinary() })
           : await addPod(this.lab, n, n.subnetFile, 2 + i),
       );
