@@ -256,6 +256,49 @@ describe.skipIf(!isRoot())("kube subnet manager, dual stack, on the stand-in API
     },
   );
 
+  test("doctor on a dual-stack kube node: the kube checks (IPv6 podCIDR, six annotations) and the ipv6 checks pass", async () => {
+    type Report = { checks: { id: string; status: string; finding: string }[] };
+    for (const n of nodes.slice(0, 2)) {
+      const r = await lab.exec(n.ns, [requireBinary(), "doctor", "--json", "--no-probe"]);
+      const report = JSON.parse(r.stdout) as Report;
+      const picked = report.checks.filter((c) => c.id.startsWith("kube-") || c.id.startsWith("ipv6-"));
+      expect(picked.map((c) => [c.id, c.status])).toEqual([
+        ["kube-podcidr", "ok"],
+        ["kube-annotations", "ok"],
+        ["kube-network-unavailable", "ok"],
+        ["ipv6-forward", "ok"],
+        ["ipv6-datapath", "ok"],
+        ["ipv6-routes", "ok"],
+        ["ipv6-masquerade", "ok"],
+      ]);
+      expect(picked[0]!.finding).toBe(
+        `Node ${n.name} has podCIDRs ${v4Of(n.index)} and ${v6Of(n.index)}, inside ${NETWORK} and ${NETWORK6}`,
+      );
+      // the IPv6 annotations are judged too: a stale public-ipv6 is a problem
+      await api.patchNode(
+        n.name,
+        { metadata: { annotations: { [`${P}/public-ipv6`]: "fd00:18::ff" } } },
+        "strategic",
+        "status",
+      );
+      const stale = (
+        JSON.parse(
+          (await lab.exec(n.ns, [requireBinary(), "doctor", "--json", "--no-probe"])).stdout,
+        ) as Report
+      ).checks.find((c) => c.id === "kube-annotations")!;
+      expect([stale.status, stale.finding]).toEqual([
+        "problem",
+        `Node ${n.name}: ${P}/public-ipv6 is fd00:18::ff, this node announces ${n.ip6}`,
+      ]);
+      await api.patchNode(
+        n.name,
+        { metadata: { annotations: { [`${P}/public-ipv6`]: n.ip6 } } },
+        "strategic",
+        "status",
+      );
+    }
+  }, 60_000);
+
   test("a Node whose IPv6 podCIDR comes late: /readyz 503 naming it, said once; then up in both families", async () => {
     const n4 = await addNode("vxlan", [v4Of(4)]);
     const agent = startAgent(n4);
