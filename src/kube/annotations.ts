@@ -152,9 +152,3 @@ export function annotatedPublicIp(names: AnnotationNames, current: Annotations):
   const v = current[names.nodePublicIp];
   return v ? v : null;
 }
-
-/** The `node-public-ipv6` annotation: an operator's choice of this node's IPv6 address, or null. */
-export function annotatedPublicIpv6(names: AnnotationNames, current: Annotations): string | null {
-  const v = current[names.nodePublicIpv6];
-  return v ? v : null;
-}

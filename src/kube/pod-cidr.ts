@@ -6,6 +6,7 @@
  */
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
 import { type Cidr6, containsCidr6, formatCidr6, parseCidr6 } from "../config/cidr6.ts";
+import type { NetworkConfig } from "../config/network.ts";
 
 export interface PodCidrs {
   readonly v4: Cidr | null;
@@ -60,6 +61,11 @@ export function outsideNetwork6(network6: Cidr6, sn: Cidr6): string | null {
 export interface PodNetworks {
   readonly network: Cidr;
   readonly network6: Cidr6 | null;
+}
+
+/** The networks Nodes' podCIDRs must lie in, from the network config. */
+export function podNetworks(c: NetworkConfig): PodNetworks {
+  return { network: c.network, network6: c.ipv6?.network ?? null };
 }
 
 /** The `--cluster-cidr` kube-controller-manager needs for these networks ("v4" or "v4,v6"). */

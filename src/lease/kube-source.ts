@@ -2,9 +2,10 @@
  * The lease source over the Kubernetes API (--kube-subnet-mgr), flannel's kube subnet
  * manager. The network config is the net-conf.json file, with SubnetLen taken from our
  * Node's podCIDR (kube-controller-manager gives every Node the same --node-cidr-mask-size,
- * whatever net-conf says). Our lease is our Node's podCIDR: acquiring it patches flannel's
- * annotations on the Node (only what differs) and then sets its NetworkUnavailable
- * condition to False. Every other lease is a Node with a podCIDR and flannel's
+ * whatever net-conf says; with EnableIPv6, IPv6SubnetLen from its IPv6 podCIDR). Our lease
+ * is our Node's podCIDR (dual stack: both, one per family): acquiring it patches flannel's
+ * annotations on the Node (only what differs; dual stack adds public-ipv6 and
+ * backend-v6-data) and then sets its NetworkUnavailable condition to False. Every other lease is a Node with a podCIDR and flannel's
  * annotations, followed with a list+watch of Nodes (src/kube/lease-source.ts); Nodes that
  * are not leases are skipped there, logged once and counted by reason. Nothing expires,
  * nothing is renewed. Loaded only in this mode (lease/open.ts imports it dynamically).
@@ -20,7 +21,7 @@ import { resolveConnection } from "../kube/connection.ts";
 import { KubeLeaseSource, type OwnNode, type SkippedNode } from "../kube/lease-source.ts";
 import { annotationsOf, revisionOf } from "../kube/node-lease.ts";
 import type { NodeWatchOptions } from "../kube/node-watch.ts";
-import { ownSubnets, type PodNetworks } from "../kube/pod-cidr.ts";
+import { ownSubnets, podNetworks } from "../kube/pod-cidr.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { Lease } from "./lease.ts";
 import { readNetworkConfigFile } from "./registry-source.ts";
@@ -35,11 +36,6 @@ import {
   type StoredPublicIps,
   type WatchHandle,
 } from "./source.ts";
-
-/** The networks Nodes' podCIDRs must lie in, from the network config. */
-export function podNetworks(c: NetworkConfig): PodNetworks {
-  return { network: c.network, network6: c.ipv6?.network ?? null };
-}
 
 export interface KubeSourceOptions {
   readonly kube: KubeOptions;
