@@ -97,6 +97,16 @@ export function backendDataValue(vxlan: PublishedAttrs["vxlan"]): string {
 }
 
 /**
+ * Does a node announcing `attrs` publish its IPv6 side? As flannel's AcquireLease: a vxlan
+ * node with IPv6 data, a host-gw node with an IPv6 address; other backends (alloc) never.
+ */
+export function publishesIpv6(attrs: PublishedAttrs): boolean {
+  if ((attrs.publicIpv6 ?? null) === null) return false;
+  if (attrs.backendType === "vxlan") return (attrs.vxlan6 ?? null) !== null;
+  return attrs.backendType === "host-gw";
+}
+
+/**
  * The annotations a node should carry, as flannel's AcquireLease sets them: backend type
  * and data, public IP (the `public-ip-overwrite` annotation wins when set), and
  * `kube-subnet-manager: "true"`. A vxlan node without data (no IPv4) publishes only its
@@ -116,15 +126,10 @@ export function desiredAnnotations(
     const overwrite = current[names.publicIpOverwrite];
     out[names.publicIp] = overwrite ? overwrite : attrs.publicIp;
   }
-  const pub6 = attrs.publicIpv6 ?? null;
-  const data6 = backendDataValue(attrs.vxlan6 ?? null);
-  if (
-    (attrs.backendType === "vxlan" && data6 !== "null" && pub6 !== null) ||
-    (attrs.backendType === "host-gw" && pub6 !== null)
-  ) {
-    out[names.backendV6Data] = data6;
+  if (publishesIpv6(attrs)) {
+    out[names.backendV6Data] = backendDataValue(attrs.vxlan6 ?? null);
     const overwrite6 = current[names.publicIpv6Overwrite];
-    out[names.publicIpv6] = overwrite6 ? overwrite6 : pub6!;
+    out[names.publicIpv6] = overwrite6 ? overwrite6 : attrs.publicIpv6!;
   }
   out[names.kubeSubnetManager] = "true";
   return out;

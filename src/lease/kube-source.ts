@@ -15,7 +15,7 @@ import { type Cidr6, formatCidr6, formatIp6, parseIp6 } from "../config/cidr6.ts
 import type { NetworkConfig } from "../config/network.ts";
 import type { KubeOptions } from "../config/options.ts";
 import { subnetKey } from "../config/subnet-key.ts";
-import { type AnnotationNames, annotationNames } from "../kube/annotations.ts";
+import { type AnnotationNames, annotationNames, publishesIpv6 } from "../kube/annotations.ts";
 import { KubeApiError, KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/connection.ts";
 import { KubeLeaseSource, type OwnNode, type SkippedNode } from "../kube/lease-source.ts";
@@ -173,17 +173,20 @@ export class KubeSource implements LeaseSource {
       throw restart("IPv6 podCIDR", formatCidr6(sn.v6), c6.subnetLen);
     const ann = stringAnnotations(own);
     const overwrite = this.#annotatedIp(ann, this.names.publicIpOverwrite, parseIp4, "IPv4");
-    const dual = c6 !== null && sn.v6 !== null && (attrs.publicIpv6 ?? null) !== null;
+    const v6attrs =
+      c6 !== null && sn.v6 !== null && (attrs.publicIpv6 ?? null) !== null
+        ? { publicIpv6: formatIp6(attrs.publicIpv6!), vxlan6: attrs.vxlan6 ?? null }
+        : {};
+    const announce = {
+      publicIp: formatIp4(attrs.publicIp),
+      backendType: attrs.backendType,
+      vxlan: attrs.vxlan,
+      ...v6attrs,
+    };
+    // our lease is dual stack exactly when our Node announces IPv6 (peers read the same); alloc never does
+    const dual = publishesIpv6(announce);
     const overwrite6 = dual ? this.#annotatedIp(ann, this.names.publicIpv6Overwrite, parseIp6, "IPv6") : null;
-    const published = await nodes.publish(
-      {
-        publicIp: formatIp4(attrs.publicIp),
-        backendType: attrs.backendType,
-        vxlan: attrs.vxlan,
-        ...(dual ? { publicIpv6: formatIp6(attrs.publicIpv6!), vxlan6: attrs.vxlan6 ?? null } : {}),
-      },
-      own,
-    );
+    const published = await nodes.publish(announce, own);
     if (this.#o.kube.setNodeNetworkUnavailable) await nodes.markNetworkUp(published.node);
     // peers reach us at what the annotations say: the overwrite annotations, when set, win
     const publicIp = overwrite ?? attrs.publicIp;

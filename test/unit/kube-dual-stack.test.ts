@@ -302,6 +302,17 @@ describe("the kube source with EnableIPv6", () => {
     expect((await api.requests()).filter((r) => r.method === "PATCH")).toEqual([]);
   });
 
+  test("alloc announces no IPv6 (as flannel): its lease is IPv4-only, the same key peers read from its Node", async () => {
+    await api.createNode(makeNode({ name: "node-1", podCIDRs: ["198.19.1.0/24", "fd00:19:0:1::/64"] }));
+    const config = await src.networkConfig();
+    const attrs = { ...ATTRS, backendType: "alloc", vxlan: null, vxlan6: null };
+    const lease = await src.acquire({ config, attrs, memory: MEMORY });
+    expect([lease.key, lease.subnet6 ?? null]).toEqual(["198.19.1.0-24", null]);
+    const ann = (await api.getNode("node-1"))!.metadata.annotations;
+    expect(Object.keys(ann).filter((k) => k.includes("v6"))).toEqual([]);
+    expect((await src.list()).records.map((r) => r.key)).toEqual([lease.key]);
+  });
+
   test("public-ipv6-overwrite: published and carried by our lease; one that is no IPv6 address is refused", async () => {
     await api.createNode(
       makeNode({
