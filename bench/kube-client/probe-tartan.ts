@@ -23,7 +23,7 @@ const src = new KubeLeaseSource({
   ),
   nodeName: process.env.NODE_NAME ?? "node-1",
   names: annotationNames(),
-  network: parseCidr("198.19.0.0/16")!,
+  nets: { network: parseCidr("198.19.0.0/16")!, network6: null },
   log: silentLogger,
 });
 const { records, revision } = await src.list();

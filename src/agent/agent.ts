@@ -35,10 +35,13 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
     const stateFile = stateFilePath(o.stateDir, o.nodeName);
     const source = await openLeaseSource({ ...o, stateFile }, log);
     try {
-      // flanneld reads an address an operator stored for the node (node-public-ip) before
-      // choosing its own: it replaces --public-ip
-      const stored = source.storedPublicIp ? await source.storedPublicIp() : null;
-      if (stored !== null && stored !== extIface.publicIp) extIface = { ...extIface, publicIp: stored };
+      // flanneld reads the addresses an operator stored for the node (node-public-ip,
+      // node-public-ipv6) before choosing its own: they replace --public-ip and --public-ipv6
+      const stored = source.storedPublicIps ? await source.storedPublicIps() : { v4: null, v6: null };
+      if (stored.v4 !== null && stored.v4 !== extIface.publicIp)
+        extIface = { ...extIface, publicIp: stored.v4 };
+      if (stored.v6 !== null && stored.v6 !== extIface.publicIpv6)
+        extIface = { ...extIface, publicIpv6: stored.v6 };
     } catch (e) {
       await source.close().catch(() => {});
       throw e;

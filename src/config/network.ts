@@ -257,10 +257,11 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   const c = r.output;
   const br = c.Backend === undefined ? undefined : v.safeParse(BackendSchema, c.Backend);
   if (br && !br.success) fail(`Backend.${issueText(br.issues[0])}`);
-  // flannel's etcd subnet manager always leases an IPv4 subnet; IPv6-only needs its kube one
+  // flannel's etcd subnet manager always leases an IPv4 subnet; its kube one can run
+  // IPv6 only, Tartan's cannot (every lease, backend and map is keyed by the IPv4 subnet)
   if (c.EnableIPv4 === false)
     fail(
-      "EnableIPv4=false: IPv6-only networks are not supported (flannel runs them only with the Kubernetes subnet manager); set it to true, with a Network, and add EnableIPv6 for dual stack",
+      "EnableIPv4=false: IPv6-only networks are not supported, with a registry or with --kube-subnet-mgr (flanneld runs them only with --kube-subnet-mgr); set it to true, with a Network, and add EnableIPv6 for dual stack",
     );
   if (c.Network === undefined) fail("Network is required: a CIDR like 10.244.0.0/16");
   // flannel masks the network address to its prefix (Go's net.ParseCIDR does); say so

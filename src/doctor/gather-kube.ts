@@ -5,6 +5,7 @@
  * (no second list of every Node each minute); from the command line, one paged list.
  */
 import { cidrToKey } from "../config/cidr.ts";
+import { containsCidr6 } from "../config/cidr6.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import type { KubeOptions } from "../config/options.ts";
 import { annotationNames } from "../kube/annotations.ts";
@@ -13,7 +14,7 @@ import { networkUnavailableCondition } from "../kube/condition.ts";
 import { resolveConnection } from "../kube/connection.ts";
 import { KubeLeaseSource, type OwnNode } from "../kube/lease-source.ts";
 import { annotationsOf, type SkipReason } from "../kube/node-lease.ts";
-import { selectPodCidrs } from "../kube/pod-cidr.ts";
+import { type PodNetworks, podNetworks, selectPodCidrs } from "../kube/pod-cidr.ts";
 import type { KubeSourceView } from "../lease/kube-source.ts";
 import { decodeLeaseRecord, type Lease } from "../lease/lease.ts";
 import { readNetworkConfigFile } from "../lease/registry-source.ts";
@@ -41,7 +42,7 @@ export interface KubeReadOptions {
 }
 
 /** The Nodes as a lease source sees them: from the running agent's view, or one list. */
-async function nodesNow(o: KubeReadOptions, network: NetworkConfig["network"]): Promise<KubeSourceView> {
+async function nodesNow(o: KubeReadOptions, nets: PodNetworks): Promise<KubeSourceView> {
   const view = o.view?.();
   if (view) return view;
   const client = new KubeClient(
@@ -55,7 +56,7 @@ async function nodesNow(o: KubeReadOptions, network: NetworkConfig["network"]): 
     client,
     nodeName: o.nodeName,
     names: annotationNames(o.kube.annotationPrefix),
-    network,
+    nets,
     log: silentLogger,
   });
   try {
@@ -103,16 +104,25 @@ export async function readKube(o: KubeReadOptions): Promise<KubeRead> {
   }
   let seen: KubeSourceView;
   try {
-    seen = await nodesNow(o, base.network);
+    seen = await nodesNow(o, podNetworks(base));
   } catch (e) {
     const why = errorText(e);
     return { registry: factError(why), config: fact(base), kube: factError(why), ownLease: null };
   }
   const node = ownFacts(seen.own);
-  // the agent's network config: SubnetLen is our podCIDR's length (see lease/kube-source.ts)
+  // the agent's network config: SubnetLen (and IPv6SubnetLen) our podCIDRs' lengths (see lease/kube-source.ts)
   const pc = seen.own ? selectPodCidrs(seen.own.object.spec) : null;
   const ours = pc?.ok ? pc.cidrs.v4 : null;
-  const config: NetworkConfig = ours ? { ...base, subnetLen: ours.len, podCidrSubnets: true } : base;
+  const c6 = base.ipv6 ?? null;
+  const ours6 = pc?.ok && c6 && pc.cidrs.v6 && containsCidr6(c6.network, pc.cidrs.v6) ? pc.cidrs.v6 : null;
+  const config: NetworkConfig = ours
+    ? {
+        ...base,
+        subnetLen: ours.len,
+        ...(c6 && ours6 ? { ipv6: { ...c6, subnetLen: ours6.len } } : {}),
+        podCidrSubnets: true,
+      }
+    : base;
   const leases: Lease[] = [];
   const invalid: { key: string; reason: string }[] = [];
   for (const rec of seen.records) {
@@ -123,7 +133,8 @@ export async function readKube(o: KubeReadOptions): Promise<KubeRead> {
   for (const s of seen.skipped)
     if (!NORMAL_SKIPS.has(s.reason))
       invalid.push({ key: `Node ${s.name}`, reason: `${s.reason}: ${s.detail}` });
-  const ownKey = ours ? cidrToKey(ours) : null;
+  // by its IPv4 subnet: the key carries the IPv6 one only once the Node announces it
+  const ownSlot = ours ? cidrToKey(ours) : null;
   return {
     registry: fact({ description: seen.description, leases, invalid }),
     config: fact(config),
@@ -135,6 +146,6 @@ export async function readKube(o: KubeReadOptions): Promise<KubeRead> {
       node,
       skipped: seen.skipped.map((s) => ({ name: s.name, reason: s.reason, detail: s.detail })),
     }),
-    ownLease: leases.find((l) => l.key === ownKey) ?? null,
+    ownLease: leases.find((l) => cidrToKey(l.subnet) === ownSlot) ?? null,
   };
 }

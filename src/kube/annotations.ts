@@ -72,7 +72,7 @@ export function annotationNames(prefix: string = DEFAULT_ANNOTATION_PREFIX): Ann
 
 export type Annotations = Readonly<Record<string, string>>;
 
-/** What this node announces (the IPv4 half of flannel's LeaseAttrs). */
+/** What this node announces (flannel's LeaseAttrs). */
 export interface PublishedAttrs {
   /** Dotted IPv4: the address the agent chose (node-public-ip, --public-ip or the interface's). */
   readonly publicIp: string;
@@ -80,6 +80,10 @@ export interface PublishedAttrs {
   readonly backendType: string;
   /** vxlan: VNI and VTEP MAC; null for backends without data (host-gw). */
   readonly vxlan: { readonly VNI: number; readonly VtepMAC: string } | null;
+  /** Dual stack: the IPv6 address (node-public-ipv6, --public-ipv6 or the interface's), as Go prints it; absent or null without. */
+  readonly publicIpv6?: string | null;
+  /** Dual stack, vxlan: VNI and VTEP MAC of flannel-v6.<VNI>; absent or null without. */
+  readonly vxlan6?: { readonly VNI: number; readonly VtepMAC: string } | null;
 }
 
 /**
@@ -93,10 +97,22 @@ export function backendDataValue(vxlan: PublishedAttrs["vxlan"]): string {
 }
 
 /**
+ * Does a node announcing `attrs` publish its IPv6 side? As flannel's AcquireLease: a vxlan
+ * node with IPv6 data, a host-gw node with an IPv6 address; other backends (alloc) never.
+ */
+export function publishesIpv6(attrs: PublishedAttrs): boolean {
+  if ((attrs.publicIpv6 ?? null) === null) return false;
+  if (attrs.backendType === "vxlan") return (attrs.vxlan6 ?? null) !== null;
+  return attrs.backendType === "host-gw";
+}
+
+/**
  * The annotations a node should carry, as flannel's AcquireLease sets them: backend type
  * and data, public IP (the `public-ip-overwrite` annotation wins when set), and
  * `kube-subnet-manager: "true"`. A vxlan node without data (no IPv4) publishes only its
- * type and the manager flag, as flannel does.
+ * type and the manager flag, as flannel does. Dual stack adds `backend-v6-data` and
+ * `public-ipv6` (`public-ipv6-overwrite` wins) when flannel does: a vxlan node with IPv6
+ * data, a host-gw node with an IPv6 address (its data is the literal `null`).
  */
 export function desiredAnnotations(
   names: AnnotationNames,
@@ -109,6 +125,11 @@ export function desiredAnnotations(
     out[names.backendData] = data;
     const overwrite = current[names.publicIpOverwrite];
     out[names.publicIp] = overwrite ? overwrite : attrs.publicIp;
+  }
+  if (publishesIpv6(attrs)) {
+    out[names.backendV6Data] = backendDataValue(attrs.vxlan6 ?? null);
+    const overwrite6 = current[names.publicIpv6Overwrite];
+    out[names.publicIpv6] = overwrite6 ? overwrite6 : attrs.publicIpv6!;
   }
   out[names.kubeSubnetManager] = "true";
   return out;

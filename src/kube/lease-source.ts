@@ -11,7 +11,6 @@
  * `markNetworkUp()` the NetworkUnavailable condition, both on `nodes/NAME/status` (all
  * that flannel's RBAC allows); `ownNode()` is our Node as last seen by the watch.
  */
-import type { Cidr } from "../config/cidr.ts";
 import type { Logger } from "../log.ts";
 import {
   type AnnotationNames,
@@ -37,6 +36,7 @@ import {
   type NodeWatchOptions,
   startNodeWatch,
 } from "./node-watch.ts";
+import type { PodNetworks } from "./pod-cidr.ts";
 
 /** Shaped as the registries' WatchEvent. */
 export type LeaseEvent =
@@ -69,8 +69,8 @@ export interface KubeLeaseSourceOptions {
   /** This node's name (NODE_NAME, or the pod's spec.nodeName: see node-name.ts). */
   readonly nodeName: string;
   readonly names: AnnotationNames;
-  /** The configured Network: podCIDRs outside it are skipped. */
-  readonly network: Cidr;
+  /** The configured Network (and IPv6Network when EnableIPv6): podCIDRs outside them are skipped. */
+  readonly nets: PodNetworks;
   readonly log: Logger;
   readonly watch?: Omit<NodeWatchOptions, "log" | "resourceVersion">;
   /** Our Node was seen to change (or vanish: null), by the watch. */
@@ -90,6 +90,7 @@ interface NodeEntry {
 /** The lease state built from Nodes: which node holds which key, and who is skipped why. */
 class LeaseTable {
   readonly nodes = new Map<string, NodeEntry>();
+  /** Which node holds each IPv4 subnet (a key's part before "&": the IPv6 one may differ). */
   readonly byKey = new Map<string, string>();
   readonly skipCounts = new Map<SkipReason, number>();
   duplicates = 0;
@@ -281,7 +282,7 @@ export class KubeLeaseSource {
 
   /** Takes one Node (or its deletion) into `t`; the lease events it causes go to `out` (null: a list, no events). */
   #apply(t: LeaseTable, node: NodeLike, deleted: boolean, out: LeaseEvent[] | null): void {
-    const res = nodeLease(node, this.#o.names, this.#o.network);
+    const res = nodeLease(node, this.#o.names, this.#o.nets);
     const name = res.name;
     if (name === "") return;
     if (name === this.#o.nodeName)
@@ -297,15 +298,15 @@ export class KubeLeaseSource {
     const candidate = !deleted && res.ok ? res.record : null;
     const freed: string[] = [];
     if (prev?.held && prev.held !== candidate?.key) {
-      t.byKey.delete(prev.held);
-      freed.push(prev.held);
+      t.byKey.delete(slotOf(prev.held));
+      freed.push(slotOf(prev.held));
       out?.push({ type: "delete", key: prev.held, revision: revisionOf(node.metadata?.resourceVersion) });
     }
     if (deleted) {
       t.nodes.delete(name);
       this.#logged.delete(name);
     } else if (candidate) {
-      const owner = t.byKey.get(candidate.key);
+      const owner = t.byKey.get(slotOf(candidate.key));
       if (owner !== undefined && owner !== name) {
         this.#store(t, name, {
           held: null,
@@ -317,7 +318,7 @@ export class KubeLeaseSource {
           },
         });
       } else {
-        t.byKey.set(candidate.key, name);
+        t.byKey.set(slotOf(candidate.key), name);
         this.#store(t, name, { held: candidate.key, value: candidate.value, candidate, skip: null });
         if (!prev || prev.held !== candidate.key || prev.value !== candidate.value)
           out?.push({ type: "put", record: candidate });
@@ -332,13 +333,14 @@ export class KubeLeaseSource {
     }
     // a node that was skipped as a duplicate of a freed key takes it over
     if (t.duplicates > 0)
-      for (const key of freed)
+      for (const slot of freed) {
+        if (t.byKey.has(slot)) continue; // taken again (by the same node, its IPv6 subnet changed)
         for (const [other, e] of t.nodes)
-          if (e.skip?.reason === "duplicate-podcidr" && e.candidate?.key === key) {
+          if (e.skip?.reason === "duplicate-podcidr" && e.candidate && slotOf(e.candidate.key) === slot) {
             this.#count(t, "duplicate-podcidr", -1);
-            t.byKey.set(key, other);
+            t.byKey.set(slot, other);
             this.#store(t, other, {
-              held: key,
+              held: e.candidate.key,
               value: e.candidate.value,
               candidate: e.candidate,
               skip: null,
@@ -346,6 +348,7 @@ export class KubeLeaseSource {
             out?.push({ type: "put", record: e.candidate });
             break;
           }
+      }
   }
 
   #store(t: LeaseTable, name: string, e: NodeEntry): void {
@@ -370,6 +373,12 @@ export class KubeLeaseSource {
     t.skipCounts.set(reason, (t.skipCounts.get(reason) ?? 0) + d);
     if (reason === "duplicate-podcidr") t.duplicates += d;
   }
+}
+
+/** The IPv4 subnet a lease key holds ("10.244.3.0-24" of "10.244.3.0-24&fd00:19:0:3::-64"). */
+function slotOf(key: string): string {
+  const amp = key.indexOf("&");
+  return amp < 0 ? key : key.slice(0, amp);
 }
 
 function stringMap(o: Readonly<Record<string, unknown>>): Record<string, string> {

@@ -2,23 +2,26 @@
  * The lease source over the Kubernetes API (--kube-subnet-mgr), flannel's kube subnet
  * manager. The network config is the net-conf.json file, with SubnetLen taken from our
  * Node's podCIDR (kube-controller-manager gives every Node the same --node-cidr-mask-size,
- * whatever net-conf says). Our lease is our Node's podCIDR: acquiring it patches flannel's
- * annotations on the Node (only what differs) and then sets its NetworkUnavailable
- * condition to False. Every other lease is a Node with a podCIDR and flannel's
+ * whatever net-conf says; with EnableIPv6, IPv6SubnetLen from its IPv6 podCIDR). Our lease
+ * is our Node's podCIDR (dual stack: both, one per family): acquiring it patches flannel's
+ * annotations on the Node (only what differs; dual stack adds public-ipv6 and
+ * backend-v6-data) and then sets its NetworkUnavailable condition to False. Every other lease is a Node with a podCIDR and flannel's
  * annotations, followed with a list+watch of Nodes (src/kube/lease-source.ts); Nodes that
  * are not leases are skipped there, logged once and counted by reason. Nothing expires,
  * nothing is renewed. Loaded only in this mode (lease/open.ts imports it dynamically).
  */
-import { type Cidr, cidrToKey, formatCidr, formatIp4, type Ip4, parseIp4 } from "../config/cidr.ts";
+import { type Cidr, cidrToKey, formatCidr, formatIp4, parseIp4 } from "../config/cidr.ts";
+import { type Cidr6, formatCidr6, formatIp6, parseIp6 } from "../config/cidr6.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import type { KubeOptions } from "../config/options.ts";
-import { type AnnotationNames, annotationNames } from "../kube/annotations.ts";
+import { subnetKey } from "../config/subnet-key.ts";
+import { type AnnotationNames, annotationNames, publishesIpv6 } from "../kube/annotations.ts";
 import { KubeApiError, KubeClient } from "../kube/client.ts";
 import { resolveConnection } from "../kube/connection.ts";
 import { KubeLeaseSource, type OwnNode, type SkippedNode } from "../kube/lease-source.ts";
 import { annotationsOf, revisionOf } from "../kube/node-lease.ts";
 import type { NodeWatchOptions } from "../kube/node-watch.ts";
-import { outsideNetwork, selectPodCidrs } from "../kube/pod-cidr.ts";
+import { ownSubnets, podNetworks } from "../kube/pod-cidr.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { Lease } from "./lease.ts";
 import { readNetworkConfigFile } from "./registry-source.ts";
@@ -30,6 +33,7 @@ import {
   type LeaseWatchCallbacks,
   NetworkConfigError,
   SourceWaitingError,
+  type StoredPublicIps,
   type WatchHandle,
 } from "./source.ts";
 
@@ -45,15 +49,6 @@ export interface KubeSourceOptions {
   readonly client?: KubeClient;
   /** Node watch tuning (tests). */
   readonly watch?: Omit<NodeWatchOptions, "log" | "resourceVersion">;
-}
-
-/** The one line an agent without a podCIDR logs (and /readyz shows) while it waits. */
-export function noPodCidrYet(node: string, network: Cidr): string {
-  return (
-    `Node ${node} has no podCIDR yet; waiting for kube-controller-manager to assign one ` +
-    `(it does only when started with --allocate-node-cidrs=true --cluster-cidr=${formatCidr(network)}; ` +
-    "kubeadm: init --pod-network-cidr)"
-  );
 }
 
 /** Annotation values that are strings (all a Node's should be). */
@@ -114,44 +109,48 @@ export class KubeSource implements LeaseSource {
     return { name, resourceVersion: String(obj.metadata?.resourceVersion ?? ""), object: obj };
   }
 
-  /** Our IPv4 podCIDR, checked as flanneld checks it; `Final` is the error an operator must act on. */
-  #podCidr(node: OwnNode, network: Cidr, Final: new (m: string) => Error): Cidr {
-    const name = this.#o.nodeName;
-    const pc = selectPodCidrs(node.object.spec);
-    if (!pc.ok) {
-      if (pc.missing) throw new SourceWaitingError(noPodCidrYet(name, network));
-      throw new Final(`Node ${name}: ${pc.why}`);
-    }
-    const v4 = pc.cidrs.v4;
-    if (!v4)
-      throw new Final(
-        `Node ${name} has no IPv4 podCIDR (only ${pc.cidrs.v6}): Tartan carries IPv4; give the cluster an IPv4 --cluster-cidr`,
-      );
-    const outside = outsideNetwork(network, v4);
-    if (outside)
-      throw new Final(
-        `Node ${name}'s ${outside} (Network of ${this.#o.netConfigPath}): set Network to the cluster CIDR, kube-controller-manager's --cluster-cidr`,
-      );
-    return v4;
+  /**
+   * Our podCIDRs, checked as flanneld checks them (IPv4 in Network; with EnableIPv6, IPv6
+   * in IPv6Network); `Final` is the error an operator must act on.
+   */
+  #podCidrs(
+    node: OwnNode,
+    config: NetworkConfig,
+    Final: new (m: string) => Error,
+  ): { v4: Cidr; v6: Cidr6 | null } {
+    const r = ownSubnets(this.#o.nodeName, node.object.spec, podNetworks(config), this.#o.netConfigPath);
+    if (!r.ok) throw r.waiting ? new SourceWaitingError(r.why) : new Final(r.why);
+    return r;
   }
 
   async networkConfig(): Promise<NetworkConfig> {
     const base = readNetworkConfigFile(this.#o.netConfigPath);
-    const sn = this.#podCidr(await this.#ownNode(), base.network, NetworkConfigError);
-    if (sn.len !== base.subnetLen)
+    const sn = this.#podCidrs(await this.#ownNode(), base, NetworkConfigError);
+    if (sn.v4.len !== base.subnetLen)
       this.#o.log.info(
         "subnets are the Nodes' podCIDRs: their prefix length (kube-controller-manager's --node-cidr-mask-size) replaces SubnetLen",
-        { podCIDR: formatCidr(sn), subnetLen: base.subnetLen },
+        { podCIDR: formatCidr(sn.v4), subnetLen: base.subnetLen },
+      );
+    const c6 = base.ipv6 ?? null;
+    if (c6 && sn.v6 && sn.v6.len !== c6.subnetLen)
+      this.#o.log.info(
+        "IPv6 subnets are the Nodes' IPv6 podCIDRs: their prefix length (kube-controller-manager's --node-cidr-mask-size-ipv6) replaces IPv6SubnetLen",
+        { podCIDR: formatCidr6(sn.v6), ipv6SubnetLen: c6.subnetLen },
       );
     this.#nodes ??= new KubeLeaseSource({
       client: this.#client,
       nodeName: this.#o.nodeName,
       names: this.names,
-      network: base.network,
+      nets: podNetworks(base),
       log: this.#o.log,
       watch: this.#o.watch,
     });
-    return { ...base, subnetLen: sn.len, podCidrSubnets: true };
+    return {
+      ...base,
+      subnetLen: sn.v4.len,
+      ...(c6 && sn.v6 ? { ipv6: { ...c6, subnetLen: sn.v6.len } } : {}),
+      podCidrSubnets: true,
+    };
   }
 
   #need(): KubeLeaseSource {
@@ -163,35 +162,77 @@ export class KubeSource implements LeaseSource {
     const nodes = this.#need();
     const name = this.#o.nodeName;
     const own = await this.#ownNode();
-    const sn = this.#podCidr(own, config.network, LeaseRefusedError);
-    if (sn.len !== config.subnetLen)
-      throw new LeaseRefusedError(
-        `Node ${name}'s podCIDR is now ${formatCidr(sn)}, but this agent set its datapath up for /${config.subnetLen} podCIDRs: restart the agent`,
+    const sn = this.#podCidrs(own, config, LeaseRefusedError);
+    const restart = (what: string, now: string, len: number) =>
+      new LeaseRefusedError(
+        `Node ${name}'s ${what} is now ${now}, but this agent set its datapath up for /${len} ones: restart the agent`,
       );
-    const overwrite = stringAnnotations(own)[this.names.publicIpOverwrite];
-    const overwriteIp = overwrite ? parseIp4(overwrite) : null;
-    if (overwrite && overwriteIp === null)
-      throw new LeaseRefusedError(
-        `annotation ${this.names.publicIpOverwrite}=${JSON.stringify(overwrite)} on Node ${name} is not an IPv4 address: fix it, or remove it (kubectl annotate node ${name} ${this.names.publicIpOverwrite}-)`,
-      );
-    const published = await nodes.publish(
-      { publicIp: formatIp4(attrs.publicIp), backendType: attrs.backendType, vxlan: attrs.vxlan },
-      own,
-    );
+    if (sn.v4.len !== config.subnetLen) throw restart("podCIDR", formatCidr(sn.v4), config.subnetLen);
+    const c6 = config.ipv6 ?? null;
+    if (c6 && sn.v6 && sn.v6.len !== c6.subnetLen)
+      throw restart("IPv6 podCIDR", formatCidr6(sn.v6), c6.subnetLen);
+    const ann = stringAnnotations(own);
+    const overwrite = this.#annotatedIp(ann, this.names.publicIpOverwrite, parseIp4, "IPv4");
+    const v6attrs =
+      c6 !== null && sn.v6 !== null && (attrs.publicIpv6 ?? null) !== null
+        ? { publicIpv6: formatIp6(attrs.publicIpv6!), vxlan6: attrs.vxlan6 ?? null }
+        : {};
+    const announce = {
+      publicIp: formatIp4(attrs.publicIp),
+      backendType: attrs.backendType,
+      vxlan: attrs.vxlan,
+      ...v6attrs,
+    };
+    // our lease is dual stack exactly when our Node announces IPv6 (peers read the same); alloc never does
+    const dual = publishesIpv6(announce);
+    const overwrite6 = dual ? this.#annotatedIp(ann, this.names.publicIpv6Overwrite, parseIp6, "IPv6") : null;
+    const published = await nodes.publish(announce, own);
     if (this.#o.kube.setNodeNetworkUnavailable) await nodes.markNetworkUp(published.node);
+    // peers reach us at what the annotations say: the overwrite annotations, when set, win
+    const publicIp = overwrite ?? attrs.publicIp;
+    const publicIpv6 = dual ? (overwrite6 ?? attrs.publicIpv6!) : null;
     this.#o.log.info("our subnet is our Node's podCIDR", {
       node: name,
-      podCIDR: formatCidr(sn),
-      publicIp: overwrite || formatIp4(attrs.publicIp),
+      podCIDR: formatCidr(sn.v4),
+      publicIp: formatIp4(publicIp),
+      ...(dual ? { ipv6PodCIDR: formatCidr6(sn.v6!), publicIpv6: formatIp6(publicIpv6!) } : {}),
     });
+    const revision = revisionOf(published.node.resourceVersion);
+    if (!dual)
+      return {
+        subnet: sn.v4,
+        key: cidrToKey(sn.v4),
+        attrs: { publicIp, backendType: attrs.backendType, vxlan: attrs.vxlan },
+        expiresAt: null,
+        revision,
+      };
     return {
-      subnet: sn,
-      key: cidrToKey(sn),
-      // peers reach us at what the annotation says: public-ip-overwrite, when set, wins
-      attrs: { ...attrs, publicIp: overwriteIp ?? attrs.publicIp },
+      subnet: sn.v4,
+      key: subnetKey(sn.v4, sn.v6),
+      subnet6: sn.v6,
+      attrs: { ...attrs, publicIp, publicIpv6, vxlan6: attrs.vxlan6 ?? null },
       expiresAt: null,
-      revision: revisionOf(published.node.resourceVersion),
+      revision,
     };
+  }
+
+  /** An address an operator set in annotation `key` on our Node, null when none; a bad one is refused. */
+  #annotatedIp<T>(
+    ann: Record<string, string>,
+    key: string,
+    parse: (s: string) => T | null,
+    family: string,
+  ): T | null {
+    const value = ann[key];
+    if (!value) return null;
+    const ip = parse(value);
+    if (ip === null) {
+      const node = this.#o.nodeName;
+      throw new LeaseRefusedError(
+        `annotation ${key}=${JSON.stringify(value)} on Node ${node} is not an ${family} address: fix it, or remove it (kubectl annotate node ${node} ${key}-)`,
+      );
+    }
+    return ip;
   }
 
   /** Never called (our lease never expires); the lease stands as it is. */
@@ -207,30 +248,34 @@ export class KubeSource implements LeaseSource {
     return this.#need().watch(fromRevision, cb);
   }
 
-  async storedPublicIp(): Promise<Ip4 | null> {
+  async storedPublicIps(): Promise<StoredPublicIps> {
     let own: OwnNode;
     try {
       own = await this.#ownNode();
     } catch (e) {
-      this.#o.log.warn("cannot read our Node for its node-public-ip annotation; going on without it", {
+      this.#o.log.warn("cannot read our Node for its node-public-ip annotations; going on without them", {
         node: this.#o.nodeName,
         error: errorText(e),
       });
-      return null;
+      return { v4: null, v6: null };
     }
-    const key = this.names.nodePublicIp;
-    const value = stringAnnotations(own)[key];
-    if (!value) return null;
-    const ip = parseIp4(value);
-    if (ip === null)
-      throw new LeaseRefusedError(
-        `annotation ${key}=${JSON.stringify(value)} on Node ${this.#o.nodeName} is not an IPv4 address: fix it, or remove it (kubectl annotate node ${this.#o.nodeName} ${key}-)`,
+    const ann = stringAnnotations(own);
+    const v4 = this.#annotatedIp(ann, this.names.nodePublicIp, parseIp4, "IPv4");
+    const v6 = this.#annotatedIp(ann, this.names.nodePublicIpv6, parseIp6, "IPv6");
+    if (v4 !== null)
+      this.#o.log.info("our public IP is the Node's node-public-ip annotation (it replaces --public-ip)", {
+        node: this.#o.nodeName,
+        publicIp: formatIp4(v4),
+      });
+    if (v6 !== null)
+      this.#o.log.info(
+        "our public IPv6 is the Node's node-public-ipv6 annotation (it replaces --public-ipv6)",
+        {
+          node: this.#o.nodeName,
+          publicIpv6: formatIp6(v6),
+        },
       );
-    this.#o.log.info("our public IP is the Node's node-public-ip annotation (it replaces --public-ip)", {
-      node: this.#o.nodeName,
-      publicIp: value,
-    });
-    return ip;
+    return { v4, v6 };
   }
 
   /** The Nodes as list and watch left them; null before the network config was read. */

@@ -13,7 +13,7 @@ import {
   overlaps,
   parseIp4,
 } from "../config/cidr.ts";
-import { type Cidr6, formatIp6, type Ip6, overlaps6, parseIp6 } from "../config/cidr6.ts";
+import { type Cidr6, containsCidr6, formatIp6, type Ip6, overlaps6, parseIp6 } from "../config/cidr6.ts";
 import { isValidSubnet6, type NetworkConfig } from "../config/network.ts";
 import { parseSubnetKey, subnetKey } from "../config/subnet-key.ts";
 import type { RegistryRecord } from "../registry/registry.ts";
@@ -135,10 +135,16 @@ export function decodeLeaseRecord(rec: RegistryRecord, cfg: NetworkConfig): Deco
     };
   // an IPv6 subnet is checked against the IPv6 network; an IPv4-only node passes it over
   const c6 = cfg.ipv6 ?? null;
-  if (pair.v6 && c6 && !isValidSubnet6(c6, pair.v6))
+  if (
+    pair.v6 &&
+    c6 &&
+    !(cfg.podCidrSubnets ? containsCidr6(c6.network, pair.v6) : isValidSubnet6(c6, pair.v6))
+  )
     return {
       ok: false,
-      reason: `IPv6 subnet of ${rec.key} is not a /${c6.subnetLen} inside the IPv6Network of the network config`,
+      reason: cfg.podCidrSubnets
+        ? `IPv6 subnet of ${rec.key} is not inside the IPv6Network of the network config`
+        : `IPv6 subnet of ${rec.key} is not a /${c6.subnetLen} inside the IPv6Network of the network config`,
     };
   let doc: unknown;
   try {

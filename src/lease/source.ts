@@ -5,6 +5,7 @@
  * over the Kubernetes API (kube-source.ts: Nodes' podCIDRs and flannel's annotations).
  */
 import type { Ip4 } from "../config/cidr.ts";
+import type { Ip6 } from "../config/cidr6.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import type { RegistryRecord, WatchCallbacks, WatchHandle } from "../registry/registry.ts";
 import type { Lease, LeaseAttrs } from "./lease.ts";
@@ -72,9 +73,9 @@ export interface AcquireRequest {
  * - `description`: "kubernetes:https://10.96.0.1:443 (Node NAME)" (the API server, no token).
  * - `networkConfig`: the --net-config-path file (`readNetworkConfigFile`), with SubnetLen
  *   taken from our Node's podCIDR; a SourceWaitingError while it has none.
- * - `acquire`: read our Node's podCIDR (it must lie in config.network), PATCH our
- *   annotations from `attrs` (only when they differ), and return the lease with
- *   expiresAt null. `memory` is ignored (the podCIDR decides). No podCIDR yet:
+ * - `acquire`: read our Node's podCIDR (it must lie in config.network; with EnableIPv6
+ *   also its IPv6 podCIDR, in the IPv6 network), PATCH our annotations from `attrs` (only
+ *   when they differ), and return the lease with expiresAt null. `memory` is ignored (the podCIDR decides). No podCIDR yet:
  *   SourceWaitingError (the agent waits; /readyz names it).
  * - `renew`: never called (expiresAt null); return the lease unchanged if it is.
  * - `list`/`watch`: one record per Node that is a lease — key `cidrToKey(podCIDR)`, value
@@ -124,15 +125,22 @@ export interface LeaseSource {
   close(): Promise<void>;
 
   /**
-   * flannel's GetStoredPublicIP: an address an operator set for this node in the source
-   * (the kube source's `node-public-ip` annotation), which replaces --public-ip; null when
-   * none is set or it cannot be read now (as flanneld: the agent goes on without it).
-   * Throws LeaseRefusedError when one is set but is not an IPv4 address.
+   * flannel's GetStoredPublicIP: the addresses an operator set for this node in the source
+   * (the kube source's `node-public-ip` and `node-public-ipv6` annotations), which replace
+   * --public-ip and --public-ipv6; null where none is set, both when they cannot be read
+   * now (as flanneld: the agent goes on without them). Throws LeaseRefusedError when one
+   * is set but is not an address of its family.
    */
-  storedPublicIp?(): Promise<Ip4 | null>;
+  storedPublicIps?(): Promise<StoredPublicIps>;
 
   /** Objects of the source that are not leases right now, per reason (a fixed set of reasons), for /metrics. */
   skippedByReason?(): Readonly<Record<string, number>>;
+}
+
+/** Addresses an operator stored for this node, per family (null: none). */
+export interface StoredPublicIps {
+  readonly v4: Ip4 | null;
+  readonly v6: Ip6 | null;
 }
 
 /** The network config exists but cannot be used: an operator must fix it. */

@@ -9,6 +9,8 @@ export interface NodeInput {
   readonly name: string;
   /** Sets spec.podCIDR and spec.podCIDRs; absent = not assigned yet. */
   readonly podCIDR?: string;
+  /** Dual stack: sets spec.podCIDRs to these (and spec.podCIDR to the first), instead of podCIDR. */
+  readonly podCIDRs?: readonly string[];
   readonly internalIp?: string;
   readonly annotations?: Readonly<Record<string, string>>;
   readonly labels?: Readonly<Record<string, string>>;
@@ -23,6 +25,24 @@ export function flanneldVxlanAnnotations(publicIp: string, vtepMac: string, vni 
     "flannel.alpha.coreos.com/backend-type": "vxlan",
     "flannel.alpha.coreos.com/kube-subnet-manager": "true",
     "flannel.alpha.coreos.com/public-ip": publicIp,
+  };
+}
+
+/**
+ * The six annotations a dual-stack flanneld vxlan node writes (flannel.1's and
+ * flannel-v6.1's MACs), as flanneld writes them.
+ */
+export function flanneldDualVxlanAnnotations(
+  publicIp: string,
+  vtepMac: string,
+  publicIpv6: string,
+  vtepMac6: string,
+  vni = 1,
+): Record<string, string> {
+  return {
+    ...flanneldVxlanAnnotations(publicIp, vtepMac, vni),
+    "flannel.alpha.coreos.com/backend-v6-data": `{"VNI":${vni},"VtepMAC":"${vtepMac6}"}`,
+    "flannel.alpha.coreos.com/public-ipv6": publicIpv6,
   };
 }
 
@@ -114,9 +134,10 @@ export function makeNode(n: NodeInput): Record<string, unknown> {
   };
   const annotations: Record<string, string> = { ...n.annotations };
   const spec: Record<string, unknown> = {};
-  if (n.podCIDR) {
-    spec.podCIDR = n.podCIDR;
-    spec.podCIDRs = [n.podCIDR];
+  const podCIDRs = n.podCIDRs ?? (n.podCIDR ? [n.podCIDR] : []);
+  if (podCIDRs.length > 0) {
+    spec.podCIDR = podCIDRs[0];
+    spec.podCIDRs = [...podCIDRs];
   }
   const status: Record<string, unknown> = {
     conditions: [

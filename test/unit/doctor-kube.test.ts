@@ -15,6 +15,7 @@ import {
 import { type Facts, fact, factError, type KubeFacts } from "../../src/doctor/facts.ts";
 import { annotationNames } from "../../src/kube/annotations.ts";
 import { healthy, MAC1 } from "./doctor-fixture.ts";
+import { healthyDual, MAC6_1 } from "./doctor-fixture-dual.ts";
 
 const names = annotationNames();
 const P = "flannel.alpha.coreos.com";
@@ -35,6 +36,8 @@ function kubeNode(o: {
       : never
     : never;
   manage?: boolean;
+  /** The node's facts before the kube ones (default: the healthy IPv4 node). */
+  base?: Facts;
 }): Facts {
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries({ ...ANNOTATIONS, ...o.annotations }))
@@ -50,7 +53,7 @@ function kubeNode(o: {
               ? { status: "False", reason: "FlannelIsUp", message: "Flannel is running on this node" }
               : o.condition,
         });
-  const base = healthy();
+  const base = o.base ?? healthy();
   // Nodes' leases never expire
   const leases = base.registry.ok ? base.registry.value.leases.map((l) => ({ ...l, expiresAt: null })) : [];
   return {
@@ -169,5 +172,64 @@ describe("doctor's kube checks", () => {
     expect(checkKubeNetworkUnavailable(kubeNode({})).finding).toBe(
       "Node node1's NetworkUnavailable is False (FlannelIsUp)",
     );
+  });
+});
+
+describe("doctor's kube checks on a dual-stack node (EnableIPv6)", () => {
+  const DUAL = {
+    ...ANNOTATIONS,
+    [`${P}/backend-v6-data`]: `{"VNI":1,"VtepMAC":"${MAC6_1}"}`,
+    [`${P}/public-ipv6`]: "fd00:18::1",
+  };
+  const dual = (o: Parameters<typeof kubeNode>[0]) =>
+    kubeNode({
+      podCidrs: ["198.19.1.0/24", "fd00:19:0:1::/64"],
+      annotations: DUAL,
+      ...o,
+      base: healthyDual(),
+    });
+
+  test("both podCIDRs inside their networks and the six annotations: ok", () => {
+    expect(checkKubePodCidr(dual({})).finding).toBe(
+      "Node node1 has podCIDRs 198.19.1.0/24 and fd00:19:0:1::/64, inside 198.19.0.0/16 and fd00:19::/56",
+    );
+    expect(checkKubePodCidr(dual({})).status).toBe("ok");
+    expect(checkKubeAnnotations(dual({})).status).toBe("ok");
+  });
+
+  test("no IPv6 podCIDR, or one outside IPv6Network: a problem naming the --cluster-cidr", () => {
+    const none = checkKubePodCidr(dual({ podCidrs: ["198.19.1.0/24"] }));
+    expect([none.status, none.finding]).toEqual([
+      "problem",
+      "Node node1 has podCIDR 198.19.1.0/24 but no IPv6 podCIDR, and the network config enables IPv6",
+    ]);
+    expect(none.fix).toContain("--cluster-cidr=198.19.0.0/16,fd00:19::/56");
+    const outside = checkKubePodCidr(dual({ podCidrs: ["198.19.1.0/24", "fd00:99::/64"] }));
+    expect([outside.status, outside.finding]).toEqual([
+      "problem",
+      "Node node1's IPv6 podCIDR fd00:99::/64 is not inside IPv6Network fd00:19::/56",
+    ]);
+  });
+
+  test("the IPv6 annotations are judged: missing, stale; node-public-ipv6 and public-ipv6-overwrite honoured", () => {
+    const missing = checkKubeAnnotations(
+      dual({ annotations: { ...DUAL, [`${P}/backend-v6-data`]: undefined } }),
+    );
+    expect([missing.status, missing.finding]).toEqual([
+      "problem",
+      `Node node1: ${P}/backend-v6-data is missing (want {"VNI":1,"VtepMAC":"${MAC6_1}"})`,
+    ]);
+    const stale = checkKubeAnnotations(
+      dual({ annotations: { ...DUAL, [`${P}/public-ipv6`]: "fd00:18::9" } }),
+    );
+    expect(stale.finding).toBe(`Node node1: ${P}/public-ipv6 is fd00:18::9, this node announces fd00:18::1`);
+    const stored = { ...DUAL, [`${P}/node-public-ipv6`]: "fd00:18::9", [`${P}/public-ipv6`]: "fd00:18::9" };
+    expect(checkKubeAnnotations(dual({ annotations: stored })).status).toBe("ok");
+    const over = {
+      ...DUAL,
+      [`${P}/public-ipv6-overwrite`]: "fd00:18::7",
+      [`${P}/public-ipv6`]: "fd00:18::7",
+    };
+    expect(checkKubeAnnotations(dual({ annotations: over })).status).toBe("ok");
   });
 });

@@ -215,7 +215,7 @@ describe("the kube lease source", () => {
       client: new KubeClient(plain(api.url)),
       nodeName: "node-1",
       names,
-      network,
+      nets: { network, network6: null },
       log: createLogger({ level: "debug", write: (l) => logs.push(l) }),
       watch: { pageSize: 2, backoff: { initialMs: 50, maxMs: 200 } },
       onOwnNode: (n) => own.push(n),

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { formatCidr, parseCidr } from "../../src/config/cidr.ts";
+import { formatCidr6 } from "../../src/config/cidr6.ts";
 import { parseNetworkConfig } from "../../src/config/network.ts";
 import { annotationNames } from "../../src/kube/annotations.ts";
 import type { LeaseEvent } from "../../src/kube/lease-source.ts";
@@ -11,6 +12,7 @@ import { flanneldVxlanAnnotations, makeNode } from "../helpers/kube-nodes.ts";
 
 const names = annotationNames();
 const network = parseCidr("198.19.0.0/16")!;
+const nets = { network, network6: null };
 const cfg = parseNetworkConfig(JSON.stringify({ Network: "198.19.0.0/16" }));
 
 function node(over: { podCIDR?: string; annotations?: Record<string, string>; rv?: string } = {}): NodeLike {
@@ -30,7 +32,7 @@ describe("podCIDR selection", () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(formatCidr(r.cidrs.v4!)).toBe("198.19.3.0/24");
-    expect(r.cidrs.v6).toBe("fd00:19:0:3::/64");
+    expect(formatCidr6(r.cidrs.v6!)).toBe("fd00:19:0:3::/64");
     const v6first = selectPodCidrs({ podCIDRs: ["fd00:19:0:3::/64", "198.19.3.0/24"] });
     expect(v6first.ok && formatCidr(v6first.cidrs.v4!)).toBe("198.19.3.0/24");
   });
@@ -65,7 +67,7 @@ describe("podCIDR selection", () => {
 
 describe("Node → lease record", () => {
   test("a flanneld vxlan node becomes the record an etcd-backed flanneld would store", () => {
-    const r = nodeLease(node(), names, network);
+    const r = nodeLease(node(), names, nets);
     expect(r).toEqual({
       ok: true,
       name: "n7",
@@ -89,7 +91,7 @@ describe("Node → lease record", () => {
       "flannel.alpha.coreos.com/backend-type": "host-gw",
       "flannel.alpha.coreos.com/backend-data": "null",
     };
-    const r = nodeLease(node({ annotations: a }), names, network);
+    const r = nodeLease(node({ annotations: a }), names, nets);
     expect(r.ok && r.record.value).toBe('{"PublicIP":"198.18.0.7","BackendType":"host-gw"}');
   });
 
@@ -164,7 +166,7 @@ describe("Node → lease record", () => {
   ];
   for (const [what, over, reason, detail] of cases)
     test(`skipped: ${what} (${reason})`, () => {
-      const r = nodeLease(node(over), names, network);
+      const r = nodeLease(node(over), names, nets);
       expect(r.ok).toBe(false);
       if (r.ok) return;
       expect(r.name).toBe("n7");
@@ -173,7 +175,7 @@ describe("Node → lease record", () => {
     });
 
   test("an object without a name is malformed", () => {
-    expect(nodeLease({ metadata: {} }, names, network)).toMatchObject({ ok: false, reason: "malformed" });
+    expect(nodeLease({ metadata: {} }, names, nets)).toMatchObject({ ok: false, reason: "malformed" });
   });
 
   test("another prefix reads other annotation names", () => {
@@ -184,12 +186,12 @@ describe("Node → lease record", () => {
         v,
       ]),
     );
-    expect(nodeLease(node({ annotations: a }), other, network).ok).toBe(true);
-    expect(nodeLease(node(), other, network)).toMatchObject({ ok: false, reason: "not-managed" });
+    expect(nodeLease(node({ annotations: a }), other, nets).ok).toBe(true);
+    expect(nodeLease(node(), other, nets)).toMatchObject({ ok: false, reason: "not-managed" });
   });
 
   test("the lease events have the registries' WatchEvent shape (checked by tsc)", () => {
-    const r = nodeLease(node(), names, network);
+    const r = nodeLease(node(), names, nets);
     if (!r.ok) throw new Error("expected a lease");
     const asRegistry: RegistryRecord = r.record;
     const ev: LeaseEvent = { type: "put", record: r.record };

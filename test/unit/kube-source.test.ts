@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIp4, parseIp4 } from "../../src/config/cidr.ts";
+import { formatIp6 } from "../../src/config/cidr6.ts";
 import type { KubeOptions } from "../../src/config/options.ts";
 import { KubeClient } from "../../src/kube/client.ts";
 import { resolveConnection } from "../../src/kube/connection.ts";
@@ -202,16 +203,25 @@ describe("acquire", () => {
   });
 });
 
-describe("node-public-ip (flannel's GetStoredPublicIP)", () => {
-  test("absent: null; set: the address; not an address: refused; API down: null (go on without it)", async () => {
+describe("node-public-ip and node-public-ipv6 (flannel's GetStoredPublicIP)", () => {
+  test("absent: null; set: the address; not an address of its family: refused; API down: null (go on without them)", async () => {
     await api.createNode(makeNode({ name: "node-1", podCIDR: "198.19.1.0/24" }));
-    expect(await src.storedPublicIp()).toBeNull();
+    expect(await src.storedPublicIps()).toEqual({ v4: null, v6: null });
     await api.annotateNodes(["node-1"], { [`${P}/node-public-ip`]: "198.18.7.7" });
-    expect(formatIp4((await src.storedPublicIp())!)).toBe("198.18.7.7");
-    await api.annotateNodes(["node-1"], { [`${P}/node-public-ip`]: "x" });
-    expect(await failure(src.storedPublicIp())).toBeInstanceOf(LeaseRefusedError);
+    expect(formatIp4((await src.storedPublicIps()).v4!)).toBe("198.18.7.7");
+    await api.annotateNodes(["node-1"], { [`${P}/node-public-ipv6`]: "fd00:18:0:0::7" });
+    const both = await src.storedPublicIps();
+    expect([formatIp4(both.v4!), formatIp6(both.v6!)]).toEqual(["198.18.7.7", "fd00:18::7"]);
+    await api.annotateNodes(["node-1"], { [`${P}/node-public-ipv6`]: "198.18.7.7" });
+    const bad6 = await failure(src.storedPublicIps());
+    expect(bad6).toBeInstanceOf(LeaseRefusedError);
+    expect(bad6.message).toContain(
+      `annotation ${P}/node-public-ipv6="198.18.7.7" on Node node-1 is not an IPv6 address`,
+    );
+    await api.annotateNodes(["node-1"], { [`${P}/node-public-ipv6`]: null, [`${P}/node-public-ip`]: "x" });
+    expect(await failure(src.storedPublicIps())).toBeInstanceOf(LeaseRefusedError);
     await api.pause();
-    expect(await src.storedPublicIp()).toBeNull();
+    expect(await src.storedPublicIps()).toEqual({ v4: null, v6: null });
     await api.resume();
   });
 });

@@ -238,7 +238,7 @@ describe("network config errors name the field and what is allowed", () => {
     [
       "IPv6-only",
       { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/56" },
-      /^network config: EnableIPv4=false: IPv6-only networks are not supported \(flannel runs them only with the Kubernetes subnet manager\)/,
+      /^network config: EnableIPv4=false: IPv6-only networks are not supported, with a registry or with --kube-subnet-mgr \(flanneld runs them only with --kube-subnet-mgr\)/,
     ],
     [
       "EnableIPv6 not a boolean",

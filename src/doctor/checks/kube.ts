@@ -1,11 +1,13 @@
 /**
  * Doctor's checks of a --kube-subnet-mgr node's standing in the Kubernetes API: our Node
- * has a podCIDR inside the network (it is the node's subnet), carries flannel's
+ * has a podCIDR inside the network (it is the node's subnet; dual stack: and an IPv6 one
+ * inside the IPv6 network), carries flannel's
  * annotations as this node announces itself (what every other node programs), and its
  * NetworkUnavailable condition is False (else the scheduler keeps pods off it). Only
  * judged in that mode. Pure.
  */
 import { containsCidr, formatCidr, formatIp4, parseCidr, parseIp4 } from "../../config/cidr.ts";
+import { containsCidr6, formatCidr6, formatIp6, parseCidr6, parseIp6 } from "../../config/cidr6.ts";
 import type { BackendName } from "../../config/network.ts";
 import { desiredAnnotations, type PublishedAttrs } from "../../kube/annotations.ts";
 import type { Facts, KubeFacts } from "../facts.ts";
@@ -27,7 +29,7 @@ function kubeOr(f: Facts, id: string, why: string): KubeFacts | Check {
   return f.kube.value;
 }
 
-/** Our Node has a podCIDR, IPv4, inside Network. */
+/** Our Node has a podCIDR, IPv4, inside Network; with EnableIPv6 an IPv6 one inside IPv6Network. */
 export function checkKubePodCidr(f: Facts): Check {
   const id = "kube-podcidr";
   const why =
@@ -74,7 +76,33 @@ export function checkKubePodCidr(f: Facts): Check {
       fix: "set Network in net-conf.json to kube-controller-manager's --cluster-cidr",
       fixable: false,
     };
-  return ok(id, `Node ${k.nodeName} has podCIDR ${text}${network ? `, inside ${net}` : ""}`, why);
+  const c6 = f.config.ok ? (f.config.value.ipv6 ?? null) : null;
+  if (!c6) return ok(id, `Node ${k.nodeName} has podCIDR ${text}${network ? `, inside ${net}` : ""}`, why);
+  const net6 = formatCidr6(c6.network);
+  const v6 = k.node.podCidrs.map((c) => parseCidr6(c, false)).find((c) => c !== null) ?? null;
+  if (!v6)
+    return {
+      id,
+      status: "problem",
+      finding: `Node ${k.nodeName} has podCIDR ${text} but no IPv6 podCIDR, and the network config enables IPv6`,
+      why,
+      fix: `start kube-controller-manager with --cluster-cidr=${net},${net6} (a dual-stack cluster; kubeadm: init --pod-network-cidr=${net},${net6}), or remove EnableIPv6`,
+      fixable: false,
+    };
+  if (!containsCidr6(c6.network, v6))
+    return {
+      id,
+      status: "problem",
+      finding: `Node ${k.nodeName}'s IPv6 podCIDR ${formatCidr6(v6)} is not inside IPv6Network ${net6}`,
+      why,
+      fix: "set IPv6Network in net-conf.json to kube-controller-manager's IPv6 --cluster-cidr",
+      fixable: false,
+    };
+  return ok(
+    id,
+    `Node ${k.nodeName} has podCIDRs ${text} and ${formatCidr6(v6)}, inside ${net} and ${net6}`,
+    why,
+  );
 }
 
 /** The wire type a backend announces (ebpf-vxlan speaks vxlan). */
@@ -96,11 +124,35 @@ function announced(f: Facts, k: KubeFacts): { attrs: PublishedAttrs | null; unkn
   if (publicIp === null)
     return { attrs: null, unknown: "this node's public IP is unknown (see the underlay)" };
   const type = wireType(d.backend);
-  if (type !== "vxlan") return { attrs: { publicIp, backendType: type, vxlan: null }, unknown: null };
+  const v6 = announced6(f, k, type, d.vni);
+  if (typeof v6 === "string") return { attrs: null, unknown: v6 };
+  if (type !== "vxlan") return { attrs: { publicIp, backendType: type, vxlan: null, ...v6 }, unknown: null };
   const dev = d.overlay && f.links.ok ? f.links.value.find((l) => l.name === d.overlay) : undefined;
   if (!dev)
     return { attrs: null, unknown: `the overlay device ${d.overlay ?? "?"} is missing (see the datapath)` };
-  return { attrs: { publicIp, backendType: type, vxlan: { VNI: d.vni, VtepMAC: dev.mac } }, unknown: null };
+  return {
+    attrs: { publicIp, backendType: type, vxlan: { VNI: d.vni, VtepMAC: dev.mac }, ...v6 },
+    unknown: null,
+  };
+}
+
+/** The IPv6 half this node announces in a dual-stack network ({} without one), or why it is unknown. */
+function announced6(
+  f: Facts,
+  k: KubeFacts,
+  type: string,
+  vni: number,
+): Pick<PublishedAttrs, "publicIpv6" | "vxlan6"> | string {
+  const dual = f.config.ok && (f.config.value.ipv6 ?? null) !== null;
+  if (!dual || !f.ipv6) return {};
+  const stored = k.node?.annotations[k.names.nodePublicIpv6];
+  const parsed = stored ? parseIp6(stored) : null;
+  const publicIpv6 = parsed !== null ? formatIp6(parsed) : f.ipv6.underlayIp;
+  if (publicIpv6 === null) return "this node's public IPv6 address is unknown (see the underlay)";
+  if (type !== "vxlan") return { publicIpv6 };
+  const dev = f.ipv6.device.ok ? f.ipv6.device.value : null;
+  if (!dev) return "the IPv6 overlay device is missing (see ipv6-datapath)";
+  return { publicIpv6, vxlan6: { VNI: vni, VtepMAC: dev.mac } };
 }
 
 /** Our Node carries flannel's annotations, as this node announces itself. */
