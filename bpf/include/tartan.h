@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define TARTAN_ABI_VERSION 2
+#define TARTAN_ABI_VERSION 3
 
 /* Map sizes (C only: the agent does not depend on them). The subnet and member
  * hashes are preallocated (no kmalloc per insert, no allocation failure under memory
@@ -120,6 +120,22 @@ enum tartan_counter {
 	CNT_DECAP_DROP_INNER_MALFORMED,
 	CNT_DECAP_DROP_NOT_LOCAL,  /* inner destination outside our subnet: no relaying */
 	CNT_DECAP_DROP_ADJUST,     /* bpf_skb_adjust_room / xdp_adjust_head failed */
+	/* encapsulation at a pod's host-side veth (TC ingress): the reasons of CNT_ENCAP_*, in
+	 * the same order (encap.h counts by offset), then two of its own. Every pass goes on to
+	 * the bridge, whose program and the stack then do what they always do. */
+	CNT_POD_ENCAP_OK,          /* encapsulated at the veth, redirected out of the underlay (fib hit) */
+	CNT_POD_ENCAP_OK_NEIGH,    /* encapsulated at the veth, redirected via bpf_redirect_neigh */
+	CNT_POD_PASS_NOT_READY,
+	CNT_POD_PASS_NOT_IPV4,     /* ARP, IPv6, VLAN, ... */
+	CNT_POD_PASS_MALFORMED,
+	CNT_POD_PASS_UNKNOWN_DST,  /* the outside world, the node's own addresses, services */
+	CNT_POD_PASS_LOCAL,        /* a pod on this node, or the gateway */
+	CNT_POD_PASS_TTL,
+	CNT_POD_PASS_TOO_BIG,      /* the stack fragments it or answers frag-needed, as from the bridge */
+	CNT_POD_DROP_ADJUST,
+	CNT_POD_DROP_FIB,
+	CNT_POD_PASS_NOT_ENDPOINT, /* source is not the endpoint-map pod behind this veth (not known yet, or spoofed) */
+	CNT_POD_PASS_NOT_GATEWAY,  /* not addressed to the gateway's MAC: broadcast, multicast, bridged to a pod */
 	CNT_MAX,
 };
 

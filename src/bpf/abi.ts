@@ -23,6 +23,7 @@ export const PROGRAMS = {
   encapHost: "tartan_encap_host",
   decapTc: "tartan_decap_tc",
   decapXdp: "tartan_decap_xdp",
+  encapPod: "tartan_encap_pod",
 } as const;
 
 /**
@@ -31,7 +32,7 @@ export const PROGRAMS = {
  */
 export const CONSTANTS = {
   /** Bumped with every incompatible change to tartan.h (logged when pinned maps are recreated). */
-  ABI_VERSION: 2,
+  ABI_VERSION: 3,
   /** Outer IPv4 + UDP + VXLAN + inner Ethernet: the pod MTU is the underlay's minus this. */
   VXLAN_OVERHEAD: 50,
   /** subnet_value.flags: our own subnet. */
@@ -71,6 +72,19 @@ export const COUNTER_NAMES = [
   "decap_drop_inner_malformed",
   "decap_drop_not_local",
   "decap_drop_adjust",
+  "pod_encap_ok",
+  "pod_encap_ok_neigh",
+  "pod_pass_not_ready",
+  "pod_pass_not_ipv4",
+  "pod_pass_malformed",
+  "pod_pass_unknown_dst",
+  "pod_pass_local",
+  "pod_pass_ttl",
+  "pod_pass_too_big",
+  "pod_drop_adjust",
+  "pod_drop_fib",
+  "pod_pass_not_endpoint",
+  "pod_pass_not_gateway",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER: { readonly [K in CounterName]: number } = Object.fromEntries(

@@ -18,16 +18,12 @@ import {
   IPPROTO_ICMP,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  icmpEcho,
-  ipv4,
   ipv6,
   pattern,
-  tcp,
-  udp,
-  vxlan,
   withIpv4TotalLength,
 } from "../helpers/packet.ts";
-import { delta, FX, type Harness, setupHarness, TC_ACT_OK, TC_ACT_REDIRECT } from "./harness.ts";
+import { forwarded, fromPod, innerIp, kernelVxlanFrame, runCounted } from "./frames.ts";
+import { FX, type Harness, setupHarness, TC_ACT_OK, TC_ACT_REDIRECT } from "./harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -40,71 +36,7 @@ afterAll(async () => {
 const POD_MAC = FX.podMac;
 const GW_MAC = FX.gwMac;
 
-interface Inner {
-  proto: number;
-  src?: string;
-  dst?: string;
-  ttl?: number;
-  tos?: number;
-  sport?: number;
-  dport?: number;
-  size?: number;
-}
-
-/** An inner IPv4 packet (no Ethernet). */
-function innerIp(o: Inner): Uint8Array {
-  const src = o.src ?? FX.podIp;
-  const dst = o.dst ?? FX.remotePodIp;
-  const body = pattern(o.size ?? 56);
-  let l4: Uint8Array;
-  if (o.proto === IPPROTO_TCP) l4 = tcp({ sport: o.sport ?? 40000, dport: o.dport ?? 5201, src, dst }, body);
-  else if (o.proto === IPPROTO_UDP)
-    l4 = udp({ sport: o.sport ?? 40000, dport: o.dport ?? 53, src, dst }, body);
-  else l4 = icmpEcho({ id: o.sport ?? 7, seq: 1 }, body);
-  return ipv4({ src, dst, proto: o.proto, ttl: o.ttl ?? 64, tos: o.tos ?? 0, id: 0x1234, df: true }, l4);
-}
-
-/** As the pod sends it to its gateway (the bridge). */
-function fromPod(ip: Uint8Array): Uint8Array {
-  return ethernet({ dst: GW_MAC, src: POD_MAC, type: ETH_P_IP }, ip);
-}
-
-/**
- * What the kernel vxlan driver sends for `inner` (flannel's device: tos 0 with ECN
- * inherited, ttl 64, df unset, inner Ethernet from our VTEP MAC to the remote's), with
- * the outer ID and source port taken from `got`, and UDP checksum 0 as Tartan sends it.
- */
-function kernelVxlanFrame(inner: Uint8Array, got: Uint8Array): Uint8Array {
-  const gv = new DataView(got.buffer, got.byteOffset);
-  const id = gv.getUint16(14 + 4);
-  const sport = gv.getUint16(14 + 20);
-  const ecn = inner[1]! & 3;
-  const innerEth = ethernet({ dst: FX.remoteVtepMac, src: FX.vtepMac, type: ETH_P_IP }, inner);
-  const u = udp({ sport, dport: FX.port }, vxlan(FX.vni, innerEth));
-  const outer = ipv4(
-    { src: FX.localIp, dst: FX.remoteIp, proto: IPPROTO_UDP, ttl: 64, tos: ecn === 3 ? 2 : ecn, id },
-    u,
-  );
-  return ethernet({ dst: FX.remoteUnderlayMac, src: FX.underlayMac, type: ETH_P_IP }, outer);
-}
-
-/** The inner packet after forwarding: TTL − 1, header checksum recomputed. */
-function forwarded(ip: Uint8Array): Uint8Array {
-  const out = new Uint8Array(ip);
-  out[8] = out[8]! - 1;
-  out[10] = 0;
-  out[11] = 0;
-  const c = checksum(out.subarray(0, (out[0]! & 15) * 4));
-  out[10] = c >> 8;
-  out[11] = c & 255;
-  return out;
-}
-
-function run(prog: number, pkt: Uint8Array, skb = {}) {
-  const before = h.snapshot();
-  const r = testRun(prog, { data: pkt, skb });
-  return { ...r, moved: delta(before, h.snapshot()) };
-}
+const run = (prog: number, pkt: Uint8Array, skb = {}) => runCounted(h, prog, pkt, skb);
 
 describe("encap (pod traffic, TC ingress of the bridge)", () => {
   for (const [name, proto] of [
