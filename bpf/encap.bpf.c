@@ -12,6 +12,7 @@
  *                        decremented as forwarding does.
  *   tartan_encap_host  - TC egress of the overlay device: host-originated traffic and
  *                        whatever the stack routed to the cluster network route.
+ * Each counts in its own block (encap_*, host_*).
  * Anything else (unknown destination, local subnet, too big, TTL expiring) passes
  * to the stack unchanged, which then does what the kernel always does.
  */
@@ -26,8 +27,10 @@
 #include "parsing.h"
 #include "encap.h"
 
+/* `forwarding`: pod traffic the node routes (bridge); else the host's own (overlay device). */
 static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 {
+	__u32 base = forwarding ? CNT_ENCAP_OK : CNT_HOST_ENCAP_OK;
 	struct subnet_value *to;
 	struct hdr_cursor c;
 	struct config *cfg;
@@ -38,21 +41,21 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 
 	cfg = tartan_cfg();
 	if (!cfg)
-		return encap_pass(CNT_ENCAP_OK, CNT_ENCAP_PASS_NOT_READY);
+		return encap_pass(base, CNT_ENCAP_PASS_NOT_READY);
 	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return encap_pass(CNT_ENCAP_OK, CNT_ENCAP_PASS_NOT_IPV4);
+		return encap_pass(base, CNT_ENCAP_PASS_NOT_IPV4);
 	tc_pull_cursor(skb, ENCAP_PULL, &c);
 	proto = parse_ethhdr(&c, &eth);
 	if (proto < 0)
-		return encap_pass(CNT_ENCAP_OK, CNT_ENCAP_PASS_MALFORMED);
+		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
 	if (proto != bpf_htons(ETH_P_IP))
-		return encap_pass(CNT_ENCAP_OK, CNT_ENCAP_PASS_NOT_IPV4);
+		return encap_pass(base, CNT_ENCAP_PASS_NOT_IPV4);
 	if (parse_iphdr(&c, skb->len - ETH_HLEN, &ip) < 0)
-		return encap_pass(CNT_ENCAP_OK, CNT_ENCAP_PASS_MALFORMED);
+		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
 	reason = encap_route_ipv4(skb, cfg, ip, &c, forwarding, &to);
 	if (reason != CNT_MAX)
-		return encap_pass(CNT_ENCAP_OK, reason);
-	return encap_send_ipv4(skb, cfg, ip, to, forwarding, CNT_ENCAP_OK);
+		return encap_pass(base, reason);
+	return encap_send_ipv4(skb, cfg, ip, to, forwarding, base);
 }
 
 SEC("tc")

@@ -11,8 +11,9 @@
  *                       Ethernet/IPv4/UDP/VXLAN + inner Ethernet to the remote VTEP MAC)
  *                       with bpf_skb_adjust_room, and redirect it out of the underlay.
  *
- * Each program counts in its own block of counters: `base` is the block's first id
- * (CNT_ENCAP_OK or CNT_POD_ENCAP_OK) and a reason is named by its CNT_ENCAP_* id. The
+ * Each attach point counts in its own block of counters: `base` is the block's first id
+ * (CNT_ENCAP_OK: bridge, CNT_POD_ENCAP_OK: pod veth, CNT_HOST_ENCAP_OK: overlay device)
+ * and a reason is named by its CNT_ENCAP_* id. The
  * inner packet is IPv4 here; an IPv6 inner packet would add its own route step and reuse
  * the send step's outer headers.
  */
@@ -38,9 +39,11 @@
 #define AF_INET 2
 #endif
 
-/* The pod block mirrors the encap block reason for reason (counted by offset). */
+/* The pod and host blocks mirror the encap block reason for reason (counted by offset). */
 _Static_assert(CNT_POD_DROP_FIB - CNT_POD_ENCAP_OK == CNT_ENCAP_DROP_FIB - CNT_ENCAP_OK,
 	       "the pod encap counters must mirror the encap counters");
+_Static_assert(CNT_HOST_DROP_FIB - CNT_HOST_ENCAP_OK == CNT_ENCAP_DROP_FIB - CNT_ENCAP_OK,
+	       "the host encap counters must mirror the encap counters");
 
 /* udp_flow_src_port() with the default range: net.ipv4.ip_local_port_range (32768 60999). */
 #define SPORT_MIN 32768

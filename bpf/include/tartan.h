@@ -90,7 +90,7 @@ struct config {
 
 /* Counter ids: index into tartan_counters (per-CPU __u64). Names in abi.ts (COUNTER_NAMES). */
 enum tartan_counter {
-	/* encapsulation (TC) */
+	/* encapsulation of pod traffic at the bridge's TC ingress (the fallback) */
 	CNT_ENCAP_OK = 0,          /* encapsulated, redirected out of the underlay (fib hit) */
 	CNT_ENCAP_OK_NEIGH,        /* encapsulated, redirected via bpf_redirect_neigh */
 	CNT_ENCAP_PASS_NOT_READY,  /* no config yet */
@@ -136,6 +136,20 @@ enum tartan_counter {
 	CNT_POD_DROP_FIB,
 	CNT_POD_PASS_NOT_ENDPOINT, /* source is not the endpoint-map pod behind this veth (not known yet, or spoofed) */
 	CNT_POD_PASS_NOT_GATEWAY,  /* not addressed to the gateway's MAC: broadcast, multicast, bridged to a pod */
+	/* encapsulation of host traffic at the overlay device's TC egress: the reasons of
+	 * CNT_ENCAP_*, in the same order (CNT_HOST_PASS_TTL never counts: the host's own
+	 * packets are not forwarded). */
+	CNT_HOST_ENCAP_OK,
+	CNT_HOST_ENCAP_OK_NEIGH,
+	CNT_HOST_PASS_NOT_READY,
+	CNT_HOST_PASS_NOT_IPV4,
+	CNT_HOST_PASS_MALFORMED,
+	CNT_HOST_PASS_UNKNOWN_DST,
+	CNT_HOST_PASS_LOCAL,
+	CNT_HOST_PASS_TTL,
+	CNT_HOST_PASS_TOO_BIG,
+	CNT_HOST_DROP_ADJUST,
+	CNT_HOST_DROP_FIB,
 	CNT_MAX,
 };
 

@@ -85,6 +85,17 @@ export const COUNTER_NAMES = [
   "pod_drop_fib",
   "pod_pass_not_endpoint",
   "pod_pass_not_gateway",
+  "host_encap_ok",
+  "host_encap_ok_neigh",
+  "host_pass_not_ready",
+  "host_pass_not_ipv4",
+  "host_pass_malformed",
+  "host_pass_unknown_dst",
+  "host_pass_local",
+  "host_pass_ttl",
+  "host_pass_too_big",
+  "host_drop_adjust",
+  "host_drop_fib",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER: { readonly [K in CounterName]: number } = Object.fromEntries(

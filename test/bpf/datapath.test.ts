@@ -23,7 +23,7 @@ import { isBpffs, pinFd, removePinDir } from "../../src/bpf/pin.ts";
 import { LIBBPF_STRUCTS } from "../../src/bpf/structs.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { createLogger } from "../../src/log.ts";
-import { compileBpf, ensureObject, OBJECT_PATH, setupHarness } from "./harness.ts";
+import { compileBpf, ensureObject, FX, OBJECT_PATH, setupHarness } from "./harness.ts";
 
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
@@ -197,7 +197,7 @@ describe("the CNI endpoint sink", () => {
   afterEach(() => removePinDir(sinkDir));
   afterAll(() => rmSync(sinkRun, { recursive: true, force: true }));
 
-  test("adds a pod through the pins (attaching encap to a new bridge) and removes it, holding no fd after", async () => {
+  test("adds a pod through the pins (the pod program on its veth, encap on a new bridge) and removes it, holding no fd after", async () => {
     const h = await setupHarness();
     try {
       const ipn = (...a: string[]) => Bun.spawnSync(["ip", "-n", h.ns, ...a], { stderr: "pipe" });
@@ -212,12 +212,14 @@ describe("the CNI endpoint sink", () => {
         // the plugin finds the pins through the file the agent writes next to subnet.env
         const subnetFile = join(sinkRun, "subnet.env");
         publishDatapath(subnetFile, { backend: "ebpf-vxlan", node: "sink", bpffs: sinkDir });
-        const sink = createEbpfEndpointSink({ conf: { subnetFile } });
+        const said: string[] = [];
+        const sinkLog = createLogger({ level: "debug", write: (l) => said.push(l) });
+        const sink = createEbpfEndpointSink({ conf: { subnetFile }, log: sinkLog });
         const podIp = "198.19.1.77";
         const ep = {
           ip: podIp,
-          ifindex: 4343,
-          hostVeth: "vethsink",
+          ifindex: h.podIfindex,
+          hostVeth: FX.podVeth,
           mac: "02:AA:00:00:00:77",
           containerId: "sink-test",
           ifname: "eth0",
@@ -228,8 +230,11 @@ describe("the CNI endpoint sink", () => {
         await sink.add(ep);
         expect(openFds()).toBe(before);
         expect(tcQuery(br!.ifindex, "br-sink", "ingress")).toBe(objectId(dp.progFd("encapFwd")));
+        // the send fast path from the pod's first packet on
+        expect(tcQuery(h.podIfindex, FX.podVeth, "ingress")).toBe(objectId(dp.progFd("encapPod")));
+        expect(said.filter((l) => /level=(warn|error)/.test(l))).toEqual([]);
         expect(dp.endpoints.lookup(parseIp4(podIp)!)).toEqual({
-          ifindex: 4343,
+          ifindex: h.podIfindex,
           podMac: "02:aa:00:00:00:77",
           gwMac: br!.address,
         });

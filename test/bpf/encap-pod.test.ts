@@ -249,7 +249,23 @@ describe("the pod's veth passes what it must not encapsulate (on to the bridge)"
   }
 });
 
-describe("the next hop, as both encapsulating programs find it", () => {
+/** The three encapsulating programs, each counting in its own block. */
+const PROGS = [
+  ["encapPod", "pod_encap_ok", "pod_encap_ok_neigh", "pod_drop_fib", "pod_drop_adjust"],
+  ["encapFwd", "encap_ok", "encap_ok_neigh", "encap_drop_fib", "encap_drop_adjust"],
+  ["encapHost", "host_encap_ok", "host_encap_ok_neigh", "host_drop_fib", "host_drop_adjust"],
+] as const;
+
+/** Runs one of them as on its attach point (the pod program on the fixture pod's veth). */
+function runProg(
+  prog: (typeof PROGS)[number][0],
+  pkt: Uint8Array,
+  skb: { gsoSize?: number; gsoSegs?: number } = {},
+) {
+  return runCounted(h, h.prog[prog], pkt, { ifindex: h.podIfindex, ...skb });
+}
+
+describe("the next hop, as every encapsulating program finds it", () => {
   const remote = { prefixLen: 24, addr: parseIp4("198.19.9.0")! };
   const toNode = (nodeIp: string) =>
     h.subnets.update(remote, { nodeIp: parseIp4(nodeIp)!, vtepMac: FX.remoteVtepMac, flags: 0 });
@@ -258,42 +274,30 @@ describe("the next hop, as both encapsulating programs find it", () => {
     h.subnets.delete(remote);
   });
 
-  for (const [prog, base] of [
-    ["encapPod", "pod_"],
-    ["encapFwd", ""],
-  ] as const) {
-    const run = () =>
-      prog === "encapPod" ? atVeth(pkt) : runCounted(h, h.prog.encapFwd, pkt, { ifindex: h.podIfindex });
-
-    test(`${prog}: a known neighbour → its MAC on the outer frame, ${base}encap_ok`, () => {
+  for (const [prog, ok, okNeigh, dropFib] of PROGS) {
+    test(`${prog}: a known neighbour → its MAC on the outer frame, ${ok}`, () => {
       toNode(FX.remoteIp);
-      const r = run();
+      const r = runProg(prog, pkt);
       expect(r.retval).toBe(TC_ACT_REDIRECT);
-      expect(r.moved).toEqual({ [`${base}encap_ok`]: 1 });
-      expect(hex(r.data.subarray(0, 12))).toBe(
-        hex(
-          ethernet({ dst: FX.remoteUnderlayMac, src: FX.underlayMac, type: 0 }, new Uint8Array()).subarray(
-            0,
-            12,
-          ),
-        ),
-      );
+      expect(r.moved).toEqual({ [ok]: 1 });
+      const macs = ethernet({ dst: FX.remoteUnderlayMac, src: FX.underlayMac, type: 0 }, new Uint8Array());
+      expect(hex(r.data.subarray(0, 12))).toBe(hex(macs.subarray(0, 12)));
     });
 
-    test(`${prog}: no neighbour yet → the kernel resolves it (bpf_redirect_neigh), ${base}encap_ok_neigh`, () => {
+    test(`${prog}: no neighbour yet → the kernel resolves it (bpf_redirect_neigh), ${okNeigh}`, () => {
       toNode(FX.noNeighNodeIp);
-      const r = run();
+      const r = runProg(prog, pkt);
       expect(r.retval).toBe(TC_ACT_REDIRECT);
-      expect(r.moved).toEqual({ [`${base}encap_ok_neigh`]: 1 });
+      expect(r.moved).toEqual({ [okNeigh]: 1 });
       // the outer destination is the node; the neighbour output fills the MACs
       expect(Array.from(r.data.subarray(14 + 16, 14 + 20)).join(".")).toBe(FX.noNeighNodeIp);
     });
 
-    test(`${prog}: the node is routed to a blackhole → dropped, ${base}drop_fib`, () => {
+    test(`${prog}: the node is routed to a blackhole → dropped, ${dropFib}`, () => {
       toNode(FX.blackholeNodeIp);
-      const r = run();
+      const r = runProg(prog, pkt);
       expect(r.retval).toBe(TC_ACT_SHOT);
-      expect(r.moved).toEqual({ [prog === "encapPod" ? "pod_drop_fib" : "encap_drop_fib"]: 1 });
+      expect(r.moved).toEqual({ [dropFib]: 1 });
     });
   }
 });
@@ -301,16 +305,12 @@ describe("the next hop, as both encapsulating programs find it", () => {
 describe("a packet the kernel will not grow", () => {
   // a test run cannot set gso_type: a GSO packet that fits the overlay then looks like GSO of
   // a kind bpf_skb_adjust_room refuses to grow (not TCP, not fixed-size UDP GSO)
-  for (const [prog, counter] of [
-    ["encapPod", "pod_drop_adjust"],
-    ["encapFwd", "encap_drop_adjust"],
-  ] as const) {
-    test(`${prog}: bpf_skb_adjust_room refuses → dropped, ${counter}`, () => {
+  for (const [prog, , , , dropAdjust] of PROGS) {
+    test(`${prog}: bpf_skb_adjust_room refuses → dropped, ${dropAdjust}`, () => {
       const pkt = fromPod(innerIp({ proto: IPPROTO_TCP, size: 2000 }));
-      const skb = { ifindex: h.podIfindex, gsoSize: 1000, gsoSegs: 2 };
-      const r = prog === "encapPod" ? atVeth(pkt, skb) : runCounted(h, h.prog.encapFwd, pkt, skb);
+      const r = runProg(prog, pkt, { gsoSize: 1000, gsoSegs: 2 });
       expect(r.retval).toBe(TC_ACT_SHOT);
-      expect(r.moved).toEqual({ [counter]: 1 });
+      expect(r.moved).toEqual({ [dropAdjust]: 1 });
     });
   }
 });

@@ -63,7 +63,7 @@ describe("encap (pod traffic, TC ingress of the bridge)", () => {
     const inner = innerIp({ proto: IPPROTO_TCP, src: "198.19.1.0" });
     const r = run(h.prog.encapHost, fromPod(inner));
     expect(r.retval).toBe(TC_ACT_REDIRECT);
-    expect(r.moved).toEqual({ encap_ok: 1 });
+    expect(r.moved).toEqual({ host_encap_ok: 1 });
     expect(hex(r.data)).toBe(hex(kernelVxlanFrame(inner, r.data)));
   });
 
@@ -188,6 +188,52 @@ describe("encap passes what it must not encapsulate", () => {
       expect(r.data.subarray(50, 56)).toEqual(Uint8Array.of(0x0a, 0, 0, 0, 0, 3));
     } finally {
       h.subnets.delete({ ...key, addr: key.addr >>> 0 });
+    }
+  });
+});
+
+describe("host encap (overlay device egress) passes what it must not encapsulate, in its own counters", () => {
+  const host = (o: Parameters<typeof innerIp>[0]) => fromPod(innerIp({ src: "198.19.1.0", ...o }));
+  const cases: Array<[string, Uint8Array, string]> = [
+    ["unknown destination", host({ proto: IPPROTO_UDP, dst: "198.18.5.5" }), "host_pass_unknown_dst"],
+    ["destination in our own subnet", host({ proto: IPPROTO_UDP, dst: "198.19.1.9" }), "host_pass_local"],
+    ["larger than the overlay MTU", host({ proto: IPPROTO_UDP, size: 1500 }), "host_pass_too_big"],
+    [
+      "ARP",
+      ethernet({ dst: "ff:ff:ff:ff:ff:ff", src: POD_MAC, type: ETH_P_ARP }, pattern(28)),
+      "host_pass_not_ipv4",
+    ],
+    [
+      "IPv4 total length beyond the frame",
+      host({ proto: IPPROTO_UDP }).subarray(0, 38),
+      "host_pass_malformed",
+    ],
+  ];
+  for (const [name, pkt, counter] of cases) {
+    test(`${name} → passed unchanged, ${counter}`, () => {
+      const r = run(h.prog.encapHost, pkt);
+      expect(r.retval).toBe(TC_ACT_OK);
+      expect(r.moved).toEqual({ [counter]: 1 });
+      expect(hex(r.data)).toBe(hex(pkt));
+    });
+  }
+
+  test("TTL 1 is still sent: the host's own packets are not forwarded here", () => {
+    const inner = innerIp({ proto: IPPROTO_ICMP, src: "198.19.1.0", ttl: 1 });
+    const r = run(h.prog.encapHost, fromPod(inner));
+    expect(r.retval).toBe(TC_ACT_REDIRECT);
+    expect(r.moved).toEqual({ host_encap_ok: 1 });
+    expect(hex(r.data)).toBe(hex(kernelVxlanFrame(inner, r.data)));
+  });
+
+  test("with no config yet everything passes, host_pass_not_ready", () => {
+    h.config.update(0, { ...h.cfg, flags: 0 });
+    try {
+      const r = run(h.prog.encapHost, fromPod(innerIp({ proto: IPPROTO_UDP })));
+      expect(r.retval).toBe(TC_ACT_OK);
+      expect(r.moved).toEqual({ host_pass_not_ready: 1 });
+    } finally {
+      h.config.update(0, h.cfg);
     }
   });
 });

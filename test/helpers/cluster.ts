@@ -7,7 +7,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, type LabProcess, until } from "./netns.ts";
-import { addPod, addPodViaCni, type Pod } from "./pods.ts";
+import { addPod, addPodViaBridgePlugin, addPodViaCni, type Pod } from "./pods.ts";
 import { requireBinary, startAgent, status, tartan, waitReady } from "./tartan.ts";
 
 export interface ClusterNode {
@@ -30,8 +30,14 @@ export interface ClusterOptions {
   /** Extra agent flags for every node. */
   readonly agentFlags?: readonly string[];
   readonly tag?: string;
-  /** How pods are made: through `tartan cni` and the real bridge/host-local plugins (default), or with plain ip commands. */
-  readonly pods?: "cni" | "manual";
+  /**
+   * How pods are made: with plain ip commands (default), through `tartan cni` (which
+   * delegates to the real bridge/host-local plugins), or by the real `bridge` plugin called
+   * directly with flannel's delegate config (no Tartan code told).
+   */
+  readonly pods?: "manual" | "cni" | "bridge";
+  /** Delegate-config keys for "cni" and "bridge" pods (e.g. `{ ipMasq: false }`). */
+  readonly podDelegate?: Readonly<Record<string, unknown>>;
 }
 
 export const EXTERNAL_IP = "198.18.255.1";
@@ -101,8 +107,20 @@ export class Cluster {
   }
 
   async #addPods(n: ClusterNode): Promise<void> {
-    for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++)
-      n.pods.push(await addPod(this.lab, n, n.subnetFile, 2 + i));
+    for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++) n.pods.push(await this.addPod(n, 2 + i));
+  }
+
+  /** A pod on node `n`, made the cluster's way (`at`: its host offset for plain ip pods). */
+  addPod(n: ClusterNode, at = 2 + n.pods.length): Promise<Pod> {
+    const delegate = this.#o.podDelegate ?? {};
+    switch (this.#o.pods ?? "manual") {
+      case "manual":
+        return addPod(this.lab, n, n.subnetFile, at);
+      case "cni":
+        return addPodViaCni(this.lab, n, n.subnetFile, { binary: requireBinary(), delegate });
+      case "bridge":
+        return addPodViaBridgePlugin(this.lab, n, n.subnetFile, { delegate });
+    }
   }
 
   startAgent(n: ClusterNode, name = `agent-${n.index}`): LabProcess {

@@ -26,6 +26,7 @@ import {
   u64Codec,
 } from "../../bpf/abi.ts";
 import {
+  objectId,
   programName,
   tcAttach,
   tcDetach,
@@ -58,6 +59,8 @@ export interface Datapath {
   readonly adopted: boolean;
   /** A program's fd (lent by the object: throws after close()). */
   progFd(name: ProgramName): number;
+  /** A program's kernel id (what a query of an attach point answers). */
+  progId(name: ProgramName): number;
   /** Counter name → sum over CPUs. */
   readCounters(): Record<string, number>;
   /** Closes the object and with it every map and program fd above; pins and attachments stay. */
@@ -129,9 +132,11 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
   using guard = new DisposableStack();
   const obj = guard.use(loadAdopting(bytes, bpffs, adopted, log));
   const progs = new Map<ProgramName, BpfFd>();
+  const ids = new Map<ProgramName, number>();
   for (const [key, name] of Object.entries(PROGRAMS) as Array<[ProgramName, string]>) {
     const prog = obj.program(name);
     progs.set(key, prog);
+    ids.set(key, objectId(prog.fd));
     pinFd(prog.fd, `${bpffs}/progs/${name}`);
   }
   const counters = obj.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
@@ -143,6 +148,7 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
     counters,
     adopted,
     progFd: (name) => progs.get(name)!.fd,
+    progId: (name) => ids.get(name)!,
     readCounters() {
       const out: Record<string, number> = {};
       COUNTER_NAMES.forEach((n, i) => {

@@ -9,12 +9,13 @@
  * underlay (TC ingress, or XDP). Attaching replaces the previous run's programs
  * atomically, so an agent restart drops nothing. apply() writes lease diffs to the
  * subnet and member maps as map-plan.ts plans them, in batches (one syscall per map and
- * kind of change: 10,000 leases are two batches). The pod bridge is followed
- * (bridge.ts) to keep encap on it and the endpoint map in step (endpoint-sync.ts).
+ * kind of change: 10,000 leases are two batches). The pod bridge is followed by events
+ * (bridge.ts) to keep encap on it and on every known pod's veth, and the endpoint map,
+ * in step (endpoint-sync.ts).
  */
-import type { SubnetKey } from "../../bpf/abi.ts";
+import type { EndpointValue, SubnetKey } from "../../bpf/abi.ts";
 import { tcAttach, tcQuery } from "../../bpf/attach.ts";
-import { formatCidr } from "../../config/cidr.ts";
+import { formatCidr, type Ip4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
@@ -35,8 +36,8 @@ export { overlayDeviceName, vtepMacFor } from "./facts.ts";
 export interface EbpfVxlanOptions {
   /** The bridge local pods hang off (default cni0). */
   readonly bridge?: string;
-  /** How often the bridge's ports and neighbours are re-read (default 1000 ms). */
-  readonly scanIntervalMs?: number;
+  /** How often the bridge is read in full whatever the events said (default 30 s). */
+  readonly resyncMs?: number;
 }
 
 export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptions = {}): Backend {
@@ -58,7 +59,7 @@ class EbpfVxlanBackend implements Backend {
   /** Local-subnet entries found in adopted maps: setLocal removes those that are not ours. */
   #adoptedLocal: SubnetKey[] = [];
   readonly #endpoints: EndpointSync;
-  readonly #follower: BridgeFollower;
+  readonly #follower: BridgeFollower<ReadonlyArray<readonly [Ip4, EndpointValue]>>;
 
   constructor(ctx: BackendContext, opts: EbpfVxlanOptions) {
     const { log, extIface: ext, config } = ctx;
@@ -68,15 +69,23 @@ class EbpfVxlanBackend implements Backend {
     this.#vtepMac = vtepMacFor(ctx.nodeName, ext.publicIp);
     this.#overlay = new OverlayDevice({ log, vni: this.#scope.vni, mac: this.#vtepMac, mtu: this.#mtu });
     this.#endpoints = new EndpointSync(log);
-    this.#follower = new BridgeFollower({
+    this.#follower = new BridgeFollower<ReadonlyArray<readonly [Ip4, EndpointValue]>>({
       bridge: opts.bridge ?? DEFAULT_BRIDGE,
-      intervalMs: opts.scanIntervalMs ?? 1000,
+      ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
       log,
-      onView: (view) => {
+      snapshot: () => this.#dp?.endpoints.entries() ?? [],
+      onView: (view, before) => {
         const d = this.#dp;
         if (!d) return;
         repairPins(d, ctx.bpffs, log);
-        this.#endpoints.apply(view, d.endpoints, d.progFd("encapFwd"), this.#local?.subnet ?? null);
+        const prog = (name: "encapFwd" | "encapPod") => ({ fd: d.progFd(name), id: d.progId(name) });
+        this.#endpoints.apply(
+          view,
+          before,
+          d.endpoints,
+          { bridge: prog("encapFwd"), pod: prog("encapPod") },
+          this.#local?.subnet ?? null,
+        );
       },
     });
   }
