@@ -6,9 +6,9 @@
  * start created.
  */
 import type { Backend, BackendAnnouncement, ExternalInterface } from "../backend/backend.ts";
-import { publishDatapath } from "../backend/datapath-file.ts";
 import { createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
+import { publishDatapath } from "../backend/datapath-file.ts";
 import { formatCidr } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { AgentOptions } from "../config/options.ts";

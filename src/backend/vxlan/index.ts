@@ -39,15 +39,7 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
     async prepare(): Promise<BackendAnnouncement> {
       // a (re)created device starts empty: everything must be programmed again
       mine.clear();
-      const dev = await ensureVxlanDevice({
-        device,
-        vni,
-        port: config.backend.port,
-        extIface,
-        mtu,
-        mac,
-        log,
-      });
+      const dev = await ensureVxlanDevice({ device, vni, port: config.backend.port, extIface, mtu, mac, log });
       mac = dev.mac;
       created ||= dev.created;
       enableForwarding(log);
