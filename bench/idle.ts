@@ -2,7 +2,7 @@
  * Idle cost of an agent: CPU time (utime + stime from /proc/PID/stat, the agent and the
  * children it waited for) of node 1's agent over a quiet window, per backend, in a
  * two-node cluster with one pod per node that sends nothing. Prints one line per backend.
- *   bun bench/idle.ts [--seconds=60] [--backends=ebpf-vxlan,vxlan,host-gw]
+ *   bun bench/idle.ts [--seconds=60] [--backends=ebpf-vxlan,vxlan,host-gw,alloc] [--registry=sqlite|etcd]
  * Run as root after scripts/build; the machine's load average is printed with the figures.
  */
 import { readFileSync } from "node:fs";
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "60" },
     backends: { type: "string", default: "ebpf-vxlan,vxlan,host-gw" },
     settle: { type: "string", default: "10" },
+    registry: { type: "string", default: "sqlite" },
   },
 });
 const seconds = Number(values.seconds);
@@ -32,7 +33,7 @@ function cpuSeconds(pid: number): number {
 for (const backend of values.backends!.split(",")) {
   const cl = await Cluster.create({
     backends: [backend, backend],
-    registry: "sqlite",
+    registry: values.registry as "sqlite" | "etcd",
     pods: "manual",
     tag: "idle",
   });
@@ -46,7 +47,7 @@ for (const backend of values.backends!.split(",")) {
     const cpu = cpuSeconds(pid) - c0;
     const wall = (performance.now() - t0) / 1000;
     console.log(
-      `${backend}: ${((cpu / wall) * 100).toFixed(3)}% of a core (${cpu.toFixed(2)} CPU-s in ${wall.toFixed(0)} s; load ${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)})`,
+      `${backend} (${values.registry}): ${((cpu / wall) * 100).toFixed(3)}% of a core (${cpu.toFixed(2)} CPU-s in ${wall.toFixed(0)} s; load ${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)})`,
     );
   } finally {
     await cl.close();

@@ -55,7 +55,7 @@ export function changesView(e: MonitorEvent, bridge: string, last: BridgeView | 
 
 export interface BridgeFollowerOptions<S> {
   readonly bridge: string;
-  /** The full read every so often, whatever the events said (default 30 s). */
+  /** The full read every so often, whatever the events said (default 60 s). */
   readonly resyncMs?: number;
   /** How long after a relevant event the read comes, to coalesce a burst (default 20 ms). */
   readonly settleMs?: number;
@@ -118,7 +118,7 @@ export class BridgeFollower<S> {
     if (this.#following) return;
     this.#following = true;
     this.#monitor.start();
-    this.#resync = setInterval(() => void this.refresh(), this.#o.resyncMs ?? 30_000);
+    this.#resync = setInterval(() => void this.refresh(), this.#o.resyncMs ?? 60_000);
     this.#resync.unref?.();
   }
 

@@ -36,7 +36,7 @@ export { overlayDeviceName, vtepMacFor } from "./facts.ts";
 export interface EbpfVxlanOptions {
   /** The bridge local pods hang off (default cni0). */
   readonly bridge?: string;
-  /** How often the bridge is read in full whatever the events said (default 30 s). */
+  /** How often the bridge is read in full whatever the events said (default 60 s). */
   readonly resyncMs?: number;
 }
 
@@ -195,7 +195,7 @@ class EbpfVxlanBackend implements Backend {
       return { ok: false, reason: `decap program not attached to ${ext.name}` };
     if (tcQuery(overlay.ifindex, overlay.name, "egress") === null)
       return { ok: false, reason: `encap program not attached to ${overlay.name}` };
-    if (this.#local && !(await overlay.routePresent(config.network)))
+    if (this.#local && !overlay.routePresent(config.network))
       return { ok: false, reason: `route ${formatCidr(config.network)} via ${overlay.name} is missing` };
     return { ok: true };
   }
