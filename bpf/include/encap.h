@@ -133,6 +133,49 @@ static __always_inline __u32 encap_route_ipv4(struct __sk_buff *skb, const struc
 }
 
 /*
+ * The underlay next hop towards `node_ip`: the cached answer while younger than
+ * TARTAN_NEXTHOP_TTL_NS, else bpf_fib_lookup's (cached when it found the neighbour).
+ * NULL when the lookup did not succeed; `*rc` is then its answer (NO_NEIGH: the kernel
+ * resolves it through bpf_redirect_neigh; BLACKHOLE and the like: drop).
+ */
+static __always_inline struct nexthop_value *encap_nexthop(struct __sk_buff *skb, const struct config *cfg,
+							   __u32 node_ip, int *rc)
+{
+	struct nexthop_key key = { .node_ip_be = node_ip };
+	struct bpf_fib_lookup fib = {};
+	struct nexthop_value *nh, fresh = {};
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	nh = bpf_map_lookup_elem(&tartan_nexthops, &key);
+	if (nh && now - nh->checked_ns < TARTAN_NEXTHOP_TTL_NS)
+		return nh;
+
+	fib.family = AF_INET;
+	fib.l4_protocol = IPPROTO_UDP;
+	/* tot_len stays 0: with it set, the helper compares the whole (GSO) length with the
+	 * route MTU and answers FRAG_NEEDED for every 64 KB super-packet before it looks at the
+	 * neighbour, which sent bulk TCP down the slower bpf_redirect_neigh path. With 0 it
+	 * checks the skb as forwarding does (is_skb_forwardable: GSO packets pass, and
+	 * encap_fits_mtu() already bounded each segment). */
+	fib.ifindex = cfg->underlay_ifindex;
+	fib.ipv4_src = cfg->local_ip_be;
+	fib.ipv4_dst = node_ip;
+	*rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (*rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		if (nh)
+			bpf_map_delete_elem(&tartan_nexthops, &key);
+		return 0;
+	}
+	fresh.ifindex = fib.ifindex;
+	__builtin_memcpy(fresh.dmac, fib.dmac, 6);
+	__builtin_memcpy(fresh.smac, fib.smac, 6);
+	fresh.checked_ns = now;
+	bpf_map_update_elem(&tartan_nexthops, &key, &fresh, BPF_ANY);
+	/* the map's copy, or (when the update failed) NULL: the caller then takes the slow path */
+	return bpf_map_lookup_elem(&tartan_nexthops, &key);
+}
+
+/*
  * Encapsulates the IPv4 packet `ip` (the frame's network header) for the remote node
  * `to` and redirects it out of the underlay; returns the TC verdict, counted in the block
  * at `base`. `forwarding`: decrement the inner TTL as a router would. Invalidates every
@@ -142,11 +185,11 @@ static __always_inline int encap_send_ipv4(struct __sk_buff *skb, const struct c
 					   const struct subnet_value *to, int forwarding, __u32 base)
 {
 	struct vxlan_frame h = {};
-	struct bpf_fib_lookup fib = {};
-	__u32 node_ip = to->node_ip_be, l3len, hash;
+	struct nexthop_value *nh;
+	__u32 node_ip = to->node_ip_be, l3len, hash, ifindex = 0;
 	__u8 remote_mac[6];
 	__u8 tos = ip->tos;
-	int rc;
+	int rc = 0;
 
 	__builtin_memcpy(remote_mac, to->vtep_mac, 6);
 	if (forwarding)
@@ -181,29 +224,20 @@ static __always_inline int encap_send_ipv4(struct __sk_buff *skb, const struct c
 	h.inner.h_proto = bpf_htons(ETH_P_IP);
 	h.eth.h_proto = bpf_htons(ETH_P_IP);
 
-	fib.family = AF_INET;
-	fib.l4_protocol = IPPROTO_UDP;
-	/* tot_len stays 0: with it set, the helper compares the whole (GSO) length with the
-	 * route MTU and answers FRAG_NEEDED for every 64 KB super-packet before it looks at the
-	 * neighbour, which sent bulk TCP down the slower bpf_redirect_neigh path. With 0 it
-	 * checks the skb as forwarding does (is_skb_forwardable: GSO packets pass, and
-	 * encap_fits_mtu() already bounded each segment). */
-	fib.ifindex = cfg->underlay_ifindex;
-	fib.ipv4_src = cfg->local_ip_be;
-	fib.ipv4_dst = node_ip;
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__builtin_memcpy(h.eth.h_dest, fib.dmac, 6);
-		__builtin_memcpy(h.eth.h_source, fib.smac, 6);
+	nh = encap_nexthop(skb, cfg, node_ip, &rc);
+	if (nh) {
+		__builtin_memcpy(h.eth.h_dest, nh->dmac, 6);
+		__builtin_memcpy(h.eth.h_source, nh->smac, 6);
+		ifindex = nh->ifindex;
 	} else {
 		__builtin_memcpy(h.eth.h_source, cfg->underlay_mac, 6);
 	}
 	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
 		return encap_drop(base, CNT_ENCAP_DROP_ADJUST);
 
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+	if (nh) {
 		tartan_count(encap_counter(base, CNT_ENCAP_OK));
-		return bpf_redirect(fib.ifindex, 0);
+		return bpf_redirect(ifindex, 0);
 	}
 	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
 	    rc == BPF_FIB_LKUP_RET_PROHIBIT)

@@ -24,6 +24,7 @@
 #define TARTAN_MAX_SUBNETS   65536
 #define TARTAN_MAX_MEMBERS   65536
 #define TARTAN_MAX_ENDPOINTS 65536
+#define TARTAN_MAX_NEXTHOPS  65536
 
 /* VXLAN on the wire: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
  * The agent sizes the pod MTU with it. */
@@ -70,6 +71,26 @@ struct endpoint_value {
 	__u32 ifindex;    /* host-side veth of the pod (bpf_redirect_peer target) */
 	__u8 pod_mac[6];  /* Ethernet destination: the pod's eth0 */
 	__u8 gw_mac[6];   /* Ethernet source: the bridge (pod's gateway) */
+};
+
+/*
+ * tartan_nexthops: LRU hash, remote node IPv4 -> the underlay next hop the encapsulating
+ * programs last found for it with bpf_fib_lookup (its answer cached: the lookup cost about
+ * a third of the pod program's time per small packet, bench/DATAPATH.md). Written by the
+ * programs only; an entry older than TARTAN_NEXTHOP_TTL_NS is looked up again, so a
+ * changed route or neighbour is followed within that time, with or without an agent.
+ */
+#define TARTAN_NEXTHOP_TTL_NS 1000000000ULL
+
+struct nexthop_key {
+	__u32 node_ip_be;
+};
+
+struct nexthop_value {
+	__u32 ifindex;      /* where bpf_fib_lookup sends it (the underlay) */
+	__u8 dmac[6];       /* the next hop's MAC: outer Ethernet destination */
+	__u8 smac[6];       /* the underlay's MAC: outer Ethernet source */
+	__u64 checked_ns;   /* bpf_ktime_get_coarse_ns() of the lookup */
 };
 
 /* tartan_config: array with one entry (key 0). */

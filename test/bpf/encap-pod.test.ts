@@ -9,6 +9,7 @@
  * Also the FIB answers both encapsulating programs share (no neighbour, blackhole).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { macString, NEXTHOP_TTL_NS } from "../../src/bpf/abi.ts";
 import { BpfError } from "../../src/bpf/errors.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import {
@@ -300,6 +301,64 @@ describe("the next hop, as every encapsulating program finds it", () => {
       expect(r.moved).toEqual({ [dropFib]: 1 });
     });
   }
+});
+
+describe("the next-hop cache (tartan_nexthops)", () => {
+  const node = parseIp4(FX.remoteIp)!;
+  const pkt = fromPod(innerIp({ proto: IPPROTO_UDP }));
+  const FAKE = "02:ee:ee:ee:ee:01";
+
+  test("a successful lookup is cached: the node's next hop, its MAC and ours, and when; a hit leaves it as it is", () => {
+    h.nexthops.delete(node);
+    expect(atVeth(pkt).retval).toBe(TC_ACT_REDIRECT);
+    const nh = h.nexthops.lookup(node)!;
+    expect({ ...nh, checkedNs: 0n }).toEqual({
+      ifindex: h.underlayIfindex,
+      dmac: FX.remoteUnderlayMac,
+      smac: FX.underlayMac,
+      checkedNs: 0n,
+    });
+    expect(nh.checkedNs).toBeGreaterThan(0n);
+    expect(atVeth(pkt).retval).toBe(TC_ACT_REDIRECT);
+    expect(h.nexthops.lookup(node)).toEqual(nh);
+  });
+
+  test("while fresh, the cached answer is used (no lookup): a changed MAC in the cache goes on the wire", () => {
+    const nh = h.nexthops.lookup(node)!;
+    h.nexthops.update(node, { ...nh, dmac: FAKE });
+    try {
+      const r = atVeth(pkt);
+      expect(r.retval).toBe(TC_ACT_REDIRECT);
+      expect(r.moved).toEqual({ pod_encap_ok: 1 });
+      expect(macString(r.data.subarray(0, 6))).toBe(FAKE);
+    } finally {
+      h.nexthops.delete(node);
+    }
+  });
+
+  test(`older than ${NEXTHOP_TTL_NS / 1e9} s, it is looked up again and refreshed`, () => {
+    h.nexthops.update(node, { ifindex: h.underlayIfindex, dmac: FAKE, smac: FX.underlayMac, checkedNs: 0n });
+    const r = atVeth(pkt);
+    expect(macString(r.data.subarray(0, 6))).toBe(FX.remoteUnderlayMac);
+    const nh = h.nexthops.lookup(node)!;
+    expect(nh.dmac).toBe(FX.remoteUnderlayMac);
+    expect(nh.checkedNs).toBeGreaterThan(0n);
+  });
+
+  test("a stale entry whose neighbour is gone is dropped from the cache; the kernel resolves the next hop", () => {
+    const gone = parseIp4(FX.noNeighNodeIp)!;
+    const remote = { prefixLen: 24, addr: parseIp4("198.19.9.0")! };
+    h.subnets.update(remote, { nodeIp: gone, vtepMac: FX.remoteVtepMac, flags: 0 });
+    h.nexthops.update(gone, { ifindex: h.underlayIfindex, dmac: FAKE, smac: FX.underlayMac, checkedNs: 0n });
+    try {
+      const r = atVeth(fromPod(innerIp({ proto: IPPROTO_UDP, dst: "198.19.9.9" })));
+      expect(r.retval).toBe(TC_ACT_REDIRECT);
+      expect(r.moved).toEqual({ pod_encap_ok_neigh: 1 });
+      expect(h.nexthops.lookup(gone)).toBeNull();
+    } finally {
+      h.subnets.delete(remote);
+    }
+  });
 });
 
 describe("a packet the kernel will not grow", () => {

@@ -21,6 +21,8 @@ import {
   ip4KeyCodec,
   MAPS,
   memberValueCodec,
+  type NexthopValue,
+  nexthopValueCodec,
   PROGRAMS,
   SUBNET_LOCAL,
   subnetKeyCodec,
@@ -142,6 +144,7 @@ export interface Harness {
   readonly endpoints: BpfMap<number, { ifindex: number; podMac: string; gwMac: string }>;
   readonly config: BpfMap<number, Config>;
   readonly counters: BpfMap<number, bigint>;
+  readonly nexthops: BpfMap<number, NexthopValue>;
   readonly underlayIfindex: number;
   /** ifindex of the fixture pod's host-side veth (FX.podVeth), where the endpoint map puts FX.podIp. */
   readonly podIfindex: number;
@@ -223,6 +226,7 @@ export async function setupHarness(): Promise<Harness> {
     const endpoints = o.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec);
     const config = o.map(MAPS.config, u32Codec, configCodec);
     const counters = o.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
+    const nexthops = o.map(MAPS.nexthops, ip4KeyCodec, nexthopValueCodec);
 
     const cfg: Config = {
       flags: CFG_READY,
@@ -259,6 +263,7 @@ export async function setupHarness(): Promise<Harness> {
       endpoints,
       config,
       counters,
+      nexthops,
       underlayIfindex,
       podIfindex,
       cfg,

@@ -17,6 +17,8 @@ import {
   ip4KeyCodec,
   MAPS,
   memberValueCodec,
+  type NexthopValue,
+  nexthopValueCodec,
   PROGRAMS,
   type SubnetKey,
   type SubnetValue,
@@ -55,6 +57,8 @@ export interface Datapath {
   readonly endpoints: BpfMap<Ip4, EndpointValue>;
   readonly config: BpfMap<number, Config>;
   readonly counters: BpfMap<number, bigint>;
+  /** The programs' cache of the underlay next hop per remote node (they alone write it). */
+  readonly nexthops: BpfMap<Ip4, NexthopValue>;
   /** True when the maps were found pinned (a previous agent's live datapath). */
   readonly adopted: boolean;
   /** A program's fd (lent by the object: throws after close()). */
@@ -146,6 +150,7 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
     endpoints: obj.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec),
     config: obj.map(MAPS.config, u32Codec, configCodec),
     counters,
+    nexthops: obj.map(MAPS.nexthops, ip4KeyCodec, nexthopValueCodec),
     adopted,
     progFd: (name) => progs.get(name)!.fd,
     progId: (name) => ids.get(name)!,
