@@ -487,8 +487,21 @@ for (const backend of DATAPATH_BACKENDS) {
         pods.push({ ns, ip: (await podAddr(lab, ns))!.ip });
         // the plugin found the agent's datapath (or, on vxlan, knew there is no endpoint map): no warning
         expect(add.stderr).not.toContain("level=warn");
-        // ADD put the pod into the datapath at once, before it sent a single packet
-        if (backend === "ebpf-vxlan") expect(await endpointIps(n)).toContain(pods[i]!.ip);
+        // ADD put the pod into the datapath at once, before it sent a single packet: its
+        // address in the endpoint map, the send fast path on its veth
+        if (backend === "ebpf-vxlan") {
+          expect(await endpointIps(n)).toContain(pods[i]!.ip);
+          const veth = (add.json.interfaces as { name: string; sandbox?: string }[]).find(
+            (x) => !x.sandbox && x.name !== "cni0",
+          )!.name;
+          const net = await lab.must(n.node.ns, ["bpftool", "-j", "net", "show", "dev", veth]);
+          const [tc] = (JSON.parse(net) as { tc: { kind: string; id: number }[] }[])[0]!.tc;
+          const prog = await lab.must(n.node.ns, ["bpftool", "-j", "prog", "show", "id", String(tc!.id)]);
+          expect([tc!.kind, (JSON.parse(prog) as { name: string }).name]).toEqual([
+            "clsact/ingress",
+            "tartan_encap_pod",
+          ]);
+        }
       }
       const r = await ping(lab, pods[0]!.ns, pods[1]!.ip, { count: 3 });
       expect(r.received).toBeGreaterThan(0);

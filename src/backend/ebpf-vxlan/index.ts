@@ -77,7 +77,6 @@ class EbpfVxlanBackend implements Backend {
       onView: (view, before) => {
         const d = this.#dp;
         if (!d) return;
-        repairPins(d, ctx.bpffs, log);
         const prog = (name: "encapFwd" | "encapPod") => ({ fd: d.progFd(name), id: d.progId(name) });
         this.#endpoints.apply(
           view,
@@ -187,10 +186,12 @@ class EbpfVxlanBackend implements Backend {
     });
   }
 
+  /** Reports what would need a rebuild; a removed pin it repairs first (no rebuild needed: the maps are live here). */
   async health(): Promise<BackendHealth> {
     const { extIface: ext, config } = this.#ctx;
     const overlay = this.#overlay;
     if (!this.#dp || !this.#decap) return { ok: false, reason: "datapath not loaded" };
+    repairPins(this.#dp, this.#ctx.bpffs, this.#ctx.log);
     if (!decapAttached(ext.index, ext.name, this.#decap))
       return { ok: false, reason: `decap program not attached to ${ext.name}` };
     if (tcQuery(overlay.ifindex, overlay.name, "egress") === null)
