@@ -1,4 +1,5 @@
 /** `tartan status`: asks a running agent's endpoint for /v1/status and prints it as tables. */
+import { parseCidr } from "../config/cidr.ts";
 import type { HostPort } from "../config/options.ts";
 import type { AgentStatus } from "../status/status.ts";
 import { type Command, noArguments } from "./command.ts";
@@ -33,14 +34,16 @@ export function formatStatus(s: AgentStatus, verbose = false): string {
   out.push(
     table(
       ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "PROGRAMMED", "EXPIRES"],
-      s.leases.map((l) => [
-        l.subnet + (l.own ? " (this node)" : ""),
-        l.publicIp,
-        l.backendType,
-        l.vtepMac ?? "-",
-        l.programmed ? "yes" : "no",
-        l.expiresAt ?? "never",
-      ]),
+      [...s.leases]
+        .sort(ownThenBySubnet)
+        .map((l) => [
+          l.subnet + (l.own ? " (this node)" : ""),
+          l.publicIp,
+          l.backendType,
+          l.vtepMac ?? "-",
+          l.programmed ? "yes" : "no",
+          l.expiresAt ?? "never",
+        ]),
     ).trimEnd(),
   );
   const names = Object.keys(s.counters).sort();
@@ -100,3 +103,12 @@ export const statusCommand: Command = {
     return s.health.ok ? 0 : 1;
   },
 };
+
+/** This node's lease first, then by address (not as text: .9 before .10). */
+function ownThenBySubnet(a: AgentStatus["leases"][number], b: AgentStatus["leases"][number]): number {
+  if (a.own !== b.own) return a.own ? -1 : 1;
+  const ca = parseCidr(a.subnet, false);
+  const cb = parseCidr(b.subnet, false);
+  if (ca && cb) return ca.ip - cb.ip || ca.len - cb.len;
+  return a.subnet < b.subnet ? -1 : a.subnet > b.subnet ? 1 : 0;
+}

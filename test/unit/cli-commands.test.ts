@@ -346,6 +346,39 @@ describe("output a person reads", () => {
     expect(all).toContain("drop_unknown_vtep");
     expect(all).not.toContain("not shown");
   });
+  test("status lists this node's lease first, then the others by address", () => {
+    const lease = (subnet: string, own = false) => ({
+      subnet,
+      publicIp: "198.18.0.9",
+      backendType: "vxlan",
+      vni: 1,
+      vtepMac: null,
+      expiresAt: null,
+      own,
+      programmed: true,
+    });
+    const s = {
+      node: "n1",
+      version: "0.1.0",
+      backend: "vxlan",
+      startedAt: "2026-01-01T00:00:00.000Z",
+      network: "198.19.0.0/16",
+      lease: null,
+      registry: { description: "sqlite:/r.db", state: "ok", lastError: null, revision: 3 },
+      subnetFile: { path: "/run/flannel/subnet.env", written: true },
+      health: { ok: true, reasons: [] },
+      ready: { ok: true, reasons: [] },
+      leases: [
+        lease("198.19.74.0/24"),
+        lease("198.19.9.0/24"),
+        lease("198.19.28.0/24", true),
+        lease("198.19.45.0/24"),
+      ],
+      counters: {},
+    } as unknown as AgentStatus;
+    const order = [...formatStatus(s).matchAll(/^(198\.19\.\d+\.0\/24)/gm)].map((m) => m[1]);
+    expect(order).toEqual(["198.19.28.0/24", "198.19.9.0/24", "198.19.45.0/24", "198.19.74.0/24"]);
+  });
 });
 
 describe("the README's flag tables are the declarations", () => {
