@@ -73,6 +73,16 @@ export interface IpMonitorOptions {
 /** How long after spawning `ip monitor` the full read is done (it starts in a few ms). */
 const SUBSCRIBE_MS = 100;
 
+/**
+ * `ip monitor` dies with the agent, SIGKILL included: setpriv (util-linux) sets its
+ * parent-death signal before exec. Without it an orphan would notice only at its next
+ * event (a write to the closed pipe), and until then keep its netlink socket, and with it
+ * the network namespace, alive. Where setpriv is missing the child's own EPIPE remains.
+ */
+function dieWithParent(): string[] {
+  return Bun.which("setpriv") ? ["setpriv", "--pdeathsig", "SIGTERM"] : [];
+}
+
 export class IpMonitor {
   readonly #o: IpMonitorOptions;
   #child: LineChild | null = null;
@@ -96,7 +106,7 @@ export class IpMonitor {
 
   #spawn(): void {
     const { log, objects } = this.#o;
-    const cmd = ["ip", "-o", "monitor", "label", ...objects];
+    const cmd = [...dieWithParent(), "ip", "-o", "monitor", "label", ...objects];
     let child: LineChild;
     try {
       child = spawnLines(

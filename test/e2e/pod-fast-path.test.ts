@@ -12,6 +12,7 @@
  * any veth. Needs root and dist/tartan.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PROGRAMS } from "../../src/bpf/abi.ts";
 import { Cluster, type ClusterNode } from "../helpers/cluster.ts";
@@ -22,6 +23,25 @@ import { isRoot, requireBinary, waitReady } from "../helpers/tartan.ts";
 import { summary, TrafficMonitor } from "../helpers/traffic-monitor.ts";
 
 const DRIVER = `${import.meta.dir}/../helpers/ebpf-driver.ts`;
+
+/** PIDs of a process's children (every thread's). */
+function childrenOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((t) =>
+    readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number),
+  );
+}
+
+/** Gone, or a zombie its new parent has not reaped yet. */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
+
+const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
 
 describe.skipIf(!isRoot())("the send fast path at the pod (ebpf-vxlan)", () => {
   let cl: Cluster;
@@ -135,7 +155,11 @@ describe.skipIf(!isRoot())("the send fast path at the pod (ebpf-vxlan)", () => {
       { ns: n2.ns, pods: [pods.cni2] },
     ]);
     const old = await pinnedId(n1);
+    // the agent's one `ip monitor` child goes with it, SIGKILL included
+    const monitor = childrenOf(n1.agent.proc.pid).find((pid) => cmdline(pid).includes("monitor"));
+    expect(monitor).toBeDefined();
     await cl.lab.stop(n1.agent, "SIGKILL");
+    await until(() => exited(monitor!), "the killed agent's ip monitor to exit", 5_000);
     // a second with no agent at all: the pinned datapath carries the traffic alone
     await Bun.sleep(1000);
     n1.agent = cl.startAgent(n1, `agent-${n1.index}`);
