@@ -43,6 +43,9 @@ export function attachPodEncap(ifindex: number, name: string, progFd: number): v
   tcAttach(ifindex, name, "ingress", progFd);
 }
 
+/** The endpoint map's entries, as read at one moment. */
+export type EndpointEntries = ReadonlyArray<readonly [Ip4, EndpointValue]>;
+
 export interface EncapPrograms {
   /** tartan_encap_fwd, on the bridge. */
   readonly bridge: ProgramRef;
@@ -71,7 +74,7 @@ export class EndpointSync {
    */
   apply(
     view: BridgeView | null,
-    before: ReadonlyArray<readonly [Ip4, EndpointValue]>,
+    before: EndpointEntries,
     endpoints: BpfMap<Ip4, EndpointValue>,
     progs: EncapPrograms,
     subnet: Cidr | null,

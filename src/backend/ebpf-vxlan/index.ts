@@ -13,9 +13,9 @@
  * (bridge.ts) to keep encap on it and on every known pod's veth, and the endpoint map,
  * in step (endpoint-sync.ts).
  */
-import type { EndpointValue, SubnetKey } from "../../bpf/abi.ts";
+import type { SubnetKey } from "../../bpf/abi.ts";
 import { tcAttach, tcQuery } from "../../bpf/attach.ts";
-import { formatCidr, type Ip4 } from "../../config/cidr.ts";
+import { formatCidr } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
@@ -23,7 +23,7 @@ import { DEFAULT_BRIDGE, type PeerScope, podMtu } from "../facts.ts";
 import { BridgeFollower } from "./bridge.ts";
 import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
-import { EndpointSync } from "./endpoint-sync.ts";
+import { type EndpointEntries, EndpointSync } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
 import { hostSysctls, writeConfig } from "./host.ts";
 import { ProgrammedMaps, planLocalEntry, planMapWrites } from "./map-plan.ts";
@@ -59,7 +59,7 @@ class EbpfVxlanBackend implements Backend {
   /** Local-subnet entries found in adopted maps: setLocal removes those that are not ours. */
   #adoptedLocal: SubnetKey[] = [];
   readonly #endpoints: EndpointSync;
-  readonly #follower: BridgeFollower<ReadonlyArray<readonly [Ip4, EndpointValue]>>;
+  readonly #follower: BridgeFollower<EndpointEntries>;
 
   constructor(ctx: BackendContext, opts: EbpfVxlanOptions) {
     const { log, extIface: ext, config } = ctx;
@@ -69,7 +69,7 @@ class EbpfVxlanBackend implements Backend {
     this.#vtepMac = vtepMacFor(ctx.nodeName, ext.publicIp);
     this.#overlay = new OverlayDevice({ log, vni: this.#scope.vni, mac: this.#vtepMac, mtu: this.#mtu });
     this.#endpoints = new EndpointSync(log);
-    this.#follower = new BridgeFollower<ReadonlyArray<readonly [Ip4, EndpointValue]>>({
+    this.#follower = new BridgeFollower<EndpointEntries>({
       bridge: opts.bridge ?? DEFAULT_BRIDGE,
       ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
       log,
