@@ -6,6 +6,7 @@
 
 import { DEFAULT_BRIDGE } from "../backend/facts.ts";
 import type { AgentOptions } from "../config/options.ts";
+import type { KubeSourceView } from "../lease/kube-source.ts";
 import { judge } from "./checks.ts";
 import type { AgentFacts } from "./facts.ts";
 import { applyFixes } from "./fix.ts";
@@ -23,6 +24,8 @@ export interface DoctorRunOptions {
   readonly probeTimeoutS: number;
   /** Inside the agent: its own status and options, instead of asking itself over HTTP. */
   readonly agent?: () => Promise<AgentFacts>;
+  /** Inside a --kube-subnet-mgr agent: its Node list and watch, instead of listing every Node again. */
+  readonly kubeView?: () => KubeSourceView | null;
 }
 
 /**
@@ -49,6 +52,7 @@ export async function runChecks(opts: DoctorRunOptions): Promise<DoctorReport> {
       probe: opts.probe,
       probeTimeoutS: opts.probeTimeoutS,
       agent: opts.agent,
+      kubeView: opts.kubeView,
     });
   let facts = await gather();
   let checks = judge(facts);

@@ -2,7 +2,9 @@
  * A Tartan cluster in a box: N node namespaces on one underlay, a registry (sqlite file
  * or a real etcd in its own namespace), one real `dist/tartan agent` per node with the
  * backend asked for, pods on each node's cni0, and an "external" host outside the
- * cluster network. Everything is removed by `close()`; agent logs are attached to errors.
+ * cluster network. With `ipv6` the network is dual stack (flannel's EnableIPv6): nodes get
+ * fd00:18::<n> on the underlay too, pods an address of fd00:19::/56. Everything is removed
+ * by `close()`; agent logs are attached to errors.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +15,8 @@ import { requireBinary, startAgent, status, tartan, waitReady } from "./tartan.t
 export interface ClusterNode {
   readonly ns: string;
   readonly ip: string;
+  /** The node's IPv6 underlay address (dual-stack clusters). */
+  readonly ip6?: string;
   readonly index: number;
   readonly backend: string;
   readonly subnetFile: string;
@@ -31,16 +35,22 @@ export interface ClusterOptions {
   readonly agentFlags?: readonly string[];
   readonly tag?: string;
   /**
-   * How pods are made: with plain ip commands (default), through `tartan cni` (which
-   * delegates to the real bridge/host-local plugins), or by the real `bridge` plugin called
+   * How pods are made: through `tartan cni`, which delegates to the real bridge/host-local
+   * plugins (default), with plain ip commands, or by the real `bridge` plugin called
    * directly with flannel's delegate config (no Tartan code told).
    */
-  readonly pods?: "manual" | "cni" | "bridge";
+  readonly pods?: "cni" | "manual" | "bridge";
   /** Delegate-config keys for "cni" and "bridge" pods (e.g. `{ ipMasq: false }`). */
   readonly podDelegate?: Readonly<Record<string, unknown>>;
+  /** Dual stack: EnableIPv6 with IPv6Network fd00:19::/56, every node with an IPv6 underlay address. */
+  readonly ipv6?: boolean;
 }
 
 export const EXTERNAL_IP = "198.18.255.1";
+/** The external host's IPv6 address (dual-stack clusters). */
+export const EXTERNAL_IP6 = "fd00:18::ff:1";
+/** The dual-stack clusters' pod network. */
+export const IPV6_NETWORK = "fd00:19::/56";
 
 export class Cluster {
   readonly lab: Lab;
@@ -76,11 +86,12 @@ export class Cluster {
   async #init(): Promise<void> {
     const lab = this.lab;
     // the external host: on the underlay, outside the cluster network
-    this.externalNs = await lab.addHost("ext", EXTERNAL_IP);
+    this.externalNs = await lab.addHost("ext", EXTERNAL_IP, 1500, this.#o.ipv6 ? EXTERNAL_IP6 : undefined);
 
     const netConf = join(lab.dir, "net-conf.json");
     const wire = this.#o.backends[0] === "host-gw" ? "host-gw" : "vxlan";
-    writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: wire } }));
+    const v6 = this.#o.ipv6 ? { EnableIPv6: true, IPv6Network: IPV6_NETWORK } : {};
+    writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", ...v6, Backend: { Type: wire } }));
     if ((this.#o.registry ?? "sqlite") === "etcd") {
       const { startEtcd } = await import("./etcd.ts");
       const etcdNs = await lab.addHost("etcd", "198.18.254.1");
@@ -113,7 +124,7 @@ export class Cluster {
   /** A pod on node `n`, made the cluster's way (`at`: its host offset for plain ip pods). */
   addPod(n: ClusterNode, at = 2 + n.pods.length): Promise<Pod> {
     const delegate = this.#o.podDelegate ?? {};
-    switch (this.#o.pods ?? "manual") {
+    switch (this.#o.pods ?? "cni") {
       case "manual":
         return addPod(this.lab, n, n.subnetFile, at);
       case "cni":
@@ -136,7 +147,7 @@ export class Cluster {
 
   /** Adds a node (and, by default, its pods) to the running cluster. */
   async addNode(backend: string, opts: { pods?: boolean } = {}): Promise<ClusterNode> {
-    const base = await this.lab.addNode();
+    const base = await this.lab.addNode({ ipv6: this.#o.ipv6 === true });
     const bpffs = `/sys/fs/bpf/tartan-test-${this.lab.prefix}-n${base.index}`;
     this.lab.bpffsDirs.push(bpffs);
     const node: ClusterNode = {

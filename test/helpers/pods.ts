@@ -2,21 +2,26 @@
  * Pods for tests, the demo and the benchmark: a pod is a network namespace whose eth0 is
  * a veth on its node's cni0 bridge, addressed from the node's subnet.env the way
  * flannel's CNI plugin (bridge + host-local, isGateway) would: bridge = first address,
- * pods after it, default route via the bridge, MTU = FLANNEL_MTU. Three ways to make one:
- * plain ip commands (addPod), `tartan cni` as a runtime runs it (addPodViaCni), and the
- * real `bridge` plugin called directly with the config flannel's plugin would hand it
- * (addPodViaBridgePlugin: what a node whose pods were made by another CNI plugin has).
+ * pods after it, default route via the bridge, MTU = FLANNEL_MTU; in a dual-stack
+ * subnet.env the same for IPv6 (addresses without duplicate address detection). Three
+ * ways to make one: plain ip commands (addPod), `tartan cni` as a runtime runs it
+ * (addPodViaCni), and the real `bridge` plugin called directly with the config flannel's
+ * plugin would hand it (addPodViaBridgePlugin: what a node whose pods were made by
+ * another CNI plugin has).
  */
 import { readFileSync } from "node:fs";
 import { parseNetConf } from "../../src/cni/conf.ts";
 import { buildDelegateConf } from "../../src/cni/delegate-conf.ts";
 import { firstHost, formatIp4 } from "../../src/config/cidr.ts";
+import { firstHost6, formatIp6, nthAddress6 } from "../../src/config/cidr6.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
 import type { Lab } from "./netns.ts";
 
 export interface Pod {
   readonly ns: string;
   readonly ip: string;
+  /** The pod's IPv6 address on a dual-stack node. */
+  readonly ip6?: string;
   readonly hostVeth: string;
 }
 
@@ -30,12 +35,16 @@ export async function addPod(
   const env = parseSubnetEnv(readFileSync(subnetFile, "utf8"));
   const gw = formatIp4(firstHost(env.subnet));
   const mtu = String(env.mtu);
+  const sn6 = env.subnet6 ?? null;
+  const gw6 = sn6 ? `${formatIp6(firstHost6(sn6))}/${sn6.len}` : null;
   const have = await lab.exec(node.ns, ["ip", "link", "show", "cni0"]);
   if (have.code !== 0) {
     await lab.must(node.ns, ["ip", "link", "add", "cni0", "type", "bridge"]);
     await lab.must(node.ns, ["ip", "addr", "add", `${gw}/${env.subnet.len}`, "dev", "cni0"]);
+    if (gw6) await lab.must(node.ns, ["ip", "addr", "add", gw6, "dev", "cni0", "nodad"]);
     await lab.must(node.ns, ["ip", "link", "set", "cni0", "mtu", mtu, "up"]);
     await lab.must(node.ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    if (gw6) await lab.must(node.ns, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
   }
   const ns = await lab.addNamespace(`p${node.index}x${n}`);
   const hostVeth = `veth${node.index}x${n}`;
@@ -61,10 +70,14 @@ export async function addPod(
   await lab.must(ns, ["ip", "addr", "add", `${ip}/${env.subnet.len}`, "dev", "eth0"]);
   await lab.must(ns, ["ip", "link", "set", "eth0", "up"]);
   await lab.must(ns, ["ip", "route", "add", "default", "via", gw]);
-  return { ns, ip, hostVeth };
+  if (!sn6) return { ns, ip, hostVeth };
+  const ip6 = formatIp6(nthAddress6(sn6, n));
+  await lab.must(ns, ["ip", "addr", "add", `${ip6}/${sn6.len}`, "dev", "eth0", "nodad"]);
+  await lab.must(ns, ["ip", "-6", "route", "add", "default", "via", formatIp6(firstHost6(sn6))]);
+  return { ns, ip, ip6, hostVeth };
 }
 
-/** ping -c N; returns received count (0 when the command fails). */
+/** ping -c N (IPv4 or IPv6, by the address); returns received count (0 when the command fails). */
 export async function ping(
   lab: Lab,
   ns: string,
@@ -110,16 +123,17 @@ function cniConf(
   });
 }
 
-/** Reads a plugin's ADD result: the pod's address and its host-side veth. */
+/** Reads a plugin's ADD result: the pod's addresses (IPv6 too, in a dual-stack subnet) and its host-side veth. */
 function podFromResult(what: string, ns: string, stdout: string): Pod {
   const res = JSON.parse(stdout) as {
     ips?: { address: string }[];
     interfaces?: { name: string; sandbox?: string }[];
   };
-  const ip = res.ips?.[0]?.address.split("/")[0];
+  const ip = res.ips?.find((x) => !x.address.includes(":"))?.address.split("/")[0];
+  const ip6 = res.ips?.find((x) => x.address.includes(":"))?.address.split("/")[0];
   const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name ?? "";
   if (!ip) throw new Error(`${what} returned no address: ${stdout}`);
-  return { ns, ip, hostVeth };
+  return ip6 ? { ns, ip, ip6, hostVeth } : { ns, ip, hostVeth };
 }
 
 function cniEnv(command: string, name: string, ns: string): string[] {
