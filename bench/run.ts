@@ -8,11 +8,11 @@
  *   --only=a,b     configurations to run (default all)
  */
 import { writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type ControlPlaneResult, controlPlane } from "./control-plane.ts";
-import { latency, tcp, udp64 } from "./measure.ts";
+import { pingRtt, tcp, tcpRr, udp64 } from "./measure.ts";
 import { controlTable, dataTable, type Samples, svgChart, targetsTable } from "./report.ts";
 import { build, CONFIGS, type ConfigName, type Topology } from "./topologies.ts";
 
@@ -54,8 +54,11 @@ const add = (c: ConfigName, id: string, v: number) => {
 };
 
 const topologies = new Map<ConfigName, Topology>();
-/** round trips behind each latency measurement */
+/** round trips behind each latency measurement (ping, sockperf) */
 const rtts: number[] = [];
+const rrs: number[] = [];
+/** 1-minute load average at the start of each round and at the end: other work on the machine */
+const loads: number[] = [];
 const cleanup = async () => {
   for (const t of topologies.values()) await t.close().catch(() => {});
   topologies.clear();
@@ -79,6 +82,7 @@ try {
     await t.lab.exec(t.client.ns, ["ping", "-c", "3", "-i", "0.2", "-W", "1", t.server.ip]);
   await Bun.sleep(1500);
   for (let round = 1; round <= repeats; round++) {
+    loads.push(loadavg()[0]!);
     for (const c of configs) {
       const t = topologies.get(c)!;
       log(`round ${round}/${repeats}: ${c}`);
@@ -87,12 +91,17 @@ try {
       add(c, "cpu", t1.cpuSecPerGbit);
       add(c, "tcp4", (await tcp(t, 4, seconds)).gbps);
       add(c, "udp64", await udp64(t, seconds));
-      const l = await latency(t, seconds);
+      const l = await pingRtt(t, quick ? 3 : 9);
       add(c, "p50", l.p50us);
       add(c, "p99", l.p99us);
       rtts.push(l.samples);
+      const rr = await tcpRr(t, quick ? 2 : 5);
+      add(c, "rr50", rr.p50us);
+      add(c, "rr99", rr.p99us);
+      rrs.push(rr.samples);
     }
   }
+  loads.push(loadavg()[0]!);
   await cleanup();
   if (!values["skip-control-plane"]) {
     const ns = quick ? [1000] : [1000, 10_000];
@@ -115,16 +124,22 @@ const cmd = `scripts/bench ${process.argv.slice(2).join(" ")}`.trim();
 const md = `# Benchmark results
 
 Measured ${new Date().toISOString()} by \`${cmd}\` on ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, kernel ${kernel}.
-Two node namespaces on a veth underlay (MTU 1500) through a bridge namespace, one pod per node; pod MTU from subnet.env
-(1450 with VXLAN, 1500 with host-gw). ${repeats} interleaved round(s) of ${seconds} s per measurement; medians, (min–max) when more than one round.
-Both nodes share this machine's ${cpus().length} cores, so CPU per Gbit counts sender and receiver together.
+Two node namespaces on a veth underlay (MTU 1500) through a bridge namespace, one pod per node, made as flannel's CNI
+plugin makes them (the real bridge + host-local plugins; \`tartan cni\` for the Tartan configurations); pod MTU from
+subnet.env (1450 with VXLAN, 1500 with host-gw). ${repeats} interleaved round(s) of ${seconds} s per measurement; medians,
+(min–max) when more than one round. Both nodes share this machine's ${cpus().length} cores, so CPU per Gbit counts sender
+and receiver together. Load average (1 min) at the start of each round and at the end: ${loads.map((l) => l.toFixed(2)).join(", ")}
+(other work on the machine shares its cores with the benchmark).
 
 ## Data path (pod → pod)
 
 ${table}
 
 Ratios are plain quotients of the medians: for throughput above 1× is better, for latency and CPU below 1× is better.
-Latency percentiles come from ${rtts.length ? `${Math.min(...rtts).toLocaleString("en")}–${Math.max(...rtts).toLocaleString("en")}` : "no"} round trips per measurement (sockperf ping-pong, 64-byte TCP messages).
+RTT: ICMP echo answered by the server pod's kernel, \`ping -i 0\` (one outstanding), ${quick ? 3 : 9} runs of 2,000 per
+measurement, the median of the runs' p50 (p99); ${rtts.length ? `${Math.min(...rtts).toLocaleString("en")}–${Math.max(...rtts).toLocaleString("en")}` : "no"} round trips per measurement.
+TCP request/response: sockperf ping-pong (64-byte messages, full round trips) with client and server pinned to CPU 0,
+${quick ? 2 : 5} runs of 1 s, medians of the runs' p50 (p99); ${rrs.length ? `${Math.min(...rrs).toLocaleString("en")}–${Math.max(...rrs).toLocaleString("en")}` : "no"} round trips per measurement.
 
 ![ratios](results.svg)
 

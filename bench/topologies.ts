@@ -5,11 +5,14 @@
  *                     neighbour and FDB entries; no Tartan code runs
  *   host-gw         — Tartan's host-gw backend: plain routing, no encapsulation (the ceiling)
  *   tartan-vxlan    — Tartan's kernel vxlan backend
- *   tartan-ebpf     — Tartan's ebpf-vxlan backend (TC encap, TC decap + redirect_peer)
+ *   tartan-ebpf     — Tartan's ebpf-vxlan backend (TC encap at the pod's veth, TC decap +
+ *                     redirect_peer)
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Cluster } from "../test/helpers/cluster.ts";
 import { Lab } from "../test/helpers/netns.ts";
-import type { Pod } from "../test/helpers/pods.ts";
+import { addPodViaBridgePlugin, type Pod } from "../test/helpers/pods.ts";
 
 export const CONFIGS = ["reference-vxlan", "host-gw", "tartan-vxlan", "tartan-ebpf"] as const;
 export type ConfigName = (typeof CONFIGS)[number];
@@ -21,6 +24,17 @@ export interface Topology {
   readonly lab: Lab;
   close(): Promise<void>;
 }
+
+/**
+ * Pods exactly as flannel's CNI plugin makes them, in every configuration: the real
+ * `bridge` + `host-local` plugins with the delegate config flannel builds from subnet.env
+ * (isGateway, hairpinMode, MTU = FLANNEL_MTU), with the bridge plugin's ipMasq off as
+ * under kube-flannel's --ip-masq — no configuration runs masquerade rules, so none pays
+ * conntrack for them. Tartan configurations go through `tartan cni` (which delegates to
+ * the same plugins and, for ebpf-vxlan, attaches the pod program at ADD); the reference
+ * calls the bridge plugin directly, as flannel's plugin would.
+ */
+export const POD_DELEGATE = { ipMasq: false } as const;
 
 /** flanneld's vxlan programming by hand: the reference a user would otherwise run. */
 async function referenceVxlan(): Promise<Topology> {
@@ -35,8 +49,7 @@ async function referenceVxlan(): Promise<Topology> {
       await sh(
         `ip link add flannel.1 type vxlan id 1 local ${n.ip} dev eth0 dstport 8472 nolearning && ` +
           `ip link set flannel.1 address ${macs[i]} mtu 1450 up && ip addr add ${subnets[i]}.0/32 dev flannel.1 && ` +
-          "sysctl -qw net.ipv4.ip_forward=1 && " +
-          `ip link add cni0 type bridge && ip addr add ${subnets[i]}.1/24 dev cni0 && ip link set cni0 mtu 1450 up`,
+          "sysctl -qw net.ipv4.ip_forward=1",
       );
       const j = 1 - i;
       await sh(
@@ -44,32 +57,14 @@ async function referenceVxlan(): Promise<Topology> {
           `bridge fdb replace ${macs[j]} dev flannel.1 dst ${nodes[j]!.ip} self permanent && ` +
           `ip route replace ${subnets[j]}.0/24 via ${subnets[j]}.0 dev flannel.1 onlink`,
       );
-      const ns = await lab.addNamespace(`p${n.index}`);
-      const veth = `veth${n.index}`;
-      await lab.must(n.ns, [
-        "ip",
-        "link",
-        "add",
-        veth,
-        "mtu",
-        "1450",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "mtu",
-        "1450",
-        "netns",
-        ns,
-      ]);
-      await lab.must(n.ns, ["ip", "link", "set", veth, "master", "cni0", "up"]);
-      await lab.must(ns, [
-        "sh",
-        "-c",
-        `ip addr add ${subnets[i]}.2/24 dev eth0 && ip link set eth0 up && ip route add default via ${subnets[i]}.1`,
-      ]);
-      pods.push({ ns, ip: `${subnets[i]}.2`, hostVeth: veth });
+      // what flanneld writes for flannel's CNI plugin
+      const subnetFile = join(lab.dir, `n${n.index}`, "subnet.env");
+      mkdirSync(dirname(subnetFile), { recursive: true });
+      writeFileSync(
+        subnetFile,
+        `FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=${subnets[i]}.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n`,
+      );
+      pods.push(await addPodViaBridgePlugin(lab, n, subnetFile, { delegate: POD_DELEGATE }));
     }
     return { name: "reference-vxlan", client: pods[0]!, server: pods[1]!, lab, close: () => lab.cleanup() };
   } catch (e) {
@@ -83,8 +78,8 @@ async function tartan(name: ConfigName, backend: string, flags: string[] = []): 
     backends: [backend, backend],
     registry: "sqlite",
     podsPerNode: 1,
-    // identical pod plumbing in every configuration: no per-pod CNI masquerade rules here
-    pods: "manual",
+    pods: "cni",
+    podDelegate: POD_DELEGATE,
     tag: "b",
     agentFlags: flags,
   });

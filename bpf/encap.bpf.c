@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * encap.bpf.c - TC encapsulation. For an IPv4 packet whose destination lies in a
- * remote node's subnet (subnet map), builds the VXLAN frame the kernel vxlan driver
- * would send (outer Ethernet/IPv4/UDP/VXLAN + inner Ethernet to the remote VTEP MAC)
- * with bpf_skb_adjust_room, and sends it straight out of the underlay interface.
+ * encap.bpf.c - TC encapsulation where traffic for other nodes reaches the node: for an
+ * IPv4 packet whose destination lies in a remote node's subnet (subnet map), builds the
+ * VXLAN frame the kernel vxlan driver would send and sends it straight out of the
+ * underlay interface (include/encap.h).
  *
  * Two attach points share the code:
  *   tartan_encap_fwd   - TC ingress of the pod bridge: pod traffic that the kernel
- *                        would forward; the inner TTL is decremented as forwarding does.
+ *                        would forward (from pods whose veth has no program of its own,
+ *                        encap_pod.bpf.c, or that it passed); the inner TTL is
+ *                        decremented as forwarding does.
  *   tartan_encap_host  - TC egress of the overlay device: host-originated traffic and
  *                        whatever the stack routed to the cluster network route.
+ * Each counts in its own block (encap_*, host_*).
  * Anything else (unknown destination, local subnet, too big, TTL expiring) passes
  * to the stack unchanged, which then does what the kernel always does.
  */
@@ -17,179 +20,42 @@
 #include <linux/pkt_cls.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
-#include <linux/in.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "tartan.h"
 #include "maps.h"
-#include "csum.h"
 #include "parsing.h"
-#include "vxlan.h"
+#include "encap.h"
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-
-/* udp_flow_src_port() with the default range: net.ipv4.ip_local_port_range (32768 60999). */
-#define SPORT_MIN 32768
-#define SPORT_MAX 60999
-
-/* L2(ETH_HLEN), not L2(14 + 8): with the VXLAN header counted as L2, segmentation frees
- * every GSO packet (bpf/README.md, "Measured facts") */
-#define ENCAP_FLAGS                                                                      \
-	(BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |                    \
-	 BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |               \
-	 BPF_F_ADJ_ROOM_FIXED_GSO)
-
-static __always_inline int pass(__u32 reason)
-{
-	tartan_count(reason);
-	return TC_ACT_OK;
-}
-
-static __always_inline int drop(__u32 reason)
-{
-	tartan_count(reason);
-	return TC_ACT_SHOT;
-}
-
-/* INET_ECN_encapsulate(0, inner tos): the outer ECN field follows the inner one. */
-static __always_inline __u8 outer_tos(__u8 inner_tos)
-{
-	__u8 ecn = inner_tos & 3;
-
-	return ecn == 3 ? 2 : ecn;
-}
-
-/* Does one segment (or the whole packet) fit the overlay MTU? `l4` is the cursor after the IPv4 header. */
-static __always_inline int fits_mtu(struct __sk_buff *skb, struct iphdr *ip, const struct hdr_cursor *l4,
-				    const struct config *cfg)
-{
-	__u32 l3 = bpf_ntohs(ip->tot_len);
-	__u32 hdrs;
-
-	if (!skb->gso_size)
-		return l3 <= cfg->overlay_mtu;
-	hdrs = ip->ihl * 4;
-	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = l4->pos;
-
-		/* a GSO packet with IPv4 options goes to the stack, which segments it */
-		if (ip->ihl != 5 || (void *)(tcp + 1) > l4->end)
-			return 0;
-		hdrs += tcp->doff * 4;
-	} else {
-		hdrs += sizeof(struct udphdr);
-	}
-	return skb->gso_size + hdrs <= cfg->overlay_mtu;
-}
-
+/* `forwarding`: pod traffic the node routes (bridge); else the host's own (overlay device). */
 static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 {
-	struct vxlan_frame h = {};
-	struct bpf_fib_lookup fib = {};
-	struct subnet_value *sv;
+	__u32 base = forwarding ? CNT_ENCAP_OK : CNT_HOST_ENCAP_OK;
+	struct subnet_value *to;
 	struct hdr_cursor c;
 	struct config *cfg;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	__u32 node_ip, l3len, hash;
-	__u8 tos;
-	__u8 remote_mac[6];
-	int proto, rc;
+	__u32 reason;
+	int proto;
 
 	cfg = tartan_cfg();
 	if (!cfg)
-		return pass(CNT_ENCAP_PASS_NOT_READY);
+		return encap_pass(base, CNT_ENCAP_PASS_NOT_READY);
 	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return pass(CNT_ENCAP_PASS_NOT_IPV4);
-	/* up to the TCP header: fits_mtu() reads it for GSO packets */
-	tc_pull_cursor(skb, ETH_HLEN + sizeof(struct iphdr) + sizeof(struct tcphdr), &c);
+		return encap_pass(base, CNT_ENCAP_PASS_NOT_IPV4);
+	tc_pull_cursor(skb, ENCAP_PULL, &c);
 	proto = parse_ethhdr(&c, &eth);
 	if (proto < 0)
-		return pass(CNT_ENCAP_PASS_MALFORMED);
+		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
 	if (proto != bpf_htons(ETH_P_IP))
-		return pass(CNT_ENCAP_PASS_NOT_IPV4);
+		return encap_pass(base, CNT_ENCAP_PASS_NOT_IPV4);
 	if (parse_iphdr(&c, skb->len - ETH_HLEN, &ip) < 0)
-		return pass(CNT_ENCAP_PASS_MALFORMED);
-
-	sv = tartan_subnet_of(cfg, ip->daddr);
-	if (!sv)
-		return pass(CNT_ENCAP_PASS_UNKNOWN_DST);
-	if (sv->flags & TARTAN_SUBNET_LOCAL)
-		return pass(CNT_ENCAP_PASS_LOCAL);
-	if (forwarding && ip->ttl <= 1)
-		return pass(CNT_ENCAP_PASS_TTL);
-	if (!fits_mtu(skb, ip, &c, cfg))
-		return pass(CNT_ENCAP_PASS_TOO_BIG);
-
-	node_ip = sv->node_ip_be;
-	__builtin_memcpy(remote_mac, sv->vtep_mac, 6);
-	tos = ip->tos;
-	if (forwarding)
-		ipv4_dec_ttl(ip);
-	/* the kernel's flow hash, folded as udp_flow_src_port() does */
-	hash = bpf_get_hash_recalc(skb);
-	hash ^= hash << 16;
-
-	if (bpf_skb_adjust_room(skb, sizeof(h) - ETH_HLEN, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS))
-		return drop(CNT_ENCAP_DROP_ADJUST);
-
-	l3len = skb->len - ETH_HLEN;
-	h.ip.version = 4;
-	h.ip.ihl = 5;
-	h.ip.tos = outer_tos(tos);
-	h.ip.tot_len = bpf_htons(l3len);
-	h.ip.id = bpf_htons(bpf_get_prandom_u32() & 0xffff);
-	h.ip.frag_off = 0; /* the vxlan driver's default: df unset */
-	h.ip.ttl = cfg->ttl;
-	h.ip.protocol = IPPROTO_UDP;
-	h.ip.saddr = cfg->local_ip_be;
-	h.ip.daddr = node_ip;
-	h.ip.check = ipv4_csum(&h.ip);
-	h.udp.source = bpf_htons((__u16)((((__u64)hash * (SPORT_MAX - SPORT_MIN)) >> 32) + SPORT_MIN));
-	h.udp.dest = bpf_htons(cfg->port);
-	h.udp.len = bpf_htons(l3len - sizeof(struct iphdr));
-	h.udp.check = 0; /* allowed for IPv4 (RFC 7348); GSO-safe. flannel.1 fills it (udpcsum) */
-	h.vx.flags = VXLAN_FLAG_VNI;
-	h.vx.vni_be = bpf_htonl(cfg->vni << 8);
-	__builtin_memcpy(h.inner.h_dest, remote_mac, 6);
-	__builtin_memcpy(h.inner.h_source, cfg->vtep_mac, 6);
-	h.inner.h_proto = bpf_htons(ETH_P_IP);
-	h.eth.h_proto = bpf_htons(ETH_P_IP);
-
-	fib.family = AF_INET;
-	fib.l4_protocol = IPPROTO_UDP;
-	/* tot_len stays 0: with it set, the helper compares the whole (GSO) length with the
-	 * route MTU and answers FRAG_NEEDED for every 64 KB super-packet before it looks at the
-	 * neighbour, which sent bulk TCP down the slower bpf_redirect_neigh path. With 0 it
-	 * checks the skb as forwarding does (is_skb_forwardable: GSO packets pass, and
-	 * fits_mtu above already bounded each segment). */
-	fib.ifindex = cfg->underlay_ifindex;
-	fib.ipv4_src = cfg->local_ip_be;
-	fib.ipv4_dst = node_ip;
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__builtin_memcpy(h.eth.h_dest, fib.dmac, 6);
-		__builtin_memcpy(h.eth.h_source, fib.smac, 6);
-	} else {
-		__builtin_memcpy(h.eth.h_source, cfg->underlay_mac, 6);
-	}
-	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
-		return drop(CNT_ENCAP_DROP_ADJUST);
-
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		tartan_count(CNT_ENCAP_OK);
-		return bpf_redirect(fib.ifindex, 0);
-	}
-	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
-	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
-		return drop(CNT_ENCAP_DROP_FIB);
-	/* no neighbour yet (or forwarding off): let the kernel resolve the next hop */
-	tartan_count(CNT_ENCAP_OK_NEIGH);
-	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
+	reason = encap_route_ipv4(skb, cfg, ip, &c, forwarding, &to);
+	if (reason != CNT_MAX)
+		return encap_pass(base, reason);
+	return encap_send_ipv4(skb, cfg, ip, to, forwarding, base);
 }
 
 SEC("tc")

@@ -39,6 +39,14 @@ struct {
 	__type(value, struct endpoint_value);
 } tartan_endpoints SEC(".maps") __weak;
 
+/* remote node -> its underlay next hop, as bpf_fib_lookup last answered (encap.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TARTAN_MAX_NEXTHOPS);
+	__type(key, struct nexthop_key);
+	__type(value, struct nexthop_value);
+} tartan_nexthops SEC(".maps") __weak;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define TARTAN_ABI_VERSION 2
+#define TARTAN_ABI_VERSION 3
 
 /* Map sizes (C only: the agent does not depend on them). The subnet and member
  * hashes are preallocated (no kmalloc per insert, no allocation failure under memory
@@ -24,6 +24,7 @@
 #define TARTAN_MAX_SUBNETS   65536
 #define TARTAN_MAX_MEMBERS   65536
 #define TARTAN_MAX_ENDPOINTS 65536
+#define TARTAN_MAX_NEXTHOPS  65536
 
 /* VXLAN on the wire: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
  * The agent sizes the pod MTU with it. */
@@ -72,6 +73,26 @@ struct endpoint_value {
 	__u8 gw_mac[6];   /* Ethernet source: the bridge (pod's gateway) */
 };
 
+/*
+ * tartan_nexthops: LRU hash, remote node IPv4 -> the underlay next hop the encapsulating
+ * programs last found for it with bpf_fib_lookup (its answer cached: the lookup cost about
+ * a third of the pod program's time per small packet, bench/DATAPATH.md). Written by the
+ * programs only; an entry older than TARTAN_NEXTHOP_TTL_NS is looked up again, so a
+ * changed route or neighbour is followed within that time, with or without an agent.
+ */
+#define TARTAN_NEXTHOP_TTL_NS 1000000000ULL
+
+struct nexthop_key {
+	__u32 node_ip_be;
+};
+
+struct nexthop_value {
+	__u32 ifindex;      /* where bpf_fib_lookup sends it (the underlay) */
+	__u8 dmac[6];       /* the next hop's MAC: outer Ethernet destination */
+	__u8 smac[6];       /* the underlay's MAC: outer Ethernet source */
+	__u64 checked_ns;   /* bpf_ktime_get_coarse_ns() of the lookup */
+};
+
 /* tartan_config: array with one entry (key 0). */
 struct config {
 	__u32 flags;          /* TARTAN_CFG_* */
@@ -90,7 +111,7 @@ struct config {
 
 /* Counter ids: index into tartan_counters (per-CPU __u64). Names in abi.ts (COUNTER_NAMES). */
 enum tartan_counter {
-	/* encapsulation (TC) */
+	/* encapsulation of pod traffic at the bridge's TC ingress (the fallback) */
 	CNT_ENCAP_OK = 0,          /* encapsulated, redirected out of the underlay (fib hit) */
 	CNT_ENCAP_OK_NEIGH,        /* encapsulated, redirected via bpf_redirect_neigh */
 	CNT_ENCAP_PASS_NOT_READY,  /* no config yet */
@@ -120,6 +141,36 @@ enum tartan_counter {
 	CNT_DECAP_DROP_INNER_MALFORMED,
 	CNT_DECAP_DROP_NOT_LOCAL,  /* inner destination outside our subnet: no relaying */
 	CNT_DECAP_DROP_ADJUST,     /* bpf_skb_adjust_room / xdp_adjust_head failed */
+	/* encapsulation at a pod's host-side veth (TC ingress): the reasons of CNT_ENCAP_*, in
+	 * the same order (encap.h counts by offset), then two of its own. Every pass goes on to
+	 * the bridge, whose program and the stack then do what they always do. */
+	CNT_POD_ENCAP_OK,          /* encapsulated at the veth, redirected out of the underlay (fib hit) */
+	CNT_POD_ENCAP_OK_NEIGH,    /* encapsulated at the veth, redirected via bpf_redirect_neigh */
+	CNT_POD_PASS_NOT_READY,
+	CNT_POD_PASS_NOT_IPV4,     /* ARP, IPv6, VLAN, ... */
+	CNT_POD_PASS_MALFORMED,
+	CNT_POD_PASS_UNKNOWN_DST,  /* the outside world, the node's own addresses, services */
+	CNT_POD_PASS_LOCAL,        /* a pod on this node, or the gateway */
+	CNT_POD_PASS_TTL,
+	CNT_POD_PASS_TOO_BIG,      /* the stack fragments it or answers frag-needed, as from the bridge */
+	CNT_POD_DROP_ADJUST,
+	CNT_POD_DROP_FIB,
+	CNT_POD_PASS_NOT_ENDPOINT, /* source is not the endpoint-map pod behind this veth (not known yet, or spoofed) */
+	CNT_POD_PASS_NOT_GATEWAY,  /* not addressed to the gateway's MAC: broadcast, multicast, bridged to a pod */
+	/* encapsulation of host traffic at the overlay device's TC egress: the reasons of
+	 * CNT_ENCAP_*, in the same order (CNT_HOST_PASS_TTL never counts: the host's own
+	 * packets are not forwarded). */
+	CNT_HOST_ENCAP_OK,
+	CNT_HOST_ENCAP_OK_NEIGH,
+	CNT_HOST_PASS_NOT_READY,
+	CNT_HOST_PASS_NOT_IPV4,
+	CNT_HOST_PASS_MALFORMED,
+	CNT_HOST_PASS_UNKNOWN_DST,
+	CNT_HOST_PASS_LOCAL,
+	CNT_HOST_PASS_TTL,
+	CNT_HOST_PASS_TOO_BIG,
+	CNT_HOST_DROP_ADJUST,
+	CNT_HOST_DROP_FIB,
 	CNT_MAX,
 };
 

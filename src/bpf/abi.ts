@@ -16,6 +16,7 @@ export const MAPS = {
   endpoints: "tartan_endpoints",
   config: "tartan_config",
   counters: "tartan_counters",
+  nexthops: "tartan_nexthops",
 } as const;
 
 export const PROGRAMS = {
@@ -23,6 +24,7 @@ export const PROGRAMS = {
   encapHost: "tartan_encap_host",
   decapTc: "tartan_decap_tc",
   decapXdp: "tartan_decap_xdp",
+  encapPod: "tartan_encap_pod",
 } as const;
 
 /**
@@ -31,15 +33,17 @@ export const PROGRAMS = {
  */
 export const CONSTANTS = {
   /** Bumped with every incompatible change to tartan.h (logged when pinned maps are recreated). */
-  ABI_VERSION: 2,
+  ABI_VERSION: 3,
   /** Outer IPv4 + UDP + VXLAN + inner Ethernet: the pod MTU is the underlay's minus this. */
   VXLAN_OVERHEAD: 50,
   /** subnet_value.flags: our own subnet. */
   SUBNET_LOCAL: 0x1,
   /** config.flags: filled in; the programs pass everything until it is set. */
   CFG_READY: 0x1,
+  /** How long the programs trust a cached next hop (tartan_nexthops) before asking bpf_fib_lookup again. */
+  NEXTHOP_TTL_NS: 1_000_000_000,
 } as const;
-export const { ABI_VERSION, VXLAN_OVERHEAD, SUBNET_LOCAL, CFG_READY } = CONSTANTS;
+export const { ABI_VERSION, VXLAN_OVERHEAD, SUBNET_LOCAL, CFG_READY, NEXTHOP_TTL_NS } = CONSTANTS;
 
 /** Counter names, index = enum tartan_counter value (CNT_ENCAP_OK → "encap_ok"). */
 export const COUNTER_NAMES = [
@@ -71,6 +75,30 @@ export const COUNTER_NAMES = [
   "decap_drop_inner_malformed",
   "decap_drop_not_local",
   "decap_drop_adjust",
+  "pod_encap_ok",
+  "pod_encap_ok_neigh",
+  "pod_pass_not_ready",
+  "pod_pass_not_ipv4",
+  "pod_pass_malformed",
+  "pod_pass_unknown_dst",
+  "pod_pass_local",
+  "pod_pass_ttl",
+  "pod_pass_too_big",
+  "pod_drop_adjust",
+  "pod_drop_fib",
+  "pod_pass_not_endpoint",
+  "pod_pass_not_gateway",
+  "host_encap_ok",
+  "host_encap_ok_neigh",
+  "host_pass_not_ready",
+  "host_pass_not_ipv4",
+  "host_pass_malformed",
+  "host_pass_unknown_dst",
+  "host_pass_local",
+  "host_pass_ttl",
+  "host_pass_too_big",
+  "host_drop_adjust",
+  "host_drop_fib",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER: { readonly [K in CounterName]: number } = Object.fromEntries(
@@ -84,6 +112,8 @@ export const LAYOUTS = {
   member_value: { size: 4, fields: { leases: [0, 4] } },
   endpoint_key: { size: 4, fields: { ip_be: [0, 4] } },
   endpoint_value: { size: 16, fields: { ifindex: [0, 4], pod_mac: [4, 6], gw_mac: [10, 6] } },
+  nexthop_key: { size: 4, fields: { node_ip_be: [0, 4] } },
+  nexthop_value: { size: 24, fields: { ifindex: [0, 4], dmac: [4, 6], smac: [10, 6], checked_ns: [16, 8] } },
   config: {
     size: 40,
     fields: {
@@ -167,6 +197,14 @@ export interface EndpointValue {
   readonly podMac: string;
   readonly gwMac: string;
 }
+/** What the encapsulating programs cached of bpf_fib_lookup's answer for a remote node. */
+export interface NexthopValue {
+  readonly ifindex: number;
+  readonly dmac: string;
+  readonly smac: string;
+  /** bpf_ktime_get_coarse_ns() of the lookup. */
+  readonly checkedNs: bigint;
+}
 export interface Config {
   readonly flags: number;
   readonly localIp: Ip4;
@@ -219,7 +257,7 @@ export const subnetValueCodec: Codec<SubnetValue> = {
   }),
 };
 
-/** member_key and endpoint_key: one big-endian IPv4 address. */
+/** member_key, endpoint_key and nexthop_key: one big-endian IPv4 address. */
 export const ip4KeyCodec: Codec<Ip4> = {
   size: 4,
   encode: (ip, v, o) => v.setUint32(o, ip, false),
@@ -245,6 +283,22 @@ export const endpointValueCodec: Codec<EndpointValue> = {
     ifindex: v.getUint32(o + off("endpoint_value", "ifindex"), true),
     podMac: getMac(v, o + off("endpoint_value", "pod_mac")),
     gwMac: getMac(v, o + off("endpoint_value", "gw_mac")),
+  }),
+};
+
+export const nexthopValueCodec: Codec<NexthopValue> = {
+  size: LAYOUTS.nexthop_value.size,
+  encode: (n, v, o) => {
+    v.setUint32(o + off("nexthop_value", "ifindex"), n.ifindex, true);
+    putMac(v, o + off("nexthop_value", "dmac"), n.dmac);
+    putMac(v, o + off("nexthop_value", "smac"), n.smac);
+    v.setBigUint64(o + off("nexthop_value", "checked_ns"), n.checkedNs, true);
+  },
+  decode: (v, o) => ({
+    ifindex: v.getUint32(o + off("nexthop_value", "ifindex"), true),
+    dmac: getMac(v, o + off("nexthop_value", "dmac")),
+    smac: getMac(v, o + off("nexthop_value", "smac")),
+    checkedNs: v.getBigUint64(o + off("nexthop_value", "checked_ns"), true),
   }),
 };
 

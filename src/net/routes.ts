@@ -4,6 +4,7 @@
  * reachable (on-link, no gateway) — what DirectRouting and host-gw need per lease,
  * without one `ip route get` process per lease.
  */
+import { readFileSync } from "node:fs";
 import { containsIp, type Ip4, parseCidr, parseIp4 } from "../config/cidr.ts";
 import { containsIp6, type Ip6, parseCidr6 } from "../config/cidr6.ts";
 import { ipJson, listRoutes, type Route } from "./ip.ts";
@@ -71,4 +72,41 @@ export async function loadRouteLookup(): Promise<RouteLookup> {
 
 export function parseGateway(r: Route | null): Ip4 | null {
   return r?.gateway ? parseIp4(r.gateway) : null;
+}
+
+/** One IPv4 route of the main table as /proc/net/route lists it. */
+export interface ProcRoute {
+  readonly dev: string;
+  readonly dst: Ip4;
+  readonly len: number;
+}
+
+/** /proc/net/route's hex fields: the address's bytes in network order, printed as a host-order (little-endian) u32. */
+function procHexIp(hex: string): Ip4 {
+  const n = Number.parseInt(hex, 16) >>> 0;
+  return (((n & 0xff) << 24) | (((n >>> 8) & 0xff) << 16) | (((n >>> 16) & 0xff) << 8) | (n >>> 24)) >>> 0;
+}
+
+/** Parses /proc/net/route (the main table of the reader's network namespace). Pure. */
+export function parseProcRoutes(text: string): ProcRoute[] {
+  const out: ProcRoute[] = [];
+  for (const line of text.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || !/^[0-9A-Fa-f]{8}$/.test(f[1]!) || !/^[0-9A-Fa-f]{8}$/.test(f[7]!)) continue;
+    const mask = procHexIp(f[7]!);
+    let len = 0;
+    while (len < 32 && mask & (0x80000000 >>> len)) len++;
+    out.push({ dev: f[0]!, dst: procHexIp(f[1]!), len });
+  }
+  return out;
+}
+
+/**
+ * Is `dst` routed via `dev` in the main table? Read from /proc/net/route (per network
+ * namespace, unlike sysfs), without spawning `ip`: the watchdog asks every few seconds.
+ */
+export function mainRouteVia(dev: string, dst: { ip: Ip4; len: number }): boolean {
+  return parseProcRoutes(readFileSync("/proc/net/route", "utf8")).some(
+    (r) => r.dev === dev && r.dst === dst.ip && r.len === dst.len,
+  );
 }

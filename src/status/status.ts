@@ -91,9 +91,12 @@ export function newMetrics(): AgentMetrics {
   };
 }
 
-/** Datapath verdict counters (encap_…, decap_…, vxlan_…) only grow; anything else a backend reports is a gauge. */
+/**
+ * Datapath verdict counters (ebpf-vxlan's pod_…, encap_… (bridge), host_… and decap_…;
+ * vxlan_…) only grow; anything else a backend reports is a gauge.
+ */
 export function isVerdictCounter(name: string): boolean {
-  return /^(encap|decap|vxlan)_/.test(name);
+  return /^(pod|encap|host|decap|vxlan)_/.test(name);
 }
 
 /** One sample of a metric family: its labels (values escaped on output) and value. */

@@ -4,7 +4,8 @@
  * version with another layout (ABI 1: an LPM trie for the subnets, a 36-byte config)
  * are recreated with a log line instead of failing the start. A load that fails at
  * any step leaves no fd behind (the agent's watchdog retries it every few seconds),
- * and neither does the CNI plugin's endpoint sink, which opens the pins.
+ * and neither does the CNI plugin's endpoint sink, which opens the pins. Our TC hooks
+ * (tcx) hold our one program: kept, attached or replaced, never two of ours.
  */
 
 import { dlopen, FFIType } from "bun:ffi";
@@ -15,15 +16,17 @@ import { dirname, join } from "node:path";
 import { publishDatapath } from "../../src/backend/datapath-file.ts";
 import { loadDatapath, mapPinDir } from "../../src/backend/ebpf-vxlan/datapath.ts";
 import { createEbpfEndpointSink } from "../../src/backend/ebpf-vxlan/endpoint-sink.ts";
+import { ensureTcIngress } from "../../src/backend/ebpf-vxlan/endpoint-sync.ts";
+import { attachTc, detachTc } from "../../src/backend/ebpf-vxlan/hooks.ts";
 import { MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
-import { objectId, tcQuery, tcxQuery } from "../../src/bpf/attach.ts";
+import { objectId, tcQuery, tcxAttach, tcxQuery } from "../../src/bpf/attach.ts";
 import { BpfFd } from "../../src/bpf/fd.ts";
 import { offsetOf, optsBuffer } from "../../src/bpf/layout.ts";
 import { isBpffs, pinFd, removePinDir } from "../../src/bpf/pin.ts";
 import { LIBBPF_STRUCTS } from "../../src/bpf/structs.ts";
 import { parseIp4 } from "../../src/config/cidr.ts";
 import { createLogger } from "../../src/log.ts";
-import { compileBpf, ensureObject, OBJECT_PATH, setupHarness } from "./harness.ts";
+import { compileBpf, ensureObject, FX, OBJECT_PATH, setupHarness } from "./harness.ts";
 
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
@@ -197,7 +200,7 @@ describe("the CNI endpoint sink", () => {
   afterEach(() => removePinDir(sinkDir));
   afterAll(() => rmSync(sinkRun, { recursive: true, force: true }));
 
-  test("adds a pod through the pins (attaching encap to a new bridge) and removes it, holding no fd after", async () => {
+  test("adds a pod through the pins (the pod program on its veth, encap on a new bridge) and removes it, holding no fd after", async () => {
     const h = await setupHarness();
     try {
       const ipn = (...a: string[]) => Bun.spawnSync(["ip", "-n", h.ns, ...a], { stderr: "pipe" });
@@ -212,12 +215,14 @@ describe("the CNI endpoint sink", () => {
         // the plugin finds the pins through the file the agent writes next to subnet.env
         const subnetFile = join(sinkRun, "subnet.env");
         publishDatapath(subnetFile, { backend: "ebpf-vxlan", node: "sink", bpffs: sinkDir });
-        const sink = createEbpfEndpointSink({ conf: { subnetFile } });
+        const said: string[] = [];
+        const sinkLog = createLogger({ level: "debug", write: (l) => said.push(l) });
+        const sink = createEbpfEndpointSink({ conf: { subnetFile }, log: sinkLog });
         const podIp = "198.19.1.77";
         const ep = {
           ip: podIp,
-          ifindex: 4343,
-          hostVeth: "vethsink",
+          ifindex: h.podIfindex,
+          hostVeth: FX.podVeth,
           mac: "02:AA:00:00:00:77",
           containerId: "sink-test",
           ifname: "eth0",
@@ -227,11 +232,15 @@ describe("the CNI endpoint sink", () => {
         const before = openFds();
         await sink.add(ep);
         expect(openFds()).toBe(before);
-        // through tcx (no clsact qdisc on the bridge: creating one stalls it)
+        // through tcx (no clsact qdisc on the bridge or the veth: creating one stalls the device)
         expect(tcxQuery(br!.ifindex, "br-sink", "ingress")).toEqual([objectId(dp.progFd("encapFwd"))]);
         expect(tcQuery(br!.ifindex, "br-sink", "ingress")).toBeNull();
+        // the send fast path from the pod's first packet on
+        expect(tcxQuery(h.podIfindex, FX.podVeth, "ingress")).toEqual([objectId(dp.progFd("encapPod"))]);
+        expect(tcQuery(h.podIfindex, FX.podVeth, "ingress")).toBeNull();
+        expect(said.filter((l) => /level=(warn|error)/.test(l))).toEqual([]);
         expect(dp.endpoints.lookup(parseIp4(podIp)!)).toEqual({
-          ifindex: 4343,
+          ifindex: h.podIfindex,
           podMac: "02:aa:00:00:00:77",
           gwMac: br!.address,
         });
@@ -241,6 +250,36 @@ describe("the CNI endpoint sink", () => {
       } finally {
         dp.close();
       }
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("our one program on a TC hook (tcx)", () => {
+  test("attachTc keeps the given program when it is there beside another of ours; ensureTcIngress keeps, replaces, attaches", async () => {
+    const h = await setupHarness();
+    try {
+      const ifx = h.podIfindex;
+      const veth = FX.podVeth;
+      const ref = (fd: number) => ({ fd, id: objectId(fd) });
+      const [pod, fwd] = [ref(h.prog.encapPod), ref(h.prog.encapFwd)];
+      // two of ours on one hook (the CNI plugin and a restarted agent attaching at once)
+      tcxAttach(ifx, veth, "ingress", fwd.fd);
+      tcxAttach(ifx, veth, "ingress", pod.fd);
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([pod.id, fwd.id]);
+      attachTc(ifx, veth, "ingress", fwd.fd);
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([fwd.id]);
+      expect(ensureTcIngress(ifx, veth, fwd)).toBe("kept");
+      expect(ensureTcIngress(ifx, veth, pod)).toBe("replaced");
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([pod.id]);
+      expect(detachTc(ifx, veth, "ingress")).toBe(true);
+      expect(ensureTcIngress(ifx, veth, pod)).toBe("attached");
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([pod.id]);
+      // never through clsact
+      expect(tcQuery(ifx, veth, "ingress")).toBeNull();
+      expect(detachTc(ifx, veth, "ingress")).toBe(true);
+      expect(detachTc(ifx, veth, "ingress")).toBe(false);
     } finally {
       await h.close();
     }

@@ -18,16 +18,12 @@ import {
   IPPROTO_ICMP,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  icmpEcho,
-  ipv4,
   ipv6,
   pattern,
-  tcp,
-  udp,
-  vxlan,
   withIpv4TotalLength,
 } from "../helpers/packet.ts";
-import { delta, FX, type Harness, setupHarness, TC_ACT_OK, TC_ACT_REDIRECT } from "./harness.ts";
+import { forwarded, fromPod, innerIp, kernelVxlanFrame, runCounted } from "./frames.ts";
+import { FX, type Harness, setupHarness, TC_ACT_OK, TC_ACT_REDIRECT } from "./harness.ts";
 
 let h: Harness;
 beforeAll(async () => {
@@ -40,71 +36,7 @@ afterAll(async () => {
 const POD_MAC = FX.podMac;
 const GW_MAC = FX.gwMac;
 
-interface Inner {
-  proto: number;
-  src?: string;
-  dst?: string;
-  ttl?: number;
-  tos?: number;
-  sport?: number;
-  dport?: number;
-  size?: number;
-}
-
-/** An inner IPv4 packet (no Ethernet). */
-function innerIp(o: Inner): Uint8Array {
-  const src = o.src ?? FX.podIp;
-  const dst = o.dst ?? FX.remotePodIp;
-  const body = pattern(o.size ?? 56);
-  let l4: Uint8Array;
-  if (o.proto === IPPROTO_TCP) l4 = tcp({ sport: o.sport ?? 40000, dport: o.dport ?? 5201, src, dst }, body);
-  else if (o.proto === IPPROTO_UDP)
-    l4 = udp({ sport: o.sport ?? 40000, dport: o.dport ?? 53, src, dst }, body);
-  else l4 = icmpEcho({ id: o.sport ?? 7, seq: 1 }, body);
-  return ipv4({ src, dst, proto: o.proto, ttl: o.ttl ?? 64, tos: o.tos ?? 0, id: 0x1234, df: true }, l4);
-}
-
-/** As the pod sends it to its gateway (the bridge). */
-function fromPod(ip: Uint8Array): Uint8Array {
-  return ethernet({ dst: GW_MAC, src: POD_MAC, type: ETH_P_IP }, ip);
-}
-
-/**
- * What the kernel vxlan driver sends for `inner` (flannel's device: tos 0 with ECN
- * inherited, ttl 64, df unset, inner Ethernet from our VTEP MAC to the remote's), with
- * the outer ID and source port taken from `got`, and UDP checksum 0 as Tartan sends it.
- */
-function kernelVxlanFrame(inner: Uint8Array, got: Uint8Array): Uint8Array {
-  const gv = new DataView(got.buffer, got.byteOffset);
-  const id = gv.getUint16(14 + 4);
-  const sport = gv.getUint16(14 + 20);
-  const ecn = inner[1]! & 3;
-  const innerEth = ethernet({ dst: FX.remoteVtepMac, src: FX.vtepMac, type: ETH_P_IP }, inner);
-  const u = udp({ sport, dport: FX.port }, vxlan(FX.vni, innerEth));
-  const outer = ipv4(
-    { src: FX.localIp, dst: FX.remoteIp, proto: IPPROTO_UDP, ttl: 64, tos: ecn === 3 ? 2 : ecn, id },
-    u,
-  );
-  return ethernet({ dst: FX.remoteUnderlayMac, src: FX.underlayMac, type: ETH_P_IP }, outer);
-}
-
-/** The inner packet after forwarding: TTL − 1, header checksum recomputed. */
-function forwarded(ip: Uint8Array): Uint8Array {
-  const out = new Uint8Array(ip);
-  out[8] = out[8]! - 1;
-  out[10] = 0;
-  out[11] = 0;
-  const c = checksum(out.subarray(0, (out[0]! & 15) * 4));
-  out[10] = c >> 8;
-  out[11] = c & 255;
-  return out;
-}
-
-function run(prog: number, pkt: Uint8Array, skb = {}) {
-  const before = h.snapshot();
-  const r = testRun(prog, { data: pkt, skb });
-  return { ...r, moved: delta(before, h.snapshot()) };
-}
+const run = (prog: number, pkt: Uint8Array, skb = {}) => runCounted(h, prog, pkt, skb);
 
 describe("encap (pod traffic, TC ingress of the bridge)", () => {
   for (const [name, proto] of [
@@ -131,7 +63,7 @@ describe("encap (pod traffic, TC ingress of the bridge)", () => {
     const inner = innerIp({ proto: IPPROTO_TCP, src: "198.19.1.0" });
     const r = run(h.prog.encapHost, fromPod(inner));
     expect(r.retval).toBe(TC_ACT_REDIRECT);
-    expect(r.moved).toEqual({ encap_ok: 1 });
+    expect(r.moved).toEqual({ host_encap_ok: 1 });
     expect(hex(r.data)).toBe(hex(kernelVxlanFrame(inner, r.data)));
   });
 
@@ -256,6 +188,52 @@ describe("encap passes what it must not encapsulate", () => {
       expect(r.data.subarray(50, 56)).toEqual(Uint8Array.of(0x0a, 0, 0, 0, 0, 3));
     } finally {
       h.subnets.delete({ ...key, addr: key.addr >>> 0 });
+    }
+  });
+});
+
+describe("host encap (overlay device egress) passes what it must not encapsulate, in its own counters", () => {
+  const host = (o: Parameters<typeof innerIp>[0]) => fromPod(innerIp({ src: "198.19.1.0", ...o }));
+  const cases: Array<[string, Uint8Array, string]> = [
+    ["unknown destination", host({ proto: IPPROTO_UDP, dst: "198.18.5.5" }), "host_pass_unknown_dst"],
+    ["destination in our own subnet", host({ proto: IPPROTO_UDP, dst: "198.19.1.9" }), "host_pass_local"],
+    ["larger than the overlay MTU", host({ proto: IPPROTO_UDP, size: 1500 }), "host_pass_too_big"],
+    [
+      "ARP",
+      ethernet({ dst: "ff:ff:ff:ff:ff:ff", src: POD_MAC, type: ETH_P_ARP }, pattern(28)),
+      "host_pass_not_ipv4",
+    ],
+    [
+      "IPv4 total length beyond the frame",
+      host({ proto: IPPROTO_UDP }).subarray(0, 38),
+      "host_pass_malformed",
+    ],
+  ];
+  for (const [name, pkt, counter] of cases) {
+    test(`${name} → passed unchanged, ${counter}`, () => {
+      const r = run(h.prog.encapHost, pkt);
+      expect(r.retval).toBe(TC_ACT_OK);
+      expect(r.moved).toEqual({ [counter]: 1 });
+      expect(hex(r.data)).toBe(hex(pkt));
+    });
+  }
+
+  test("TTL 1 is still sent: the host's own packets are not forwarded here", () => {
+    const inner = innerIp({ proto: IPPROTO_ICMP, src: "198.19.1.0", ttl: 1 });
+    const r = run(h.prog.encapHost, fromPod(inner));
+    expect(r.retval).toBe(TC_ACT_REDIRECT);
+    expect(r.moved).toEqual({ host_encap_ok: 1 });
+    expect(hex(r.data)).toBe(hex(kernelVxlanFrame(inner, r.data)));
+  });
+
+  test("with no config yet everything passes, host_pass_not_ready", () => {
+    h.config.update(0, { ...h.cfg, flags: 0 });
+    try {
+      const r = run(h.prog.encapHost, fromPod(innerIp({ proto: IPPROTO_UDP })));
+      expect(r.retval).toBe(TC_ACT_OK);
+      expect(r.moved).toEqual({ host_pass_not_ready: 1 });
+    } finally {
+      h.config.update(0, h.cfg);
     }
   });
 });

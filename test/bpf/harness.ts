@@ -2,7 +2,10 @@
  * The BPF test harness: loads build/tartan.bpf.o (unpinned), fills its maps with a
  * two-node fixture, and moves this test thread into a private network namespace
  * (an underlay veth with a permanent neighbour) so bpf_fib_lookup in the encap
- * program gives a deterministic next hop. Everything is removed by `close()`.
+ * program gives a deterministic next hop. The namespace also holds the fixture pod's
+ * host-side veth (the endpoint map points at it: the pod program checks the veth a
+ * packet arrives on), a blackhole route and an on-link node without a neighbour for the
+ * encap programs' other FIB answers. Everything is removed by `close()`.
  */
 
 import { dlopen, FFIType } from "bun:ffi";
@@ -18,6 +21,8 @@ import {
   ip4KeyCodec,
   MAPS,
   memberValueCodec,
+  type NexthopValue,
+  nexthopValueCodec,
   PROGRAMS,
   SUBNET_LOCAL,
   subnetKeyCodec,
@@ -51,7 +56,13 @@ export const FX = {
   podIp: "198.19.1.5",
   podMac: "02:aa:00:00:00:05",
   gwMac: "02:bb:00:00:00:01",
-  podIfindex: 4242,
+  /** The fixture pod's host-side veth in the test namespace (its peer: podVethPeer). */
+  podVeth: "vpod0",
+  podVethPeer: "vpod1",
+  /** A node on the underlay's link with no neighbour entry: bpf_fib_lookup answers NO_NEIGH. */
+  noNeighNodeIp: "198.18.0.3",
+  /** Routed to a blackhole: bpf_fib_lookup answers BLACKHOLE. */
+  blackholeNodeIp: "198.18.9.9",
   remotePodIp: "198.19.2.7",
   remotePodMac: "02:aa:00:00:00:07",
 } as const;
@@ -133,7 +144,10 @@ export interface Harness {
   readonly endpoints: BpfMap<number, { ifindex: number; podMac: string; gwMac: string }>;
   readonly config: BpfMap<number, Config>;
   readonly counters: BpfMap<number, bigint>;
+  readonly nexthops: BpfMap<number, NexthopValue>;
   readonly underlayIfindex: number;
+  /** ifindex of the fixture pod's host-side veth (FX.podVeth), where the endpoint map puts FX.podIp. */
+  readonly podIfindex: number;
   readonly cfg: Config;
   /** Sum over CPUs of every counter. */
   snapshot(): Record<string, number>;
@@ -173,7 +187,9 @@ export async function setupHarness(): Promise<Harness> {
       FX.remoteUnderlayMac,
     );
     await ipn("addr", "add", `${FX.localIp}/24`, "dev", "ul0");
-    for (const d of ["lo", "ul0", "ul1"]) await ipn("link", "set", d, "up");
+    await ipn("link", "add", FX.podVeth, "type", "veth", "peer", "name", FX.podVethPeer);
+    for (const d of ["lo", "ul0", "ul1", FX.podVeth, FX.podVethPeer]) await ipn("link", "set", d, "up");
+    await ipn("route", "add", "blackhole", `${FX.blackholeNodeIp}/32`);
     await ipn(
       "neigh",
       "replace",
@@ -186,8 +202,10 @@ export async function setupHarness(): Promise<Harness> {
       "permanent",
     );
     await sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"]);
-    const links = JSON.parse(await ipn("-json", "link", "show", "ul0")) as Array<{ ifindex: number }>;
-    const underlayIfindex = links[0]!.ifindex;
+    const ifindexOf = async (dev: string) =>
+      (JSON.parse(await ipn("-json", "link", "show", dev)) as Array<{ ifindex: number }>)[0]!.ifindex;
+    const underlayIfindex = await ifindexOf("ul0");
+    const podIfindex = await ifindexOf(FX.podVeth);
 
     selfNs = openSync("/proc/thread-self/ns/net", "r");
     const target = openSync(`/run/netns/${ns}`, "r");
@@ -208,6 +226,7 @@ export async function setupHarness(): Promise<Harness> {
     const endpoints = o.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec);
     const config = o.map(MAPS.config, u32Codec, configCodec);
     const counters = o.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
+    const nexthops = o.map(MAPS.nexthops, ip4KeyCodec, nexthopValueCodec);
 
     const cfg: Config = {
       flags: CFG_READY,
@@ -233,7 +252,7 @@ export async function setupHarness(): Promise<Harness> {
       { nodeIp: parseIp4(FX.remoteIp)!, vtepMac: FX.remoteVtepMac, flags: 0 },
     );
     members.update(parseIp4(FX.remoteIp)!, 1);
-    endpoints.update(parseIp4(FX.podIp)!, { ifindex: FX.podIfindex, podMac: FX.podMac, gwMac: FX.gwMac });
+    endpoints.update(parseIp4(FX.podIp)!, { ifindex: podIfindex, podMac: FX.podMac, gwMac: FX.gwMac });
 
     return {
       ns,
@@ -244,7 +263,9 @@ export async function setupHarness(): Promise<Harness> {
       endpoints,
       config,
       counters,
+      nexthops,
       underlayIfindex,
+      podIfindex,
       cfg,
       snapshot() {
         const out: Record<string, number> = {};

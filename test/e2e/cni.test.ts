@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { containsIp, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { attachments } from "../helpers/bpf-attachments.ts";
 import { type ExecResult, Lab, type LabProcess, until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
 import { isRoot, requireBinary, startAgent, status, TARTAN, waitReady } from "../helpers/tartan.ts";
@@ -487,8 +488,18 @@ for (const backend of DATAPATH_BACKENDS) {
         pods.push({ ns, ip: (await podAddr(lab, ns))!.ip });
         // the plugin found the agent's datapath (or, on vxlan, knew there is no endpoint map): no warning
         expect(add.stderr).not.toContain("level=warn");
-        // ADD put the pod into the datapath at once, before it sent a single packet
-        if (backend === "ebpf-vxlan") expect(await endpointIps(n)).toContain(pods[i]!.ip);
+        // ADD put the pod into the datapath at once, before it sent a single packet: its
+        // address in the endpoint map, the send fast path on its veth
+        if (backend === "ebpf-vxlan") {
+          expect(await endpointIps(n)).toContain(pods[i]!.ip);
+          const veth = (add.json.interfaces as { name: string; sandbox?: string }[]).find(
+            (x) => !x.sandbox && x.name !== "cni0",
+          )!.name;
+          // through tcx: no clsact qdisc on the veth (creating one stalls the device)
+          expect((await attachments(lab, n.node.ns)).filter((a) => a.startsWith(`${veth} `))).toEqual([
+            `${veth} tcx/ingress tartan_encap_pod`,
+          ]);
+        }
       }
       const r = await ping(lab, pods[0]!.ns, pods[1]!.ip, { count: 3 });
       expect(r.received).toBeGreaterThan(0);

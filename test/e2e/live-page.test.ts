@@ -73,14 +73,15 @@ describe.skipIf(!isRoot())("live page in a real browser, 3-node ebpf-vxlan clust
     const counters = await page.evaluate<string[]>(
       `[...document.querySelectorAll("#counters tr[data-counter]")].map((tr) => tr.dataset.counter)`,
     );
-    for (const c of ["encap_ok", "decap_redirect_peer", "decap_drop_non_member"])
+    for (const c of ["pod_encap_ok", "encap_ok", "decap_redirect_peer", "decap_drop_non_member"])
       expect(counters).toContain(c);
 
-    // live: the script polled, put a rate on the encap counter and points on the chart
+    // live: the script polled, put a rate on the encap counter (the pod's veth encapsulates
+    // its traffic) and points on the chart
     await until(
       async () =>
         (await page.evaluate<boolean>(`document.documentElement.dataset.live === "on" &&
-          Number(document.querySelector('#counters tr[data-counter="encap_ok"] .rate').textContent) > 0 &&
+          Number(document.querySelector('#counters tr[data-counter="pod_encap_ok"] .rate').textContent) > 0 &&
           Number(document.getElementById("chart").dataset.points) >= 2`)) || undefined,
       "the page to show a live encap rate and a chart",
       20_000,

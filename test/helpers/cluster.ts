@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, type LabProcess, until } from "./netns.ts";
-import { addPod, addPodViaCni, type Pod } from "./pods.ts";
+import { addPod, addPodViaBridgePlugin, addPodViaCni, type Pod } from "./pods.ts";
 import { requireBinary, startAgent, status, tartan, waitReady } from "./tartan.ts";
 
 export interface ClusterNode {
@@ -36,8 +36,14 @@ export interface ClusterOptions {
   /** Extra agent flags for every node. */
   readonly agentFlags?: readonly string[];
   readonly tag?: string;
-  /** How pods are made: through `tartan cni` and the real bridge/host-local plugins (default), or with plain ip commands. */
-  readonly pods?: "cni" | "manual";
+  /**
+   * How pods are made: through `tartan cni`, which delegates to the real bridge/host-local
+   * plugins (default), with plain ip commands, or by the real `bridge` plugin called
+   * directly with flannel's delegate config (no Tartan code told).
+   */
+  readonly pods?: "cni" | "manual" | "bridge";
+  /** Delegate-config keys for "cni" and "bridge" pods (e.g. `{ ipMasq: false }`). */
+  readonly podDelegate?: Readonly<Record<string, unknown>>;
   /** Dual stack: EnableIPv6 with IPv6Network fd00:19::/56, every node with an IPv6 underlay address. */
   readonly ipv6?: boolean;
 }
@@ -122,12 +128,20 @@ export class Cluster {
   }
 
   async #addPods(n: ClusterNode): Promise<void> {
-    for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++)
-      n.pods.push(
-        this.#o.pods !== "manual"
-          ? await addPodViaCni(this.lab, n, n.subnetFile, { binary: requireBinary() })
-          : await addPod(this.lab, n, n.subnetFile, 2 + i),
-      );
+    for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++) n.pods.push(await this.addPod(n, 2 + i));
+  }
+
+  /** A pod on node `n`, made the cluster's way (`at`: its host offset for plain ip pods). */
+  addPod(n: ClusterNode, at = 2 + n.pods.length): Promise<Pod> {
+    const delegate = this.#o.podDelegate ?? {};
+    switch (this.#o.pods ?? "cni") {
+      case "manual":
+        return addPod(this.lab, n, n.subnetFile, at);
+      case "cni":
+        return addPodViaCni(this.lab, n, n.subnetFile, { binary: requireBinary(), delegate });
+      case "bridge":
+        return addPodViaBridgePlugin(this.lab, n, n.subnetFile, { delegate });
+    }
   }
 
   startAgent(n: ClusterNode, name = `agent-${n.index}`): LabProcess {

@@ -1,11 +1,17 @@
 /**
- * Pods for tests and the demo: a pod is a network namespace whose eth0 is a veth on its
- * node's cni0 bridge, addressed from the node's subnet.env the way flannel's CNI plugin
- * (bridge + host-local, isGateway) would: bridge = first address, pods after it,
- * default route via the bridge, MTU = FLANNEL_MTU; in a dual-stack subnet.env the same
- * for IPv6 (addresses without duplicate address detection).
+ * Pods for tests, the demo and the benchmark: a pod is a network namespace whose eth0 is
+ * a veth on its node's cni0 bridge, addressed from the node's subnet.env the way
+ * flannel's CNI plugin (bridge + host-local, isGateway) would: bridge = first address,
+ * pods after it, default route via the bridge, MTU = FLANNEL_MTU; in a dual-stack
+ * subnet.env the same for IPv6 (addresses without duplicate address detection). Three
+ * ways to make one: plain ip commands (addPod), `tartan cni` as a runtime runs it
+ * (addPodViaCni), and the real `bridge` plugin called directly with the config flannel's
+ * plugin would hand it (addPodViaBridgePlugin: what a node whose pods were made by
+ * another CNI plugin has).
  */
 import { readFileSync } from "node:fs";
+import { parseNetConf } from "../../src/cni/conf.ts";
+import { buildDelegateConf } from "../../src/cni/delegate-conf.ts";
 import { firstHost, formatIp4 } from "../../src/config/cidr.ts";
 import { firstHost6, formatIp6, nthAddress6 } from "../../src/config/cidr6.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
@@ -95,8 +101,16 @@ export async function ping(
   return { sent: m ? Number(m[1]) : count, received: m ? Number(m[2]) : 0, out: r.stdout + r.stderr };
 }
 
+/** Keys of the delegate config a test or the benchmark sets beside deploy's (e.g. ipMasq). */
+export type DelegateExtra = Readonly<Record<string, unknown>>;
+
 /** The plugin config a runtime would pass (what deploy/cni/10-tartan.conflist says), state under the lab. */
-function cniConf(lab: Lab, node: { index: number }, subnetFile: string): string {
+function cniConf(
+  lab: Lab,
+  node: { index: number },
+  subnetFile: string,
+  delegate: DelegateExtra = {},
+): string {
   const base = `${lab.dir}/cni-${node.index}`;
   return JSON.stringify({
     cniVersion: "1.0.0",
@@ -105,8 +119,21 @@ function cniConf(lab: Lab, node: { index: number }, subnetFile: string): string 
     subnetFile,
     dataDir: `${base}/flannel`,
     ipam: { dataDir: `${base}/networks` },
-    delegate: { hairpinMode: true, isDefaultGateway: true },
+    delegate: { hairpinMode: true, isDefaultGateway: true, ...delegate },
   });
+}
+
+/** Reads a plugin's ADD result: the pod's addresses (IPv6 too, in a dual-stack subnet) and its host-side veth. */
+function podFromResult(what: string, ns: string, stdout: string): Pod {
+  const res = JSON.parse(stdout) as {
+    ips?: { address: string }[];
+    interfaces?: { name: string; sandbox?: string }[];
+  };
+  const ip = res.ips?.find((x) => !x.address.includes(":"))?.address.split("/")[0];
+  const ip6 = res.ips?.find((x) => x.address.includes(":"))?.address.split("/")[0];
+  const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name ?? "";
+  if (!ip) throw new Error(`${what} returned no address: ${stdout}`);
+  return ip6 ? { ns, ip, ip6, hostVeth } : { ns, ip, hostVeth };
 }
 
 function cniEnv(command: string, name: string, ns: string): string[] {
@@ -128,25 +155,45 @@ export async function addPodViaCni(
   lab: Lab,
   node: { ns: string; index: number },
   subnetFile: string,
-  opts: { binary: string; name?: string },
+  opts: { binary: string; name?: string; delegate?: DelegateExtra },
 ): Promise<Pod> {
   const name = opts.name ?? `p${node.index}x${Math.floor(Math.random() * 1e6).toString(36)}`;
   const ns = await lab.addNamespace(name);
   const r = await lab.exec(
     node.ns,
     ["env", ...cniEnv("ADD", name, ns), opts.binary],
-    cniConf(lab, node, subnetFile),
+    cniConf(lab, node, subnetFile, opts.delegate),
   );
   if (r.code !== 0) throw new Error(`CNI ADD for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
-  const res = JSON.parse(r.stdout) as {
-    ips?: { address: string }[];
-    interfaces?: { name: string; sandbox?: string }[];
-  };
-  const ip = res.ips?.find((x) => !x.address.includes(":"))?.address.split("/")[0];
-  const ip6 = res.ips?.find((x) => x.address.includes(":"))?.address.split("/")[0];
-  const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name ?? "";
-  if (!ip) throw new Error(`CNI ADD for ${name} returned no address: ${r.stdout}`);
-  return ip6 ? { ns, ip, ip6, hostVeth } : { ns, ip, hostVeth };
+  return podFromResult(`CNI ADD for ${name}`, ns, r.stdout);
+}
+
+/** The config flannel's plugin (and `tartan cni`) hands the bridge plugin on this node. */
+function bridgeConf(lab: Lab, node: { index: number }, subnetFile: string, delegate: DelegateExtra): string {
+  const env = parseSubnetEnv(readFileSync(subnetFile, "utf8"));
+  return JSON.stringify(buildDelegateConf(parseNetConf(cniConf(lab, node, subnetFile, delegate)), env));
+}
+
+/**
+ * A pod made by the real `bridge` plugin (with host-local) called directly, with the config
+ * flannel's plugin builds from subnet.env: no Tartan code is told about it, so the agent
+ * has to find it on the bridge.
+ */
+export async function addPodViaBridgePlugin(
+  lab: Lab,
+  node: { ns: string; index: number },
+  subnetFile: string,
+  opts: { name?: string; delegate?: DelegateExtra } = {},
+): Promise<Pod> {
+  const name = opts.name ?? `b${node.index}x${Math.floor(Math.random() * 1e6).toString(36)}`;
+  const ns = await lab.addNamespace(name);
+  const r = await lab.exec(
+    node.ns,
+    ["env", ...cniEnv("ADD", name, ns), "/usr/lib/cni/bridge"],
+    bridgeConf(lab, node, subnetFile, opts.delegate ?? {}),
+  );
+  if (r.code !== 0) throw new Error(`bridge ADD for ${name} on ${node.ns} failed: ${r.stdout} ${r.stderr}`);
+  return podFromResult(`bridge ADD for ${name}`, ns, r.stdout);
 }
 
 /** Removes a pod as the runtime does: CNI DEL (frees its address and rules), then its namespace. */

@@ -216,6 +216,7 @@ describe("datapath", () => {
     "tartan_endpoints",
     "tartan_config",
     "tartan_counters",
+    "tartan_nexthops",
   ].map((m) => `maps/${m}`);
   const attachments = [
     { iface: "eth0", hook: "tc-ingress", progId: 1, progName: "tartan_decap_tc" },

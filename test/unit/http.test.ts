@@ -37,7 +37,7 @@ function status(over: Partial<AgentStatus> = {}): AgentStatus {
     counts: { leases: 2, programmed: 1 },
     health: { ok: true, reasons: [] },
     ready: { ok: true, reasons: [] },
-    counters: { encap_ok: 10, decap_ok: 7 },
+    counters: { encap_ok: 10, decap_ok: 7, pod_encap_ok: 12, host_encap_ok: 2, subnets: 1 },
     metrics: { ...newMetrics(), renewals: 3 },
     ...over,
   };
@@ -104,6 +104,10 @@ describe("HTTP endpoint", () => {
       "tartan_registry_errors_total 0",
       "tartan_ready 1",
       'tartan_datapath_packets_total{reason="encap_ok"} 10',
+      // every attach point's verdicts are packet counters; what is not a verdict is a gauge
+      'tartan_datapath_packets_total{reason="pod_encap_ok"} 12',
+      'tartan_datapath_packets_total{reason="host_encap_ok"} 2',
+      "tartan_datapath_subnets 1",
     ])
       expect(text).toContain(`${line}\n`);
     expect(text).toContain("# TYPE tartan_lease_renewals_total counter");

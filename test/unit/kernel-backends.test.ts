@@ -4,7 +4,7 @@ import { addLines, removeLines } from "../../src/backend/vxlan/plan.ts";
 import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import type { Lease } from "../../src/lease/lease.ts";
 import { masqRuleset } from "../../src/net/masq.ts";
-import { routeLookup } from "../../src/net/routes.ts";
+import { parseProcRoutes, routeLookup } from "../../src/net/routes.ts";
 
 function lease(
   subnet: string,
@@ -81,6 +81,23 @@ describe("route lookup (DirectRouting, host-gw reachability)", () => {
     expect(rl.isDirect(parseIp4("198.18.9.7")!)).toBe(false);
     expect(rl.isDirect(parseIp4("198.18.50.1")!)).toBe(false);
     expect(rl.lookup(parseIp4("198.18.9.7")!)?.gateway).toBe("198.18.0.254");
+  });
+});
+
+describe("/proc/net/route (the watchdog's route check, no process spawned)", () => {
+  test("devices, destinations and prefix lengths of the main table", () => {
+    const text = [
+      "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT",
+      "eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0",
+      "tartan.1\t000013C6\t000013C6\t0007\t0\t0\t0\t0000FFFF\t0\t0\t0",
+      "cni0\t000213C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0",
+      "",
+    ].join("\n");
+    expect(parseProcRoutes(text)).toEqual([
+      { dev: "eth0", dst: 0, len: 0 },
+      { dev: "tartan.1", dst: parseIp4("198.19.0.0")!, len: 16 },
+      { dev: "cni0", dst: parseIp4("198.19.2.0")!, len: 24 },
+    ]);
   });
 });
 

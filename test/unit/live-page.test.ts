@@ -6,7 +6,7 @@ import type { DoctorReport } from "../../src/doctor/report.ts";
 import { createApp } from "../../src/http/app.ts";
 import { formatDoctorMetrics, SLOWEST_PEERS, UNANSWERED_PEERS } from "../../src/http/doctor-metrics.ts";
 import { esc, html } from "../../src/http/page/html.ts";
-import { buildPage, parsePageQuery, subnetOrder } from "../../src/http/page/model.ts";
+import { buildPage, parsePageQuery, seriesOf, subnetOrder } from "../../src/http/page/model.ts";
 import { RING_DOTS } from "../../src/http/page/ring.ts";
 import { peerProbes } from "../../src/http/peer-probes.ts";
 import type { AgentStatus } from "../../src/status/status.ts";
@@ -66,6 +66,13 @@ const probe = (i: number, rttMs: number | null): ProbeResult => ({
 });
 
 describe("live page GET /", () => {
+  test("the chart's encap line counts packets encapsulated at the bridge, the pod veths and the overlay device", () => {
+    for (const n of ["encap_ok", "encap_ok_neigh", "pod_encap_ok", "pod_encap_ok_neigh", "host_encap_ok"])
+      expect(seriesOf(n)).toBe("encap");
+    for (const n of ["pod_pass_local", "host_pass_unknown_dst", "encap_pass_too_big", "pod_drop_fib"])
+      expect(seriesOf(n)).toBeNull();
+  });
+
   test("server-rendered: every lease with its node IP and programmed state, the node, the counters", async () => {
     const { r, text } = await page(statusWithLeases(3));
     expect(r.status).toBe(200);

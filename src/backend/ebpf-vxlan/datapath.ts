@@ -17,6 +17,8 @@ import {
   ip4KeyCodec,
   MAPS,
   memberValueCodec,
+  type NexthopValue,
+  nexthopValueCodec,
   PROGRAMS,
   type SubnetKey,
   type SubnetValue,
@@ -25,7 +27,7 @@ import {
   u32Codec,
   u64Codec,
 } from "../../bpf/abi.ts";
-import { type XdpMode, xdpAttach, xdpDetach, xdpQuery } from "../../bpf/attach.ts";
+import { objectId, type XdpMode, xdpAttach, xdpDetach, xdpQuery } from "../../bpf/attach.ts";
 import { embeddedObject } from "../../bpf/embedded.ts";
 import { BpfError } from "../../bpf/errors.ts";
 import type { BpfFd } from "../../bpf/fd.ts";
@@ -46,10 +48,14 @@ export interface Datapath {
   readonly endpoints: BpfMap<Ip4, EndpointValue>;
   readonly config: BpfMap<number, Config>;
   readonly counters: BpfMap<number, bigint>;
+  /** The programs' cache of the underlay next hop per remote node (they alone write it). */
+  readonly nexthops: BpfMap<Ip4, NexthopValue>;
   /** True when the maps were found pinned (a previous agent's live datapath). */
   readonly adopted: boolean;
   /** A program's fd (lent by the object: throws after close()). */
   progFd(name: ProgramName): number;
+  /** A program's kernel id (what a query of an attach point answers). */
+  progId(name: ProgramName): number;
   /** Counter name → sum over CPUs. */
   readCounters(): Record<string, number>;
   /** Closes the object and with it every map and program fd above; pins and attachments stay. */
@@ -122,9 +128,11 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
   using guard = new DisposableStack();
   const obj = guard.use(loadAdopting(bytes, bpffs, adopted, log));
   const progs = new Map<ProgramName, BpfFd>();
+  const ids = new Map<ProgramName, number>();
   for (const [key, name] of Object.entries(PROGRAMS) as Array<[ProgramName, string]>) {
     const prog = obj.program(name);
     progs.set(key, prog);
+    ids.set(key, objectId(prog.fd));
     pinFd(prog.fd, `${bpffs}/progs/${name}`);
   }
   const counters = obj.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
@@ -134,8 +142,10 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
     endpoints: obj.map(MAPS.endpoints, ip4KeyCodec, endpointValueCodec),
     config: obj.map(MAPS.config, u32Codec, configCodec),
     counters,
+    nexthops: obj.map(MAPS.nexthops, ip4KeyCodec, nexthopValueCodec),
     adopted,
     progFd: (name) => progs.get(name)!.fd,
+    progId: (name) => ids.get(name)!,
     readCounters() {
       const out: Record<string, number> = {};
       COUNTER_NAMES.forEach((n, i) => {

@@ -1,8 +1,10 @@
 /**
  * The CNI plugin's hook into the ebpf-vxlan datapath: on ADD the pod goes into the
  * pinned endpoint map (pod IP → host-side veth, pod MAC, gateway MAC) so decapsulated
- * traffic is redirected straight into it, and encap is attached to the bridge if this is
- * the first pod; on DEL the entry goes. The plugin finds the running agent's pins
+ * traffic is redirected straight into it, the pod program goes onto its veth's TC
+ * ingress (the send fast path, from its first packet: the agent need not see the pod
+ * first), and encap is attached to the bridge if this is the first pod; on DEL the entry
+ * goes (the veth, with its program, goes with the pod). The plugin finds the running agent's pins
  * through the datapath file the agent writes next to subnet.env (datapath-file.ts), so
  * no config key is needed whatever --node-name and --bpffs the agent runs with. When it
  * cannot (no agent yet, another backend, pins removed), ADD still succeeds — the pod is
@@ -13,12 +15,12 @@ import { existsSync } from "node:fs";
 import { openPin } from "../../bpf/pin.ts";
 import { parseIp4 } from "../../config/cidr.ts";
 import { DEFAULT_SUBNET_FILE } from "../../config/options.ts";
-import { type Logger, silentLogger } from "../../log.ts";
+import { errorText, type Logger, silentLogger } from "../../log.ts";
 import { getLink } from "../../net/ip.ts";
 import { readDatapathFile } from "../datapath-file.ts";
 import type { Endpoint, EndpointSink, EndpointSinkContext } from "../endpoint.ts";
 import { DEFAULT_BRIDGE } from "../facts-shape.ts";
-import { attachBridgeEncap } from "./endpoint-sync.ts";
+import { attachBridgeEncap, attachPodEncap } from "./endpoint-sync.ts";
 import { endpointValue } from "./endpoints.ts";
 import { mapPin, programPin } from "./facts.ts";
 import { withPinnedMap } from "./pins.ts";
@@ -81,6 +83,28 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
       const bridgeMac = await ensureBridgeEncap(bpffs, ep.bridge ?? DEFAULT_BRIDGE);
       withPinnedMap(bpffs, "endpoints", (m) => m.update(ip, endpointValue(ep.ifindex, ep.mac, bridgeMac)));
       log.debug("pod written to the endpoint map", { ip: ep.ip, ifindex: ep.ifindex, bpffs });
+      // after the entry: the program sends only what the map puts behind this veth
+      using prog = openPin(programPin(bpffs, "encapPod"));
+      if (prog === null) {
+        log.warn(
+          "the tartan agent pinned no pod program (an older agent?); the pod's traffic is encapsulated at the bridge",
+          {
+            veth: ep.hostVeth,
+          },
+        );
+        return;
+      }
+      try {
+        attachPodEncap(ep.ifindex, ep.hostVeth, prog.fd, log);
+      } catch (e) {
+        log.warn(
+          "cannot attach the pod fast path to the pod's veth; its traffic is encapsulated at the bridge",
+          {
+            veth: ep.hostVeth,
+            error: errorText(e),
+          },
+        );
+      }
     },
     async remove(ipText: string): Promise<void> {
       const ip = parseIp4(ipText);

@@ -7,6 +7,7 @@
  * (docs/reliability.md, cause 1).
  */
 import {
+  objectId,
   programName,
   type TcDirection,
   tcAttach,
@@ -35,10 +36,10 @@ function ourTcx(ifindex: number, ifname: string, dir: TcDirection): number[] | n
   return tcxQuery(ifindex, ifname, dir)?.filter(ours) ?? null;
 }
 
-/** Our clsact filter (our handle and priority, one of our programs) on this hook? */
-function ourClsact(ifindex: number, ifname: string, dir: TcDirection): boolean {
+/** Our clsact filter's program (our handle and priority, one of our programs) on this hook, or null. */
+function ourClsact(ifindex: number, ifname: string, dir: TcDirection): number | null {
   const id = tcQuery(ifindex, ifname, dir);
-  return id !== null && ours(id);
+  return id !== null && ours(id) ? id : null;
 }
 
 /**
@@ -62,9 +63,13 @@ export function attachTc(
     tcAttach(ifindex, ifname, dir, progFd);
     return;
   }
-  tcxAttach(ifindex, ifname, dir, progFd, mine[0] ?? null);
-  for (const id of mine.slice(1)) tcxDetach(ifindex, ifname, dir, id);
-  if (ourClsact(ifindex, ifname, dir) && tcDetach(ifindex, ifname, dir))
+  // this very program may be there already, beside another of ours (the agent and the
+  // CNI plugin attaching at once across an agent restart): keep it, remove the others
+  const id = objectId(progFd);
+  const others = mine.filter((m) => m !== id);
+  if (others.length === mine.length) tcxAttach(ifindex, ifname, dir, progFd, others.shift() ?? null);
+  for (const o of others) tcxDetach(ifindex, ifname, dir, o);
+  if (ourClsact(ifindex, ifname, dir) !== null && tcDetach(ifindex, ifname, dir))
     log?.info("replaced a clsact filter of an older agent with tcx", { iface: ifname, dir });
 }
 
@@ -72,11 +77,18 @@ export function attachTc(
 export function detachTc(ifindex: number, ifname: string, dir: TcDirection): boolean {
   let any = false;
   for (const id of ourTcx(ifindex, ifname, dir) ?? []) any = tcxDetach(ifindex, ifname, dir, id) || any;
-  if (ourClsact(ifindex, ifname, dir)) any = tcDetach(ifindex, ifname, dir) || any;
+  if (ourClsact(ifindex, ifname, dir) !== null) any = tcDetach(ifindex, ifname, dir) || any;
   return any;
+}
+
+/** The kernel ids of our programs on this TC hook: tcx in run order, then our clsact filter's. */
+export function ourTcPrograms(ifindex: number, ifname: string, dir: TcDirection): number[] {
+  const ids = ourTcx(ifindex, ifname, dir) ?? [];
+  const clsact = ourClsact(ifindex, ifname, dir);
+  return clsact === null ? ids : [...ids, clsact];
 }
 
 /** Is one of our programs attached to this TC hook (tcx or clsact)? */
 export function ourTc(ifindex: number, ifname: string, dir: TcDirection): boolean {
-  return (ourTcx(ifindex, ifname, dir)?.length ?? 0) > 0 || ourClsact(ifindex, ifname, dir);
+  return ourTcPrograms(ifindex, ifname, dir).length > 0;
 }

@@ -9,8 +9,9 @@
  * underlay (TC ingress, or XDP; TC through tcx, hooks.ts). Attaching replaces the
  * previous run's programs atomically, so an agent restart drops nothing. apply() writes
  * lease diffs to the subnet and member maps as map-plan.ts plans them, in batches (one
- * syscall per map and kind of change: 10,000 leases are two batches). The pod bridge is followed
- * (bridge.ts) to keep encap on it and the endpoint map in step (endpoint-sync.ts).
+ * syscall per map and kind of change: 10,000 leases are two batches). The pod bridge is
+ * followed by events (bridge.ts) to keep encap on it and on every known pod's veth, and
+ * the endpoint map, in step (endpoint-sync.ts).
  */
 import type { SubnetKey } from "../../bpf/abi.ts";
 import { formatCidr } from "../../config/cidr.ts";
@@ -21,7 +22,7 @@ import { DEFAULT_BRIDGE, type PeerScope, podMtu } from "../facts.ts";
 import { BridgeFollower } from "./bridge.ts";
 import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
-import { EndpointSync } from "./endpoint-sync.ts";
+import { type EndpointEntries, EndpointSync } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
 import { attachTc, ourTc } from "./hooks.ts";
 import { hostSysctls, writeConfig } from "./host.ts";
@@ -35,8 +36,8 @@ export { overlayDeviceName, vtepMacFor } from "./facts.ts";
 export interface EbpfVxlanOptions {
   /** The bridge local pods hang off (default cni0). */
   readonly bridge?: string;
-  /** How often the bridge's ports and neighbours are re-read (default 1000 ms). */
-  readonly scanIntervalMs?: number;
+  /** How often the bridge is read in full whatever the events said (default 60 s). */
+  readonly resyncMs?: number;
 }
 
 export function createEbpfVxlanBackend(ctx: BackendContext, opts: EbpfVxlanOptions = {}): Backend {
@@ -58,7 +59,7 @@ class EbpfVxlanBackend implements Backend {
   /** Local-subnet entries found in adopted maps: setLocal removes those that are not ours. */
   #adoptedLocal: SubnetKey[] = [];
   readonly #endpoints: EndpointSync;
-  readonly #follower: BridgeFollower;
+  readonly #follower: BridgeFollower<EndpointEntries>;
 
   constructor(ctx: BackendContext, opts: EbpfVxlanOptions) {
     const { log, extIface: ext, config } = ctx;
@@ -68,15 +69,22 @@ class EbpfVxlanBackend implements Backend {
     this.#vtepMac = vtepMacFor(ctx.nodeName, ext.publicIp);
     this.#overlay = new OverlayDevice({ log, vni: this.#scope.vni, mac: this.#vtepMac, mtu: this.#mtu });
     this.#endpoints = new EndpointSync(log);
-    this.#follower = new BridgeFollower({
+    this.#follower = new BridgeFollower<EndpointEntries>({
       bridge: opts.bridge ?? DEFAULT_BRIDGE,
-      intervalMs: opts.scanIntervalMs ?? 1000,
+      ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
       log,
-      onView: (view) => {
+      snapshot: () => this.#dp?.endpoints.entries() ?? [],
+      onView: (view, before) => {
         const d = this.#dp;
         if (!d) return;
-        repairPins(d, ctx.bpffs, log);
-        this.#endpoints.apply(view, d.endpoints, d.progFd("encapFwd"), this.#local?.subnet ?? null);
+        const prog = (name: "encapFwd" | "encapPod") => ({ fd: d.progFd(name), id: d.progId(name) });
+        this.#endpoints.apply(
+          view,
+          before,
+          d.endpoints,
+          { bridge: prog("encapFwd"), pod: prog("encapPod") },
+          this.#local?.subnet ?? null,
+        );
       },
     });
   }
@@ -183,15 +191,17 @@ class EbpfVxlanBackend implements Backend {
     });
   }
 
+  /** Reports what would need a rebuild; a removed pin it repairs first (no rebuild needed: the maps are live here). */
   async health(): Promise<BackendHealth> {
     const { extIface: ext, config } = this.#ctx;
     const overlay = this.#overlay;
     if (!this.#dp || !this.#decap) return { ok: false, reason: "datapath not loaded" };
+    repairPins(this.#dp, this.#ctx.bpffs, this.#ctx.log);
     if (!decapAttached(ext.index, ext.name, this.#decap))
       return { ok: false, reason: `decap program not attached to ${ext.name}` };
     if (!ourTc(overlay.ifindex, overlay.name, "egress"))
       return { ok: false, reason: `encap program not attached to ${overlay.name}` };
-    if (this.#local && !(await overlay.routePresent(config.network)))
+    if (this.#local && !overlay.routePresent(config.network))
       return { ok: false, reason: `route ${formatCidr(config.network)} via ${overlay.name} is missing` };
     return { ok: true };
   }

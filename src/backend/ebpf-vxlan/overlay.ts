@@ -9,7 +9,8 @@
  */
 import type { Cidr } from "../../config/cidr.ts";
 import type { Logger } from "../../log.ts";
-import { deleteLink, getLink, ip, listAddrs, listRoutes } from "../../net/ip.ts";
+import { deleteLink, getLink, ip, listAddrs } from "../../net/ip.ts";
+import { mainRouteVia } from "../../net/routes.ts";
 import { confKey, ensureSysctl } from "../../net/sysctl.ts";
 import { routeArgs, routeLine, vtepAddress } from "../facts-shape.ts";
 import { overlayDeviceName, overlayPeerName, overlayRoute } from "./facts.ts";
@@ -93,11 +94,13 @@ export class OverlayDevice {
     return routeLine(route);
   }
 
-  /** Is the cluster route via the device there? */
-  async routePresent(network: Cidr): Promise<boolean> {
-    const want = overlayRoute(network, this.#o.vni).dst;
-    const routes = await listRoutes({ dev: this.name }).catch(() => []);
-    return routes.some((r) => r.dst === want);
+  /** Is the cluster route via the device there? (Read without spawning: the watchdog asks every 5 s.) */
+  routePresent(network: Cidr): boolean {
+    try {
+      return mainRouteVia(this.name, network);
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -54,7 +54,7 @@ export function withPinnedMap<K extends keyof PinnedMaps, T>(
  * make that restart start empty. The live maps are still held here: pin them again.
  */
 export function repairPins(d: Datapath, bpffs: string, log: Logger): void {
-  for (const m of [d.subnets, d.members, d.endpoints, d.config, d.counters]) {
+  for (const m of [d.subnets, d.members, d.endpoints, d.config, d.counters, d.nexthops]) {
     const pin = `${mapPinDir(bpffs)}/${m.name}`;
     if (existsSync(pin)) continue;
     pinFd(m.fd, pin);

@@ -79,7 +79,7 @@ export interface PageModel {
 
 /** Which chart line a verdict counter feeds: packets sent into or taken out of the tunnel. */
 export function seriesOf(name: string): Series | null {
-  if (/^encap_ok/.test(name) || name === "vxlan_tx_packets") return "encap";
+  if (/^(pod_|host_)?encap_ok/.test(name) || name === "vxlan_tx_packets") return "encap";
   if (name === "decap_redirect_peer" || name === "decap_stack" || name === "vxlan_rx_packets") return "decap";
   return null;
 }

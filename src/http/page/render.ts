@@ -104,11 +104,11 @@ function counterRow(c: CounterRow): Html {
   )}</td><td class="n rate">${c.counter ? "–" : "gauge"}</td></tr>`;
 }
 
-/** Counters grouped by what they count (encap_…, decap_…, vxlan_…, the rest), one table each. */
+/** Counters grouped by what they count (pod_…, encap_…, host_…, decap_…, vxlan_…, the rest), one table each. */
 function counters(m: PageModel): Html {
   const groups = new Map<string, CounterRow[]>();
   for (const c of m.counters) {
-    const g = /^(encap|decap|vxlan)_/.exec(c.name)?.[1] ?? "other";
+    const g = /^(pod|encap|host|decap|vxlan)_/.exec(c.name)?.[1] ?? "other";
     groups.set(g, [...(groups.get(g) ?? []), c]);
   }
   return html`<div id="counters" data-live data-now="${m.now}">${
