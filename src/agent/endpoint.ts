@@ -27,6 +27,13 @@ export function redactedOptions(o: AgentOptions): Record<string, unknown> {
   };
 }
 
+/**
+ * Peers the background doctor pings per run (every minute): a window that moves along
+ * the peers from run to run. Pinging all of them was a burst of one process per peer —
+ * 10,000 at once on a large cluster (bench/CONTROL-PLANE.md).
+ */
+export const DOCTOR_PROBES = 32;
+
 /** A listen address that cannot be served: the agent cannot start. */
 export class ListenError extends Error {
   override name = "ListenError";
@@ -39,6 +46,7 @@ export class Endpoint {
 
   constructor(o: AgentOptions, agent: Agent, log: Logger) {
     const network = () => (agent.config ? JSON.parse(agent.config.raw) : null);
+    let round = 0;
     this.doctor = new LatestDoctor(() =>
       runChecks({
         input: doctorInputFromAgent(o),
@@ -51,6 +59,8 @@ export class Endpoint {
           options: redactedOptions(o),
           network: network(),
         }),
+        registry: () => agent.registryView(),
+        probeSample: { max: DOCTOR_PROBES, round: round++ },
       }),
     );
     const app = createApp({

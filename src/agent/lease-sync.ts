@@ -92,7 +92,8 @@ export class LeaseSync {
   readonly #firstSync = new Promise<void>((r) => {
     this.#firstSynced = r;
   });
-  readonly #badSeen = new Map<string, string>();
+  /** Records skipped as invalid, by key: what was seen (to log it once) and why it was skipped. */
+  readonly #badSeen = new Map<string, { readonly seen: string; readonly reason: string }>();
   readonly #o: LeaseSyncOptions;
 
   constructor(o: LeaseSyncOptions) {
@@ -114,6 +115,11 @@ export class LeaseSync {
       if (have !== undefined && k !== own && this.#leases.get(k) === undefined) n--;
     }
     return n;
+  }
+
+  /** The records skipped as invalid (still in the source) and why. */
+  invalidRecords(): { key: string; reason: string }[] {
+    return [...this.#badSeen].map(([key, b]) => ({ key, reason: b.reason }));
   }
 
   /**
@@ -181,8 +187,8 @@ export class LeaseSync {
     }
     into.delete(rec.key);
     const seen = `${rec.invalid ?? ""}\0${rec.value}`;
-    if (this.#badSeen.get(rec.key) !== seen) {
-      this.#badSeen.set(rec.key, seen);
+    if (this.#badSeen.get(rec.key)?.seen !== seen) {
+      this.#badSeen.set(rec.key, { seen, reason: d.reason });
       this.#o.metrics.invalidRecords++;
       this.#o.log.warn("skipping invalid registry record", { key: rec.key, reason: d.reason });
     }
@@ -205,6 +211,10 @@ export class LeaseSync {
       if (e.type === "resync") {
         // decoded aside and swapped in whole: a reconcile never sees half a set
         const next = await this.#decodeAll(e.records);
+        if (this.#badSeen.size > 0) {
+          const present = new Set(e.records.map((r) => r.key));
+          for (const k of this.#badSeen.keys()) if (!present.has(k)) this.#badSeen.delete(k);
+        }
         this.#leases = next;
         this.#full = true;
         this.revision = e.revision;

@@ -13,6 +13,7 @@ import { formatCidr } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { type SubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
+import type { RegistryFacts } from "../doctor/facts.ts";
 import type { Lease } from "../lease/lease.ts";
 import { nodeMemory, readStateFile } from "../lease/memory.ts";
 import { type LeaseSource, NetworkConfigError } from "../lease/source.ts";
@@ -272,6 +273,17 @@ export class Agent {
     };
     const summary = agentStatus(facts, false);
     return opts.leases === false ? summary : { ...summary, leases: await leaseViewsSliced(facts) };
+  }
+
+  /** The registry as this agent follows it, for the doctor (no second client, no re-list). */
+  registryView(): RegistryFacts {
+    const sync = this.sync;
+    if (!sync) throw new Error("the agent has not listed the registry yet");
+    return {
+      description: this.health.description,
+      leases: [...sync.leases.values()],
+      invalid: sync.invalidRecords(),
+    };
   }
 
   /**

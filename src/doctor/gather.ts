@@ -53,7 +53,20 @@ export interface GatherOptions {
   readonly probeTimeoutS: number;
   /** The agent's own view, when doctor runs inside the agent (no HTTP round trip to itself). */
   readonly agent?: () => Promise<AgentFacts>;
+  /**
+   * Inside the agent: its own view of the registry (the leases it follows, the records it
+   * skipped), instead of a second registry client listing every lease again each run.
+   */
+  readonly registry?: () => RegistryFacts;
+  /**
+   * Probe at most `max` peers this run: a window that moves by `max` with each `round`, so
+   * a large cluster is covered over successive runs (the agent's background doctor).
+   */
+  readonly probeSample?: { readonly max: number; readonly round: number };
 }
+
+/** Pings in flight at once: thousands of peers must not become thousands of processes. */
+export const PROBE_CONCURRENCY = 16;
 
 interface Run {
   code: number;
@@ -146,6 +159,25 @@ async function readRegistry(
       config: configFrom(r.netConfigPath, null, agent, errorText(e)),
     };
   }
+}
+
+/** The registry as the agent follows it (doctor inside the agent), with the agent's network config. */
+async function agentRegistry(
+  r: ReturnType<typeof resolveSettings>,
+  agent: Fact<AgentFacts>,
+  view: () => RegistryFacts,
+): Promise<{ registry: Fact<RegistryFacts>; config: Fact<NetworkConfig> }> {
+  const source = agent.ok ? agent.value.status.registry : null;
+  const down =
+    source && source.state !== "ok"
+      ? factError<RegistryFacts>(
+          `${source.description}: ${source.lastError ?? "not reached yet"} (the agent keeps its last view)`,
+        )
+      : null;
+  return {
+    registry: down ?? (await attempt(view)),
+    config: configFrom(r.netConfigPath, null, agent, "the agent has no network config yet"),
+  };
 }
 
 function configFrom(
@@ -283,7 +315,7 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
   );
   const s = r.settings;
   const [reg, underlay, kernel] = await Promise.all([
-    readRegistry(r, agent),
+    o.registry ? agentRegistry(r, agent, o.registry) : readRegistry(r, agent),
     attempt<UnderlayFacts>(async () => {
       const c = await findInterface(r.iface);
       return { name: c.iface.name, mtu: c.iface.mtu, ifaceIp: c.ifaceIp, publicIp: r.publicIp ?? c.ifaceIp };
@@ -380,14 +412,31 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
   };
   if (!o.probe) return facts;
   const d = derive(facts);
-  const probes = await Promise.all(
-    d.peers.map((l) =>
-      probePeer(
-        l,
-        d.backend === "host-gw" ? formatIp4(l.attrs.publicIp) : formatIp4(l.subnet.ip),
-        o.probeTimeoutS,
-      ),
-    ),
+  const chosen = probeWindow(d.peers, o.probeSample);
+  const probes = await mapLimited(chosen, PROBE_CONCURRENCY, (l) =>
+    probePeer(l, d.backend === "host-gw" ? formatIp4(l.attrs.publicIp) : formatIp4(l.subnet.ip), o.probeTimeoutS),
   );
   return { ...facts, probes };
+}
+
+/** The peers to probe: all of them, or `sample.max` of them in subnet order from where the last run stopped. */
+export function probeWindow<T extends { readonly subnet: { readonly ip: number } }>(
+  peers: readonly T[],
+  sample: GatherOptions["probeSample"],
+): T[] {
+  if (!sample || peers.length <= sample.max) return [...peers];
+  const sorted = [...peers].sort((a, b) => a.subnet.ip - b.subnet.ip);
+  const from = (sample.round * sample.max) % sorted.length;
+  return Array.from({ length: sample.max }, (_, i) => sorted[(from + i) % sorted.length]!);
+}
+
+/** `fn` over `items`, at most `limit` at a time, results in order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }

@@ -79,37 +79,3 @@ describe("etcd endpoints and security options", () => {
     expect(() => etcdSecurity({ caFile: "/nonexistent/ca.pem" })).toThrow(/\/nonexistent\/ca\.pem/);
   });
 });
-
-describe("grpc-js log lines", () => {
-  test("go to our logger (errors at warn), never straight to stderr", async () => {
-    const { experimental, logVerbosity } = await import("@grpc/grpc-js");
-    const { createEtcdRegistry } = await import("../../src/registry/etcd.ts");
-    const { createLogger } = await import("../../src/log.ts");
-    const lines: string[] = [];
-    const log = createLogger({ level: "debug", write: (l) => lines.push(l) });
-    // opening the registry contacts nothing, but takes over grpc's logger
-    const reg = await createEtcdRegistry({
-      endpoints: ["http://127.0.0.1:1"],
-      prefix: "/coreos.com/network",
-      log,
-    });
-    const stderr = console.error;
-    const direct: unknown[] = [];
-    console.error = (...a: unknown[]) => direct.push(a);
-    try {
-      experimental.log(
-        logVerbosity.ERROR,
-        "Connection to dns:127.0.0.1:1 rejected by server because of excess pings. Increasing ping interval to 20000 ms",
-      );
-    } finally {
-      console.error = stderr;
-      await reg.close();
-    }
-    expect(direct).toEqual([]);
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(
-      /level=warn msg="etcd client \(grpc\)" registry=etcd:http:\/\/127\.0\.0\.1:1 detail=/,
-    );
-    expect(lines[0]).toContain("rejected by server because of excess pings");
-  });
-});

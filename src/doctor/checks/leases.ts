@@ -211,6 +211,11 @@ export function checkPeers(f: Facts): Check {
   const why = `pods reach other nodes only if VXLAN (UDP ${d.port}) passes between the nodes; a firewall or security group that drops it black-holes pod traffic while the nodes still ping each other`;
   if (f.probes === null) return ok(id, "not probed (--no-probe)", why);
   if (f.probes.length === 0) return ok(id, "no remote peers to probe", why);
+  // the agent probes a window of its peers per run (gather.ts probeSample): say so
+  const sampled =
+    f.probes.length < d.peers.length
+      ? `${f.probes.length} of ${d.peers.length} peers probed this run (a window that moves each run): `
+      : "";
   const bad = f.probes.filter((p) => !p.ok);
   const items = f.probes.map(
     (p) =>
@@ -220,7 +225,7 @@ export function checkPeers(f: Facts): Check {
     return {
       id,
       status: "problem",
-      finding: `${bad.length} of ${f.probes.length} peer(s) do not answer through the overlay: ${firstFew(
+      finding: `${sampled}${bad.length} of ${f.probes.length} peer(s) do not answer through the overlay: ${firstFew(
         bad.map((p) => `${p.target} (node ${p.publicIp})`),
         3,
       )}`,
@@ -229,5 +234,5 @@ export function checkPeers(f: Facts): Check {
       fixable: false,
       details: items,
     };
-  return { ...ok(id, firstFew(items, 4), why), details: items };
+  return { ...ok(id, sampled + firstFew(items, 4), why), details: items };
 }
