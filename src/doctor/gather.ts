@@ -414,7 +414,11 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
   const d = derive(facts);
   const chosen = probeWindow(d.peers, o.probeSample);
   const probes = await mapLimited(chosen, PROBE_CONCURRENCY, (l) =>
-    probePeer(l, d.backend === "host-gw" ? formatIp4(l.attrs.publicIp) : formatIp4(l.subnet.ip), o.probeTimeoutS),
+    probePeer(
+      l,
+      d.backend === "host-gw" ? formatIp4(l.attrs.publicIp) : formatIp4(l.subnet.ip),
+      o.probeTimeoutS,
+    ),
   );
   return { ...facts, probes };
 }
