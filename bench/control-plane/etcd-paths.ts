@@ -13,6 +13,7 @@
  * resume) to the agent's log saying all are programmed, the agent's CPU-seconds over that
  * span (children included), /healthz worst and p99 latency over it, RSS before and 2 s after.
  */
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { startEtcd, type TestEtcd } from "../../test/helpers/etcd.ts";
 import { Lab } from "../../test/helpers/netns.ts";
@@ -50,6 +51,8 @@ export interface EtcdPathOptions {
   readonly n: number;
   readonly paths: readonly PathName[];
   readonly log: (s: string) => void;
+  /** Copy the agents' logs into this directory before the lab is removed. */
+  readonly keepLogs?: string;
 }
 
 export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
@@ -233,6 +236,11 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
   } finally {
     // SIGTERM first: an agent run under a profiler writes its profile on exit
     for (const a of agents) await lab.stop(a.proc, "SIGTERM", 10_000);
+    if (o.keepLogs) {
+      mkdirSync(o.keepLogs, { recursive: true });
+      for (const a of agents)
+        copyFileSync(a.proc.logPath, join(o.keepLogs, `${o.backend}-${o.n}-${a.proc.name}.log`));
+    }
     await etcd?.close();
     await lab.cleanup();
   }

@@ -9,6 +9,7 @@ import { cidrToKey, formatCidr, formatIp4 } from "../config/cidr.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import type { Logger } from "../log.ts";
 import type { Registry, RegistryRecord } from "../registry/registry.ts";
+import { SLICE, yieldToLoop } from "../slices.ts";
 import { chooseSubnet, NoFreeSubnetError } from "./allocate.ts";
 import { decodeLeaseRecord, encodeLeaseValue, type Lease, type LeaseAttrs } from "./lease.ts";
 import {
@@ -78,7 +79,12 @@ export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseS
     const exclude = new Set<string>();
     for (;;) {
       const { records } = await registry.list();
-      const leases = records.map((r) => decodeLeaseRecord(r, config)).flatMap((d) => (d.ok ? [d.lease] : []));
+      const leases: Lease[] = [];
+      for (let i = 0; i < records.length; i++) {
+        const d = decodeLeaseRecord(records[i]!, config);
+        if (d.ok) leases.push(d.lease);
+        if (i % SLICE === SLICE - 1) await yieldToLoop(); // 50,000 records: the endpoint keeps answering
+      }
       const choice = chooseSubnet({
         config,
         leases,

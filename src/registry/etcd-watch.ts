@@ -13,7 +13,7 @@
  * during a replay): nothing is missed, and nothing is replayed twice.
  */
 import { errorText, type Logger } from "../log.ts";
-import type { GatewayKv, GatewayWatch, WatchResponse } from "./etcd-gateway.ts";
+import type { GatewayWatch, WatchResponse } from "./etcd-gateway.ts";
 import {
   RegistryError,
   type RegistryRecord,
@@ -123,54 +123,102 @@ export function startEtcdWatch(
       return { kind: "stopped" };
     }
     current = stream;
-    let pending: GatewayEvent[] = [];
 
-    /** One response; an end of the session when it ends it. */
-    const handle = async (res: WatchResponse): Promise<SessionEnd | null> => {
-      if (res.compact_revision && res.compact_revision !== "0")
-        return { kind: "resync", why: `etcd compacted its history up to revision ${res.compact_revision}` };
-      if (res.canceled)
-        return {
+    // The stream is read as fast as it comes; responses that arrive while the previous
+    // ones are being turned into events (lease expiry lookups: a round trip each) wait
+    // in `inbox` and are taken together: their lookups run at once, not one after another.
+    const inbox: WatchResponse[] = [];
+    let readEnd: SessionEnd | null = null;
+    let wakeProcessor: (() => void) | null = null;
+    const signal = () => {
+      wakeProcessor?.();
+      wakeProcessor = null;
+    };
+    const reader = (async () => {
+      try {
+        for await (const res of stream.responses) {
+          inbox.push(res);
+          signal();
+        }
+        readEnd = { kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream ended`) };
+      } catch (cause) {
+        readEnd = {
           kind: "failed",
-          err: new RegistryError(
-            `etcd watch at ${src.where}: canceled by the server: ${res.cancel_reason || "no reason given"}`,
-          ),
+          err: new RegistryError(`etcd watch at ${src.where}: stream failed`, { cause }),
         };
-      if (res.created) {
-        const current = Number(res.header?.revision ?? 0);
-        // we have seen revisions this store never had: it was restored or recreated
-        if (current < next - 1)
-          return {
-            kind: "resync",
-            why: `etcd is at revision ${current}, behind the ${next - 1} already seen`,
+      }
+      signal();
+    })();
+
+    let pending: GatewayEvent[] = [];
+    /** Takes a batch of responses in order; the end of the session when one of them ends it. */
+    const take = async (batch: readonly WatchResponse[]): Promise<SessionEnd | null> => {
+      const evs: GatewayEvent[] = [];
+      let progress = 0;
+      let end: SessionEnd | null = null;
+      for (const res of batch) {
+        if (res.compact_revision && res.compact_revision !== "0") {
+          end = { kind: "resync", why: `etcd compacted its history up to revision ${res.compact_revision}` };
+          break;
+        }
+        if (res.canceled) {
+          end = {
+            kind: "failed",
+            err: new RegistryError(
+              `etcd watch at ${src.where}: canceled by the server: ${res.cancel_reason || "no reason given"}`,
+            ),
           };
-        recovered();
-        return null;
+          break;
+        }
+        if (res.created) {
+          const current = Number(res.header?.revision ?? 0);
+          // we have seen revisions this store never had: it was restored or recreated
+          if (current < next - 1) {
+            end = {
+              kind: "resync",
+              why: `etcd is at revision ${current}, behind the ${next - 1} already seen`,
+            };
+            break;
+          }
+          recovered();
+          continue;
+        }
+        for (const e of res.events ?? []) pending.push(e);
+        if (res.fragment) continue;
+        // an empty response is a progress notification: etcd has sent everything up to its revision
+        if (pending.length === 0) progress = Math.max(progress, Number(res.header?.revision ?? 0));
+        for (const e of pending) evs.push(e);
+        pending = [];
       }
-      for (const e of res.events ?? []) pending.push(e);
-      if (res.fragment) return null;
-      const evs = pending;
-      pending = [];
-      if (evs.length === 0) {
-        // a progress notification: etcd has sent us everything up to this revision
-        const rev = Number(res.header?.revision ?? 0);
-        if (rev + 1 > next) next = rev + 1;
-        return null;
+      if (evs.length > 0) {
+        const events = await src.toEvents(evs);
+        if (stopped) return { kind: "stopped" };
+        deliver(events);
+        const last = Number(evs[evs.length - 1]!.kv.mod_revision ?? 0);
+        if (last + 1 > next) next = last + 1;
       }
-      const events = await src.toEvents(evs);
-      if (stopped) return { kind: "stopped" };
-      deliver(events);
-      const last = Number((evs[evs.length - 1]!.kv as GatewayKv).mod_revision ?? 0);
-      if (last + 1 > next) next = last + 1;
-      return null;
+      if (progress + 1 > next) next = progress + 1;
+      return end;
     };
 
     let result: SessionEnd;
     try {
-      result = { kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream ended`) };
-      for await (const res of stream.responses) {
-        if (stopped) break;
-        const end = await handle(res);
+      for (;;) {
+        if (stopped) {
+          result = { kind: "stopped" };
+          break;
+        }
+        if (inbox.length === 0) {
+          if (readEnd) {
+            result = readEnd;
+            break;
+          }
+          await new Promise<void>((r) => {
+            wakeProcessor = r;
+          });
+          continue;
+        }
+        const end = await take(inbox.splice(0));
         if (end) {
           result = end;
           break;
@@ -179,12 +227,14 @@ export function startEtcdWatch(
     } catch (cause) {
       result = {
         kind: "failed",
-        err: new RegistryError(`etcd watch at ${src.where}: stream failed`, { cause }),
+        err: new RegistryError(`etcd watch at ${src.where}: reading events`, { cause }),
       };
     } finally {
       current = null;
       stream.cancel();
     }
+    // the reader ends with the cancelled stream; what it read after the end is replayed from `next`
+    await reader;
     return stopped ? { kind: "stopped" } : result;
   };
 
