@@ -132,7 +132,17 @@ export class LeaseSync {
     this.#leases = await this.#decodeAll(first.records);
     this.revision = first.revision;
     this.#loaded = true;
-    this.#watch = this.#o.source.watch(first.revision, {
+    this.#follow(first.revision);
+    await this.reconcile();
+    await this.#firstSync;
+  }
+
+  /**
+   * Starts the watch. Its callbacks are made here, not in `start`: closures there would
+   * keep the first list's records (every key and JSON value) alive as long as the watch.
+   */
+  #follow(revision: number): void {
+    this.#watch = this.#o.source.watch(revision, {
       onEvents: (events) => {
         this.#events = this.#events.then(() => this.#onEvents(events));
       },
@@ -147,8 +157,6 @@ export class LeaseSync {
         this.#o.log.info("registry watch recovered", { revision: this.revision });
       },
     });
-    await this.reconcile();
-    await this.#firstSync;
   }
 
   async #listUntilOk(): Promise<{ records: readonly LeaseRecord[]; revision: number } | null> {
