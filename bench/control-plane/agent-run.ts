@@ -12,12 +12,12 @@ export const ROOT = resolve(import.meta.dir, "../..");
 export const BUN = join(ROOT, "node_modules/.bin/bun");
 const HERE = import.meta.dir;
 
-/** CPU-seconds of a process and the children it reaped, from /proc/PID/stat (100 ticks/s). */
-export function cpuSeconds(pid: number): number {
+/** CPU-seconds of a process (`self`) and of the children it reaped, from /proc/PID/stat (100 ticks/s). */
+export function cpuSeconds(pid: number): { self: number; children: number } {
   const s = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
   // fields 14–17 of stat: utime stime cutime cstime; f[0] is field 3
-  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  return { self: (Number(f[11]) + Number(f[12])) / 100, children: (Number(f[13]) + Number(f[14])) / 100 };
 }
 
 /** Resident and peak resident memory (MiB). */
@@ -52,8 +52,15 @@ export class AgentRun {
     return this.proc.proc.pid;
   }
 
+  /** CPU-seconds so far, the `ip`/`bridge`/`ping` children included. */
   cpu(): number {
-    return cpuSeconds(this.pid);
+    const c = cpuSeconds(this.pid);
+    return c.self + c.children;
+  }
+
+  /** CPU-seconds of the children alone. */
+  childCpu(): number {
+    return cpuSeconds(this.pid).children;
   }
 
   memory(): { rss: number; peak: number } {

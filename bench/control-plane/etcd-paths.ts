@@ -31,6 +31,8 @@ export interface PathResult {
   /** how long the writes took (0 for list and resync) */
   readonly writeMs: number;
   readonly cpuS: number;
+  /** of cpuS: the processes the agent ran (ip, bridge, ping) */
+  readonly childCpuS: number;
   /** cpuS over the span from the first write (or start/resume) to all programmed, in % of one core */
   readonly cpuPct: number;
   readonly healthzWorstMs: number;
@@ -113,6 +115,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
       const probe = new HealthzProbe(lab, a1.ns, `probe-${path}`);
       await Bun.sleep(200);
       const cpu0 = a1.cpu();
+      const child0 = a1.childCpu();
       const t0 = Date.now();
       o.log(`  ${path}: writing ${o.n} leases${rate ? ` at ${rate}/s` : " as fast as possible"}`);
       const w = await write(`writer-${path}`, 0, o.n, rate, gen);
@@ -120,6 +123,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
         a.reduce((s, x) => s + (gen === 0 ? x.added : x.updated), 0) >= o.n;
       const done = await a1.programmed(t0, want, `${path}: ${o.n} leases programmed`, timeout);
       const cpuS = a1.cpu() - cpu0;
+      const childCpuS = a1.childCpu() - child0;
       const probes = await probe.stop();
       await Bun.sleep(2000);
       const mem = a1.memory();
@@ -131,6 +135,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
         lagMs: done - w.last,
         writeMs: w.last - w.first,
         cpuS,
+        childCpuS,
         cpuPct: (100 * cpuS) / ((done - t0) / 1000),
         healthzWorstMs: h.worst,
         healthzP99Ms: h.p99,
@@ -163,6 +168,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
       const t0 = Date.now();
       const probe = new HealthzProbe(lab, a1.ns, "probe-resync");
       const cpu0 = a1.cpu();
+      const child0 = a1.childCpu();
       const done = await a1.programmed(
         t0,
         (a) => a.reduce((s, x) => s + x.updated, 0) >= tenth,
@@ -170,6 +176,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
         timeout,
       );
       const cpuS = a1.cpu() - cpu0;
+      const childCpuS = a1.childCpu() - child0;
       const probes = await probe.stop();
       await Bun.sleep(2000);
       const mem = a1.memory();
@@ -181,6 +188,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
         lagMs: done - t0,
         writeMs: 0,
         cpuS,
+        childCpuS,
         cpuPct: (100 * cpuS) / ((done - t0) / 1000),
         healthzWorstMs: h.worst,
         healthzP99Ms: h.p99,
@@ -209,6 +217,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
         timeout,
       );
       const cpuS = a2.cpu();
+      const childCpuS = a2.childCpu();
       const probes = await probe.stop();
       await Bun.sleep(2000);
       const mem = a2.memory();
@@ -221,6 +230,7 @@ export async function etcdPaths(o: EtcdPathOptions): Promise<PathResult[]> {
         lagMs: done - t0,
         writeMs: 0,
         cpuS,
+        childCpuS,
         cpuPct: (100 * cpuS) / ((done - t0) / 1000),
         healthzWorstMs: h.worst,
         healthzP99Ms: h.p99,

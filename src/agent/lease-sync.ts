@@ -29,7 +29,7 @@ import { StoppableSleep } from "./stoppable-sleep.ts";
 const LARGE_BATCH = 1000;
 
 /** Default coalescing window: a burst's events within it become one apply. */
-export const COALESCE_MS = 10;
+export const COALESCE_MS = 20;
 
 let collecting: ReturnType<typeof setTimeout> | null = null;
 function collectSoon(): void {
