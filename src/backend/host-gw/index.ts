@@ -7,7 +7,7 @@ import { formatIp4 } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
-import { getLink } from "../../net/ip.ts";
+import { linkState } from "../../net/link-state.ts";
 import { loadRouteLookup } from "../../net/routes.ts";
 import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendContext } from "../backend.ts";
@@ -72,8 +72,8 @@ export function createHostGwBackend(ctx: BackendContext): Backend {
       for (const l of added) mine.set(l.key, l);
     },
     async health() {
-      const link = await getLink(extIface.name);
-      return link?.flags.includes("UP")
+      // asked every few seconds by the watchdog: an ioctl, not an `ip` process
+      return linkState(extIface.name)?.up
         ? { ok: true }
         : { ok: false, reason: `underlay ${extIface.name} is down or gone` };
     },

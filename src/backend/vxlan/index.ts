@@ -7,7 +7,8 @@
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
-import { deleteLink, getLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
+import { deleteLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
+import { linkState } from "../../net/link-state.ts";
 import { loadRouteLookup, type RouteLookup } from "../../net/routes.ts";
 import { enableForwarding } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
@@ -39,7 +40,15 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
     async prepare(): Promise<BackendAnnouncement> {
       // a (re)created device starts empty: everything must be programmed again
       mine.clear();
-      const dev = await ensureVxlanDevice({ device, vni, port: config.backend.port, extIface, mtu, mac, log });
+      const dev = await ensureVxlanDevice({
+        device,
+        vni,
+        port: config.backend.port,
+        extIface,
+        mtu,
+        mac,
+        log,
+      });
       mac = dev.mac;
       created ||= dev.created;
       enableForwarding(log);
@@ -81,13 +90,14 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       for (const l of add) mine.set(l.key, l);
     },
     async health(): Promise<BackendHealth> {
-      const link = await getLink(device);
+      // asked every few seconds by the watchdog: an ioctl, not an `ip` process
+      const link = linkState(device);
       if (!link) return { ok: false, reason: `vxlan device ${device} is missing` };
-      if (!link.flags.includes("UP")) return { ok: false, reason: `vxlan device ${device} is down` };
-      if (mac && link.address !== mac)
+      if (!link.up) return { ok: false, reason: `vxlan device ${device} is down` };
+      if (mac && link.mac !== mac.toLowerCase())
         return {
           ok: false,
-          reason: `vxlan device ${device} has MAC ${link.address}, our lease announces ${mac}`,
+          reason: `vxlan device ${device} has MAC ${link.mac}, our lease announces ${mac}`,
         };
       return { ok: true };
     },
