@@ -7,6 +7,7 @@
  */
 import type { ExternalInterface } from "../backend/backend.ts";
 import { formatCidr, formatIp4 } from "../config/cidr.ts";
+import { formatIp6 } from "../config/cidr6.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { readSubnetEnv, type SubnetEnv } from "../config/subnet-env.ts";
 import { stateFilePath } from "../lease/memory.ts";
@@ -30,9 +31,18 @@ export async function runAgent(o: AgentOptions, log: Logger): Promise<number> {
   const lock = takeLock(subnetFileLock(o.subnetFile), `--subnet-file=${o.subnetFile}`);
   try {
     const previousEnv = previousSubnetEnv(o);
-    const extIface = await resolveInterface(o, log);
+    let extIface = await resolveInterface(o, log);
     const stateFile = stateFilePath(o.stateDir, o.nodeName);
     const source = await openLeaseSource({ ...o, stateFile }, log);
+    try {
+      // flanneld reads an address an operator stored for the node (node-public-ip) before
+      // choosing its own: it replaces --public-ip
+      const stored = source.storedPublicIp ? await source.storedPublicIp() : null;
+      if (stored !== null && stored !== extIface.publicIp) extIface = { ...extIface, publicIp: stored };
+    } catch (e) {
+      await source.close().catch(() => {});
+      throw e;
+    }
     return await supervise(o, new Agent({ o, source, extIface, previousEnv, stateFile, log }), log);
   } finally {
     lock.release();
@@ -52,16 +62,25 @@ function previousSubnetEnv(o: AgentOptions): SubnetEnv | null {
 async function resolveInterface(o: AgentOptions, log: Logger): Promise<ExternalInterface> {
   let choice: Awaited<ReturnType<typeof findInterface>>;
   try {
-    choice = await findInterface({ names: o.ifaces, regexes: o.ifaceRegex, canReach: o.ifaceCanReach });
+    choice = await findInterface({
+      names: o.ifaces,
+      regexes: o.ifaceRegex,
+      canReach: o.ifaceCanReach,
+      canReach6: o.ifaceCanReach6 ?? null,
+    });
   } catch (e) {
     throw new AgentError((e as Error).message);
   }
   const publicIp = o.publicIp ?? choice.ifaceIp;
+  // used only when the network config turns IPv6 on (node.ts checks there is one then)
+  const publicIpv6 = o.publicIpv6 ?? choice.ifaceIp6;
   const { iface } = choice;
   log.info("using interface", {
     iface: iface.name,
     ifaceIp: formatIp4(choice.ifaceIp),
     publicIp: formatIp4(publicIp),
+    ...(choice.ifaceIp6 !== null ? { ifaceIpv6: formatIp6(choice.ifaceIp6) } : {}),
+    ...(publicIpv6 !== null ? { publicIpv6: formatIp6(publicIpv6) } : {}),
     mtu: iface.mtu,
   });
   return {
@@ -69,6 +88,8 @@ async function resolveInterface(o: AgentOptions, log: Logger): Promise<ExternalI
     index: iface.index,
     publicIp,
     ifaceIp: choice.ifaceIp,
+    publicIpv6,
+    ifaceIpv6: choice.ifaceIp6,
     mtu: iface.mtu,
     mac: iface.mac,
   };

@@ -5,10 +5,12 @@
  */
 import type { Server } from "bun";
 import { formatIp4 } from "../config/cidr.ts";
+import { formatIp6 } from "../config/cidr6.ts";
 import type { AgentOptions, HostPort } from "../config/options.ts";
 import { LatestDoctor } from "../doctor/latest.ts";
 import { doctorInputFromAgent, runChecks } from "../doctor/run.ts";
 import { createApp } from "../http/app.ts";
+import type { KubeSource } from "../lease/kube-source.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
 import type { Agent } from "./node.ts";
@@ -22,8 +24,15 @@ export function redactedOptions(o: AgentOptions): Record<string, unknown> {
   return {
     ...o,
     registry: reg,
-    ifaceCanReach: o.ifaceCanReach === null ? null : formatIp4(o.ifaceCanReach),
+    ifaceCanReach:
+      o.ifaceCanReach !== null
+        ? formatIp4(o.ifaceCanReach)
+        : o.ifaceCanReach6
+          ? formatIp6(o.ifaceCanReach6)
+          : null,
+    ifaceCanReach6: undefined,
     publicIp: o.publicIp === null ? null : formatIp4(o.publicIp),
+    publicIpv6: o.publicIpv6 ? formatIp6(o.publicIpv6) : null,
   };
 }
 
@@ -72,6 +81,7 @@ export class Endpoint {
           }),
           registry: () => agent.registryView(),
           probeSample: { max: DOCTOR_PROBES, round: round++ },
+          kubeView: () => (agent.source as Partial<KubeSource>).view?.() ?? null,
         }),
       () => doctorEveryMs(agent.sync?.leases.size ?? 0),
     );

@@ -4,16 +4,21 @@
  * renew it before expiry, and when it is lost acquire again — the same subnet if it is
  * still free — instead of forwarding for a subnet we no longer hold.
  */
-import type { Cidr } from "../config/cidr.ts";
+import { type Cidr, cidrToKey } from "../config/cidr.ts";
+import type { Cidr6 } from "../config/cidr6.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import { renewAt } from "../lease/allocate.ts";
 import type { Lease, LeaseAttrs } from "../lease/lease.ts";
 import { type NodeMemory, writeStateFile } from "../lease/memory.ts";
-import { LeaseRefusedError, type LeaseSource } from "../lease/source.ts";
+import { LeaseRefusedError, type LeaseSource, SourceWaitingError } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { AgentMetrics } from "../status/status.ts";
 import type { SourceHealth } from "./source-health.ts";
 import { StoppableSleep } from "./stoppable-sleep.ts";
+
+/** Asking again while the source says "not yet" (a Node without a podCIDR): 1 s, doubling up to 10 s. */
+export const WAIT_MIN_MS = 1000;
+export const WAIT_MAX_MS = 10_000;
 
 export interface LeaseKeeperOptions {
   readonly source: LeaseSource;
@@ -59,19 +64,32 @@ export class LeaseKeeper {
 
   /**
    * Acquires a lease, asking first for `previous`; retries transient errors with backoff
-   * until stopped; throws LeaseRefusedError (range full, PublicIP conflict) at once.
+   * until stopped, and waits (saying why once) while the source says not yet; throws
+   * LeaseRefusedError (range full, PublicIP conflict) at once.
    */
-  async acquire(previous: Cidr | null = this.#o.memory.previous): Promise<Lease> {
+  async acquire(
+    previous: Cidr | null = this.#o.memory.previous,
+    previous6: Cidr6 | null = this.#o.memory.previous6 ?? null,
+  ): Promise<Lease> {
     const { source, config, attrs, log } = this.#o;
     let backoff = 500;
+    let wait = WAIT_MIN_MS;
     while (!this.#sleep.stopped) {
       try {
-        const lease = await source.acquire({ config, attrs, memory: { previous, owned: this.#owned } });
+        const memory = { previous, previous6, owned: this.#owned };
+        const lease = await source.acquire({ config, attrs, memory });
         this.#o.health.ok();
+        this.#o.health.waited();
         this.#took(lease);
         return lease;
       } catch (e) {
         if (e instanceof LeaseRefusedError) throw e;
+        if (e instanceof SourceWaitingError) {
+          this.#o.health.waiting(e.message);
+          await this.#sleep.sleep(wait);
+          wait = Math.min(wait * 2, WAIT_MAX_MS);
+          continue;
+        }
         this.#o.health.failed(e);
         log.warn("lease acquisition failed, retrying", { error: errorText(e), retryInMs: backoff });
         await this.#sleep.sleep(backoff);
@@ -83,7 +101,7 @@ export class LeaseKeeper {
 
   #took(lease: Lease): void {
     this.#lease = lease;
-    this.#owned.add(lease.key);
+    this.#owned.add(lease.key).add(cidrToKey(lease.subnet));
     this.#o.metrics.acquisitions++;
     try {
       writeStateFile(this.#o.stateFile, lease.key);
@@ -155,7 +173,9 @@ export class LeaseKeeper {
     this.#lease = null;
     if (this.#timer) clearTimeout(this.#timer);
     try {
-      const lease = await this.acquire(old?.subnet ?? this.#o.memory.previous);
+      const lease = old
+        ? await this.acquire(old.subnet, old.subnet6 ?? null)
+        : await this.acquire(this.#o.memory.previous, this.#o.memory.previous6 ?? null);
       if (old && lease.key !== old.key)
         this.#o.log.warn(
           "lease re-acquired with a DIFFERENT subnet; pods on the old subnet must be restarted",

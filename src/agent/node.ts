@@ -7,21 +7,22 @@
  */
 import type { Backend, BackendAnnouncement, BackendHealth, ExternalInterface } from "../backend/backend.ts";
 import { publishDatapath } from "../backend/datapath-file.ts";
-import { createBackend } from "../backend/index.ts";
+import { backendRefusal, createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
 import { formatCidr } from "../config/cidr.ts";
+import { formatCidr6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { type SubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
 import type { RegistryFacts } from "../doctor/facts.ts";
 import type { Lease } from "../lease/lease.ts";
 import { nodeMemory, readStateFile } from "../lease/memory.ts";
-import { type LeaseSource, NetworkConfigError } from "../lease/source.ts";
+import { type LeaseSource, NetworkConfigError, SourceWaitingError } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
 import { type AgentStatus, newMetrics } from "../status/status.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { MasqKeeper } from "./ip-masq.ts";
-import { LeaseKeeper } from "./lease-keeper.ts";
+import { LeaseKeeper, WAIT_MAX_MS, WAIT_MIN_MS } from "./lease-keeper.ts";
 import { LeaseSync } from "./lease-sync.ts";
 import { type HeldLock, takeLock } from "./lock.ts";
 import { type AgentPhase, agentStatus, leaseViewsSliced, type StatusFacts } from "./snapshot.ts";
@@ -79,6 +80,11 @@ export class Agent {
     this.health = new SourceHealth(d.source.description, d.log, this.metrics);
   }
 
+  /** Where leases come from (a registry, or the Kubernetes API). */
+  get source(): LeaseSource {
+    return this.#d.source;
+  }
+
   get backendName(): BackendName | null {
     return this.backend?.name ?? this.#d.o.backend ?? this.config?.backend.type ?? null;
   }
@@ -88,14 +94,21 @@ export class Agent {
     const { o, log } = this.#d;
     const config = await this.#waitForConfig();
     this.config = config;
+    const c6 = config.ipv6 ?? null;
     log.info("network config loaded", {
       network: formatCidr(config.network),
       subnetLen: config.subnetLen,
+      ...(c6 ? { ipv6Network: formatCidr6(c6.network), ipv6SubnetLen: c6.subnetLen } : {}),
       backend: o.backend ?? config.backend.type,
       vni: config.backend.vni,
       port: config.backend.port,
     });
     for (const w of config.warnings) log.warn(`network config: ${w}`);
+    const publicIpv6 = this.#d.extIface.publicIpv6 ?? null;
+    if (c6 && publicIpv6 === null)
+      throw new Error(
+        `the network config is dual stack (EnableIPv6) but the underlay ${this.#d.extIface.name} has no global IPv6 address; give it one, or name this node's IPv6 address with --public-ipv6`,
+      );
     const backend = await this.#createBackend(config);
     const ann = await backend.prepare();
     // the CNI plugin finds the datapath (its pins) through this file, whatever the node is called
@@ -104,10 +117,23 @@ export class Agent {
     const keeper = new LeaseKeeper({
       source: this.#d.source,
       config,
-      attrs: { publicIp: this.#d.extIface.publicIp, backendType: ann.backendType, vxlan: ann.vxlan },
+      attrs: c6
+        ? {
+            publicIp: this.#d.extIface.publicIp,
+            publicIpv6,
+            backendType: ann.backendType,
+            vxlan: ann.vxlan,
+            vxlan6: ann.vxlan6 ?? null,
+          }
+        : { publicIp: this.#d.extIface.publicIp, backendType: ann.backendType, vxlan: ann.vxlan },
       ttlMs: o.leaseTtlMs,
       renewMarginMs: o.renewMarginMs,
-      memory: nodeMemory(this.#d.previousEnv, readStateFile(this.#d.stateFile), config.network),
+      memory: nodeMemory(
+        this.#d.previousEnv,
+        readStateFile(this.#d.stateFile),
+        config.network,
+        c6?.network ?? null,
+      ),
       stateFile: this.#d.stateFile,
       log,
       metrics: this.metrics,
@@ -145,12 +171,19 @@ export class Agent {
     const { source, log } = this.#d;
     let waitedLog = 0;
     let backoff = 500;
+    let wait = WAIT_MIN_MS;
     while (!this.#sleep.stopped) {
       let config: NetworkConfig | null;
       try {
         config = await source.networkConfig();
       } catch (e) {
         if (e instanceof NetworkConfigError) throw e;
+        if (e instanceof SourceWaitingError) {
+          this.health.waiting(e.message);
+          await this.#sleep.sleep(wait);
+          wait = Math.min(wait * 2, WAIT_MAX_MS);
+          continue;
+        }
         this.health.failed(e);
         log.warn("cannot read the network config, retrying", {
           registry: source.description,
@@ -161,6 +194,7 @@ export class Agent {
         continue;
       }
       this.health.ok();
+      this.health.waited();
       if (config) return config;
       if (Date.now() - waitedLog > 30_000) {
         waitedLog = Date.now();
@@ -176,6 +210,8 @@ export class Agent {
   async #createBackend(config: NetworkConfig): Promise<Backend> {
     const { o, log } = this.#d;
     const name = o.backend ?? config.backend.type;
+    const refusal = backendRefusal(name, config);
+    if (refusal) throw new Error(refusal);
     if (name === "ebpf-vxlan") {
       // the pin directory is this agent's alone: a second agent on it would rewrite our maps
       await ensurePinDir(o.bpffs, log);
@@ -197,18 +233,28 @@ export class Agent {
     const { o, log } = this.#d;
     const config = this.config!;
     const ann = this.announced!;
+    const c6 = config.ipv6 ?? null;
+    const sn6 = c6 ? (lease.subnet6 ?? null) : null;
+    if (c6 && sn6 === null)
+      throw new Error(`lease ${lease.key} has no IPv6 subnet, but the network config is dual stack`);
     writeSubnetEnv(o.subnetFile, {
       network: config.network,
       subnet: lease.subnet,
+      ...(c6 && sn6 ? { network6: c6.network, subnet6: sn6 } : {}),
       mtu: ann.mtu,
       ipMasq: o.ipMasq,
     });
     this.#subnetWritten = true;
-    log.info("wrote subnet file", { path: o.subnetFile, subnet: formatCidr(lease.subnet), mtu: ann.mtu });
+    log.info("wrote subnet file", {
+      path: o.subnetFile,
+      subnet: formatCidr(lease.subnet),
+      ...(sn6 ? { ipv6Subnet: formatCidr6(sn6) } : {}),
+      mtu: ann.mtu,
+    });
     await this.backend!.setLocal(lease);
     if (o.ipMasq) {
-      this.#masq ??= new MasqKeeper(config.network, log);
-      await this.#masq.set(lease.subnet);
+      this.#masq ??= new MasqKeeper(config.network, log, c6?.network ?? null);
+      await this.#masq.set(lease.subnet, sn6);
     }
     this.#localSet = true;
   }
@@ -256,6 +302,8 @@ export class Agent {
         description: this.health.description,
         state: this.health.state,
         lastError: this.health.lastError,
+        waiting: this.health.waitingFor,
+        skipped: this.#d.source.skippedByReason?.() ?? null,
       },
       revision: this.sync?.revision ?? 0,
       own: this.keeper?.lease ?? null,

@@ -5,6 +5,7 @@
  */
 import type { BackendHealth } from "../backend/backend.ts";
 import { formatCidr, formatIp4 } from "../config/cidr.ts";
+import { formatCidr6, formatIp6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { Lease } from "../lease/lease.ts";
 import { SLICE, yieldToLoop } from "../slices.ts";
@@ -26,6 +27,10 @@ export interface StatusFacts {
     readonly description: string;
     readonly state: "ok" | "degraded" | "connecting";
     readonly lastError: string | null;
+    /** What the agent waits for from the source (our Node's podCIDR), or null. */
+    readonly waiting?: string | null;
+    /** Objects of the source that are not leases, per reason (the kube source's Nodes); null for registries. */
+    readonly skipped?: Readonly<Record<string, number>> | null;
   };
   readonly revision: number;
   readonly own: Lease | null;
@@ -62,6 +67,7 @@ function healthReasons(f: StatusFacts): string[] {
 
 function readyReasons(f: StatusFacts): string[] {
   const out: string[] = [];
+  if (f.source.waiting) out.push(f.source.waiting);
   if (!f.config) out.push("waiting for the network config");
   if (!f.own) out.push(f.phase === "acquiring" ? "acquiring a lease" : "no lease held");
   if (!f.subnetWritten) out.push(`${f.subnetFile} not written yet`);
@@ -72,9 +78,20 @@ function readyReasons(f: StatusFacts): string[] {
   return out;
 }
 
+/** A lease's IPv6 side as status shows it: only the fields it has, so IPv4-only views stay as they were. */
+function ipv6Fields(l: Lease): { subnet6?: string; publicIpv6?: string } {
+  const sn6 = l.subnet6 ?? null;
+  const pub6 = l.attrs.publicIpv6 ?? null;
+  return {
+    ...(sn6 !== null ? { subnet6: formatCidr6(sn6) } : {}),
+    ...(pub6 !== null ? { publicIpv6: formatIp6(pub6) } : {}),
+  };
+}
+
 function leaseView(f: StatusFacts, l: Lease, ownKey: string | undefined): LeaseView {
   return {
     subnet: formatCidr(l.subnet),
+    ...ipv6Fields(l),
     publicIp: formatIp4(l.attrs.publicIp),
     backendType: l.attrs.backendType,
     vni: l.attrs.vxlan?.VNI ?? null,
@@ -117,16 +134,21 @@ export function agentStatus(f: StatusFacts, withLeases = true): AgentStatus {
   const health = healthReasons(f);
   const ready = readyReasons(f);
   const programmed = programmedCount(f);
+  const c6 = f.config?.ipv6 ?? null;
+  let leases6 = 0;
+  if (c6 && f.leases) for (const l of f.leases.values()) if (l.subnet6) leases6++;
   return {
     node: f.node,
     version: f.version,
     backend: f.backend,
     startedAt: f.startedAt.toISOString(),
     network: f.config ? formatCidr(f.config.network) : null,
+    ...(c6 ? { network6: formatCidr6(c6.network) } : {}),
     registry: { ...f.source, revision: f.revision },
     lease: f.own
       ? {
           subnet: formatCidr(f.own.subnet),
+          ...ipv6Fields(f.own),
           publicIp: formatIp4(f.own.attrs.publicIp),
           expiresAt: iso(f.own.expiresAt),
           renewAt: iso(f.renewAt),
@@ -134,7 +156,7 @@ export function agentStatus(f: StatusFacts, withLeases = true): AgentStatus {
       : null,
     subnetFile: { path: f.subnetFile, written: f.subnetWritten },
     leases: withLeases ? leaseViews(f) : [],
-    counts: { leases: f.leases?.size ?? 0, programmed },
+    counts: { leases: f.leases?.size ?? 0, programmed, ...(c6 ? { leases6 } : {}) },
     health: { ok: health.length === 0, reasons: health },
     ready: { ok: ready.length === 0, reasons: ready },
     counters: f.counters,

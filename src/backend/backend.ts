@@ -4,6 +4,7 @@
  * routes, neighbours, FDB, as flanneld), host-gw/ (routes), alloc.ts (nothing).
  */
 import type { Ip4 } from "../config/cidr.ts";
+import type { Ip6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { DecapMode } from "../config/options.ts";
 import type { Lease, VxlanBackendData, WireBackend } from "../lease/lease.ts";
@@ -18,6 +19,10 @@ export interface ExternalInterface {
   readonly publicIp: Ip4;
   /** The interface's own address. */
   readonly ifaceIp: Ip4;
+  /** Dual stack: the address leases publish as PublicIPv6 (may be --public-ipv6); null without one. */
+  readonly publicIpv6?: Ip6 | null;
+  /** The interface's own IPv6 address (the IPv6 VXLAN device's local address); null without one. */
+  readonly ifaceIpv6?: Ip6 | null;
   readonly mtu: number;
   readonly mac: string;
 }
@@ -36,7 +41,9 @@ export interface BackendContext {
 export interface BackendAnnouncement {
   readonly backendType: WireBackend;
   readonly vxlan: VxlanBackendData | null;
-  /** MTU for subnet.env FLANNEL_MTU. */
+  /** Dual stack, vxlan: BackendV6Data (the IPv6 device's VNI and MAC). */
+  readonly vxlan6?: VxlanBackendData | null;
+  /** MTU for subnet.env FLANNEL_MTU: in a dual-stack network, what fits both families. */
   readonly mtu: number;
 }
 

@@ -4,6 +4,7 @@
  * so each backend's facts module can use it without importing the others.
  */
 import { type Cidr, formatIp4 } from "../config/cidr.ts";
+import { type Cidr6, formatIp6 } from "../config/cidr6.ts";
 import type { BackendName } from "../config/network.ts";
 import type { Lease } from "../lease/lease.ts";
 
@@ -27,9 +28,9 @@ export interface BackendFacts {
   isPeer(lease: Lease, scope: PeerScope): boolean;
 }
 
-/** A route as a backend programs it (`ip route replace <routeLine>`). */
+/** A route as a backend programs it (`ip route replace <routeLine>`; iproute2 tells the family from the addresses). */
 export interface RouteSpec {
-  /** a.b.c.d/len */
+  /** a.b.c.d/len, or an IPv6 prefix */
   readonly dst: string;
   readonly gateway: string;
   readonly dev: string;
@@ -48,4 +49,9 @@ export function routeLine(r: RouteSpec): string {
 /** A VXLAN device's address (flannel.<VNI>, tartan.<VNI>): its subnet's network address, /32. */
 export function vtepAddress(subnet: Cidr): string {
   return `${formatIp4(subnet.ip)}/32`;
+}
+
+/** The IPv6 VXLAN device's address (flannel-v6.<VNI>): its IPv6 subnet's network address, /128, as flanneld. */
+export function vtepAddress6(subnet6: Cidr6): string {
+  return `${formatIp6(subnet6.ip)}/128`;
 }

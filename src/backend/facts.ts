@@ -13,7 +13,7 @@ import { HOST_GW_FACTS } from "./host-gw/facts.ts";
 import { VXLAN_FACTS } from "./vxlan/facts.ts";
 
 export type { BackendFacts, PeerScope, RouteSpec } from "./facts-shape.ts";
-export { DEFAULT_BRIDGE, routeArgs, routeLine, vtepAddress } from "./facts-shape.ts";
+export { DEFAULT_BRIDGE, routeArgs, routeLine, vtepAddress, vtepAddress6 } from "./facts-shape.ts";
 
 /** flannel's `alloc`: holds a lease, programs nothing, pods get the underlay's MTU. */
 const ALLOC_FACTS: BackendFacts = {

@@ -1,9 +1,10 @@
 /** `tartan agent`: parses the agent's flags, logs what came from where, and runs the agent. */
 import { runAgent } from "../agent/agent.ts";
+import type { KubeOptions } from "../config/options.ts";
 import { createLogger } from "../log.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Command } from "./command.ts";
-import { AGENT_FLAGS, agentOptionsFrom } from "./options.ts";
+import { AGENT_FLAGS, agentOptionsFrom, type ParsedAgentOptions } from "./options.ts";
 
 export const agentCommand: Command = {
   name: "agent",
@@ -23,7 +24,10 @@ export const agentCommand: Command = {
     "SIGTERM or SIGINT stops the agent and leaves the datapath in place for the next start to adopt.",
   ],
   async run(p, io) {
-    const { help: _help, version, fromEnv, ignored, ...options } = agentOptionsFrom(p);
+    let parsed = agentOptionsFrom(p, io.env);
+    if (parsed.kubeNodeFromPod && !parsed.version)
+      parsed = agentOptionsFrom(p, io.env, await podNodeName(parsed.kube!, parsed.kubeNodeFromPod, io.env));
+    const { help: _help, version, fromEnv, ignored, kubeNodeFromPod: _pod, ...options } = parsed;
     if (version) {
       io.out(`tartan ${VERSION} (${COMMIT})\n`);
       return 0;
@@ -40,3 +44,24 @@ export const agentCommand: Command = {
     return await runAgent(options, log);
   },
 };
+
+/** Our Node as flanneld finds it without NODE_NAME: this pod's spec.nodeName, read once from the API. */
+async function podNodeName(
+  kube: KubeOptions,
+  pod: NonNullable<ParsedAgentOptions["kubeNodeFromPod"]>,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<string> {
+  const { resolveConnection } = await import("../kube/connection.ts");
+  const { KubeClient } = await import("../kube/client.ts");
+  const { resolveNodeName } = await import("../kube/node-name.ts");
+  const conn = resolveConnection(
+    { apiUrl: kube.apiUrl ?? undefined, kubeconfigFile: kube.kubeconfigFile ?? undefined },
+    env,
+  );
+  const client = new KubeClient(conn);
+  try {
+    return await resolveNodeName({ POD_NAME: pod.pod, POD_NAMESPACE: pod.namespace }, client);
+  } finally {
+    client.close();
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * `tartan cleanup`: removes every trace Tartan put on a node — eBPF programs, pins and the
- * overlay device, the kernel vxlan device (its routes, neighbours and FDB entries go
- * with it), host-gw routes, the ip-masq nft table, the CNI plugin's state — and
+ * overlay device, the kernel vxlan devices (their routes, neighbours and FDB entries go
+ * with them), host-gw routes (IPv6 ones too on a dual-stack node), the ip-masq nft
+ * tables, the CNI plugin's state — and
  * subnet.env only when asked. Safe to run twice: the second run finds nothing.
  */
 import { existsSync, rmSync } from "node:fs";
@@ -9,10 +10,11 @@ import { hostname } from "node:os";
 import { runningAgent, subnetFileLock } from "../agent/lock.ts";
 import { datapathFileFor } from "../backend/datapath-file.ts";
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
+import { containsCidr6, formatCidr6, parseCidr6 } from "../config/cidr6.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
 import { errorText, type Logger } from "../log.ts";
 import { removeBatch } from "../net/batch.ts";
-import { deleteLink, listRoutes } from "../net/ip.ts";
+import { deleteLink, ipJson, listRoutes, type Route } from "../net/ip.ts";
 import { removeEmptyNatTable, removeMasq } from "../net/masq.ts";
 import { type Command, noArguments } from "./command.ts";
 import { DOCKER_ENV_FLAG } from "./docker-opts.ts";
@@ -122,8 +124,9 @@ export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) =>
   });
   await step("vxlan device", async () => {
     const { cleanupVxlan } = await import("../backend/vxlan/index.ts");
-    return (await cleanupVxlan(o.vni))
-      ? `vxlan device flannel.${o.vni} (with its routes, neighbours and FDB entries)`
+    const devs = await cleanupVxlan(o.vni);
+    return devs.length > 0
+      ? `vxlan device ${devs.join(", ")} (with ${devs.length > 1 ? "their" : "its"} routes, neighbours and FDB entries)`
       : null;
   });
   await step("host-gw routes", async () => {
@@ -138,7 +141,24 @@ export async function runCleanup(p: ParsedArgs, log: Logger, out: (s: string) =>
     );
     return routes.length ? `${routes.length} host-gw route(s) into ${formatCidr(network)}` : null;
   });
-  await step("ip-masq table", async () => ((await removeMasq()) ? "nft table ip tartan" : null));
+  await step("host-gw IPv6 routes", async () => {
+    // a dual-stack node's subnet.env names the IPv6 network
+    const network6 = env.kind === "ok" ? (env.env.network6 ?? null) : null;
+    if (!network6) return null;
+    const routes = (await ipJson<Route>("-6", "route", "show")).filter((r) => {
+      const c = r.dst === "default" ? null : parseCidr6(r.dst.includes("/") ? r.dst : `${r.dst}/128`, false);
+      return c !== null && r.gateway !== undefined && containsCidr6(network6, c);
+    });
+    await removeBatch(
+      "ip",
+      routes.map((r) => `route del ${r.dst} via ${r.gateway}${r.dev ? ` dev ${r.dev}` : ""}`),
+    );
+    return routes.length ? `${routes.length} host-gw route(s) into ${formatCidr6(network6)}` : null;
+  });
+  await step("ip-masq table", async () => {
+    const tables = await removeMasq();
+    return tables.length > 0 ? `nft table ${tables.join(", ")}` : null;
+  });
   await step("empty nat table", async () =>
     (await removeEmptyNatTable()) ? "empty nft table ip nat the bridge plugin's masquerading left" : null,
   );

@@ -39,6 +39,9 @@ export const DOCKER_OPTS_FLAGS = {
     help: "name of the combined variable",
   }),
   "no-ip-masq": booleanFlag({ short: "m", help: "leave out --ip-masq (older Docker)" }),
+  ipv6: booleanFlag({
+    help: "Tartan's: also --ipv6 and --fixed-cidr-v6 from FLANNEL_IPV6_SUBNET (mk-docker-opts.sh writes no IPv6 options)",
+  }),
   ...HELP_FLAG,
 } satisfies FlagSet;
 
@@ -60,10 +63,11 @@ export function readEnvFile(path: string, given: boolean): string {
 export const dockerOptsCommand: Command = {
   name: "docker-opts",
   summary: "write Docker daemon options from subnet.env (flannel's mk-docker-opts.sh)",
-  usage: "tartan docker-opts [-f SUBNET-ENV] [-d DOCKER-ENV] [-i] [-c] [-m] [-k KEY]",
+  usage: "tartan docker-opts [-f SUBNET-ENV] [-d DOCKER-ENV] [-i] [-c] [-m] [-k KEY] [--ipv6]",
   about: [
     "Generate Docker daemon options from subnet.env, exactly as flannel's mk-docker-opts.sh.",
-    "With neither -i nor -c, both are written.",
+    "With neither -i nor -c, both are written. The script writes nothing for IPv6, nor does this",
+    "command unless --ipv6 asks for Docker's --ipv6 --fixed-cidr-v6 from a dual-stack subnet.env.",
   ].join("\n"),
   flags: DOCKER_OPTS_FLAGS,
   notes: [
@@ -89,6 +93,7 @@ export const dockerOptsCommand: Command = {
       combined: o.combined,
       combinedKey: o.key,
       noIpMasq: o["no-ip-masq"],
+      ipv6: o.ipv6,
       existing: io.env[o.key],
     });
     if (o["docker-env"] === "-") io.out(content);

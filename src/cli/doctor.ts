@@ -72,13 +72,16 @@ export interface ParsedDoctor {
   readonly run: DoctorRunOptions;
 }
 
-function doctorArgsFrom(p: ParsedArgs): ParsedDoctor {
+function doctorArgsFrom(
+  p: ParsedArgs,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ParsedDoctor {
   noArguments("doctor", p.positionals);
   const o = validateFlags(OWN_FLAGS, p.flags, p.fromEnv);
   const shared: RawFlags = {};
   for (const name of SHARED) shared[name] = p.flags[name];
   // parsed and defaulted exactly as the agent would be, from the shared flags alone
-  const agent = agentOptionsFrom({ flags: shared, positionals: [], fromEnv: p.fromEnv });
+  const agent = agentOptionsFrom({ flags: shared, positionals: [], fromEnv: p.fromEnv }, env);
   const explicit = new Set([...SHARED].filter((k) => p.flags[k] !== undefined));
   return {
     help: o.help,
@@ -97,7 +100,7 @@ export function parseDoctorArgs(
   argv: readonly string[],
   env: Record<string, string | undefined> = process.env,
 ): ParsedDoctor {
-  return doctorArgsFrom(parseFlags("doctor", argv, DOCTOR_FLAGS, env));
+  return doctorArgsFrom(parseFlags("doctor", argv, DOCTOR_FLAGS, env), env);
 }
 
 export const doctorCommand: Command = {
@@ -131,7 +134,7 @@ export const doctorCommand: Command = {
     "Docs: docs/doctor.md describes every check, what it looks at, and what --fix does.",
   ],
   async run(p, io) {
-    const d = doctorArgsFrom(p);
+    const d = doctorArgsFrom(p, io.env);
     const report = await runChecks(d.run);
     io.out(d.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     return report.exitCode;

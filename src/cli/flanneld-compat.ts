@@ -3,38 +3,9 @@
  * flanneld gets one clear line instead of "unknown flag": refused with what to do instead,
  * or accepted and ignored (with a log line) where Tartan already does what the flag tunes.
  * The list is flanneld's main.go (current and removed flags) and glog's `-v`.
- *
- * The Kubernetes subnet manager's flags are declared with their flanneld kinds, defaults and
- * FLANNELD_* names; implementing them means moving them into AGENT_FLAGS (options.ts)
- * without `refuse` and mapping their values into AgentOptions.
  */
 import { booleanFlag, type FlagSet, stringFlag } from "./flag-def.ts";
 import { wholeNumber } from "./values.ts";
-
-export const KUBE_NOT_YET =
-  "the Kubernetes subnet manager is not in this version of Tartan yet; keep the leases in etcd with --etcd-endpoints=… (docs/deploy.md)";
-
-/** flanneld's Kubernetes subnet manager (`--kube-subnet-mgr` and its companions). */
-export const KUBE_FLAGS = {
-  "kube-subnet-mgr": booleanFlag({
-    env: true,
-    refuse: KUBE_NOT_YET,
-    help: "take this node's subnet from its Kubernetes Node object instead of a registry",
-  }),
-  "kube-api-url": stringFlag({ env: true, refuse: KUBE_NOT_YET, help: "Kubernetes API server URL" }),
-  "kubeconfig-file": stringFlag({ env: true, refuse: KUBE_NOT_YET, help: "kubeconfig file" }),
-  "kube-annotation-prefix": stringFlag({
-    env: true,
-    refuse: KUBE_NOT_YET,
-    shownDefault: "flannel.alpha.coreos.com",
-    help: "prefix of flannel's Node annotations",
-  }),
-  "set-node-network-unavailable": booleanFlag({
-    env: true,
-    refuse: KUBE_NOT_YET,
-    help: "clear the Node's NetworkUnavailable condition once ready",
-  }),
-} satisfies FlagSet;
 
 const MULTI_NETWORK =
   "flannel's multi-network mode (removed in flannel 0.5.6) is not supported; run one agent per network, each with its own --subnet-file";
@@ -44,11 +15,6 @@ const IPSEC = "flannel's ipsec backend is not supported; use Backend.Type vxlan,
 
 /** flanneld flags for what Tartan does not do: refused, each with what to do instead. */
 export const REFUSED_FLANNELD_FLAGS = {
-  "public-ipv6": stringFlag({
-    env: true,
-    refuse: "Tartan carries IPv4 only; leave IPv6 out (see Limits in README.md)",
-    help: "IPv6 address other nodes reach this node at",
-  }),
   "ip-blackhole-route": booleanFlag({
     env: true,
     refuse: "Tartan adds no blackhole route for the node's subnet; remove the flag",

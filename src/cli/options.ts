@@ -15,11 +15,14 @@ import {
   DECAP_MODES,
   DEFAULT_ETCD_PREFIX,
   DEFAULT_HTTP,
+  DEFAULT_KUBE_NET_CONF,
   DEFAULT_SQLITE_PATH,
   DEFAULT_STATE_DIR,
   DEFAULT_SUBNET_FILE,
+  type KubeOptions,
   type RegistryOptions,
 } from "../config/options.ts";
+import { annotationPrefixProblem, DEFAULT_ANNOTATION_PREFIX } from "../kube/annotations.ts";
 import { LOG_FORMATS, LOG_LEVELS } from "../log.ts";
 import { ValidationError } from "../validation.ts";
 import { noArguments } from "./command.ts";
@@ -33,18 +36,15 @@ import {
   validateFlags,
 } from "./flag-def.ts";
 import { type ParsedArgs, parseFlags } from "./flags.ts";
-import {
-  IGNORED_FLANNELD_FLAGS,
-  KUBE_FLAGS,
-  REFUSED_FLANNELD_FLAGS,
-  VERBOSITY_FLAG,
-} from "./flanneld-compat.ts";
+import { IGNORED_FLANNELD_FLAGS, REFUSED_FLANNELD_FLAGS, VERBOSITY_FLAG } from "./flanneld-compat.ts";
 import {
   absolutePath,
   duration,
   hostPort,
   interfaceName,
+  ipAddress,
   ipv4,
+  ipv6,
   nonEmptyPath,
   oneOf,
   port,
@@ -122,28 +122,87 @@ export const REGISTRY_FLAGS = {
   "etcd-password": stringFlag({ env: true, secret: true, help: "etcd password" }),
 } satisfies FlagSet;
 
+const apiUrl = v.pipe(
+  v.string(),
+  v.check((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === "https:" || u.protocol === "http:";
+    } catch {
+      return false;
+    }
+  }, "must be an http:// or https:// URL like https://10.0.0.1:6443"),
+);
+const annotationPrefix = v.pipe(
+  v.string(),
+  v.rawCheck(({ dataset, addIssue }) => {
+    const why = dataset.typed ? annotationPrefixProblem(dataset.value) : null;
+    if (why) addIssue({ message: why });
+  }),
+);
+
+/**
+ * flanneld's Kubernetes subnet manager: this node's subnet is its Node's podCIDR, and it
+ * publishes itself in flannel's annotations on its Node (no etcd).
+ */
+export const KUBE_FLAGS = {
+  "kube-subnet-mgr": booleanFlag({
+    env: true,
+    help: "take this node's subnet from its Kubernetes Node's podCIDR and publish flannel's annotations on the Node (no etcd)",
+  }),
+  "kube-api-url": stringFlag({
+    env: true,
+    value: apiUrl,
+    shownDefault: "the kubeconfig's server, or in-cluster",
+    help: "Kubernetes API server URL (with --kube-subnet-mgr)",
+  }),
+  "kubeconfig-file": stringFlag({
+    env: true,
+    value: nonEmptyPath,
+    shownDefault: "the pod's service account",
+    help: "kubeconfig file for the Kubernetes API (with --kube-subnet-mgr)",
+  }),
+  "kube-annotation-prefix": stringFlag({
+    env: true,
+    default: DEFAULT_ANNOTATION_PREFIX,
+    value: annotationPrefix,
+    help: "prefix of flannel's Node annotations (flannel's rules: a domain, optionally /word)",
+  }),
+  "set-node-network-unavailable": booleanFlag({
+    env: true,
+    default: true,
+    help: "set the Node's NetworkUnavailable condition to False (FlannelIsUp) once the node has its subnet",
+  }),
+} satisfies FlagSet;
+
 /** flanneld's flags that Tartan implements, under flanneld's names and FLANNELD_* variables. */
 export const FLANNELD_AGENT_FLAGS = {
   iface: listFlag({
     env: true,
     shownDefault: "the default route's interface",
-    help: "underlay interface (name or IPv4) for inter-node traffic; repeatable, first match wins",
+    help: "underlay interface (name, IPv4 or IPv6 address) for inter-node traffic; repeatable, first match wins",
   }),
   "iface-regex": listFlag({
     env: true,
     item: regexSource,
-    help: "regex matched against interface names and IPv4 addresses; repeatable",
+    help: "regex matched against interface names and addresses; repeatable",
   }),
   "iface-can-reach": stringFlag({
     env: true,
-    value: ipv4,
-    help: "use the interface the kernel routes this IPv4 address through",
+    value: ipAddress,
+    help: "use the interface the kernel routes this IPv4 or IPv6 address through",
   }),
   "public-ip": stringFlag({
     env: true,
     value: ipv4,
     shownDefault: "the interface's address",
     help: "IPv4 address other nodes reach this node at",
+  }),
+  "public-ipv6": stringFlag({
+    env: true,
+    value: ipv6,
+    shownDefault: "the interface's IPv6 address",
+    help: "IPv6 address other nodes reach this node at (dual stack: EnableIPv6)",
   }),
   "subnet-file": stringFlag({
     env: true,
@@ -175,6 +234,8 @@ export const FLANNELD_AGENT_FLAGS = {
   }),
   "net-config-path": stringFlag({
     env: true,
+    value: nonEmptyPath,
+    shownDefault: `${DEFAULT_KUBE_NET_CONF} with --kube-subnet-mgr`,
     help: "read the network config from this file instead of the registry",
   }),
   ...VERBOSITY_FLAG,
@@ -194,9 +255,9 @@ export const TARTAN_AGENT_FLAGS = {
     help: "HOST:PORT of the status endpoint (/healthz /readyz /v1/* /metrics)",
   }),
   "node-name": stringFlag({
-    shownDefault: "the host name",
+    shownDefault: "the host name; with --kube-subnet-mgr NODE_NAME, else the pod's Node",
     value: nodeName,
-    help: "this node's name in logs, status and its pin directory",
+    help: "this node's name in logs, status and its pin directory (with --kube-subnet-mgr: its Node's name)",
   }),
   "lease-ttl": stringFlag({
     default: "24h",
@@ -223,10 +284,10 @@ export const TARTAN_AGENT_FLAGS = {
 /** Every flag `tartan agent` takes, in the order its help lists them. */
 export const AGENT_FLAGS = {
   ...TARTAN_AGENT_FLAGS,
+  ...KUBE_FLAGS,
   ...FLANNELD_AGENT_FLAGS,
   ...REGISTRY_FLAGS,
   ...LOG_FLAGS,
-  ...KUBE_FLAGS,
   ...REFUSED_FLANNELD_FLAGS,
   ...IGNORED_FLANNELD_FLAGS,
   ...HELP_FLAG,
@@ -265,14 +326,85 @@ export interface ParsedAgentOptions extends AgentOptions {
   readonly fromEnv: string[];
   /** flanneld flags given that Tartan accepts and ignores, with why, for the start-up log. */
   readonly ignored: { flag: string; why: string }[];
+  /**
+   * --kube-subnet-mgr with neither NODE_NAME nor --node-name: our Node is this pod's
+   * spec.nodeName, to be read from the API; until then `nodeName` is the host name. The
+   * caller looks it up and derives the options again with `kubeNodeName`.
+   */
+  readonly kubeNodeFromPod: { readonly namespace: string; readonly pod: string } | null;
 }
 
-/** AgentOptions from parsed agent flags (`tartan agent`, and doctor for the flags it shares). */
-export function agentOptionsFrom(p: ParsedArgs): ParsedAgentOptions {
+/** A Kubernetes object name (DNS-1123 subdomain): also safe in a file or pin path. */
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+type KubeNode = { name: string } | { pod: { namespace: string; pod: string } };
+
+/**
+ * Which Node we are with --kube-subnet-mgr, as flanneld finds it: NODE_NAME, else this pod
+ * (POD_NAME and POD_NAMESPACE) → its spec.nodeName; outside a pod, Tartan's --node-name
+ * (given, it is used without asking the API; one that contradicts NODE_NAME is an error).
+ * The host name is never guessed, as flanneld never does: annotating another Node would
+ * break that node.
+ */
+function kubeNode(env: Readonly<Record<string, string | undefined>>, flag: string | undefined): KubeNode {
+  const fromEnv = env.NODE_NAME;
+  if (fromEnv) {
+    if (!DNS1123_SUBDOMAIN.test(fromEnv))
+      throw new ValidationError(
+        `NODE_NAME=${JSON.stringify(fromEnv)}: not a Kubernetes Node name (lowercase letters, digits, '-' and '.')`,
+      );
+    if (flag !== undefined && flag !== fromEnv)
+      throw new ValidationError(
+        `--node-name=${flag} and NODE_NAME=${fromEnv} name different Nodes: give one of them`,
+      );
+    return { name: fromEnv };
+  }
+  if (env.POD_NAME && env.POD_NAMESPACE && flag === undefined)
+    return { pod: { namespace: env.POD_NAMESPACE, pod: env.POD_NAME } };
+  if (flag !== undefined) return { name: flag };
+  throw new ValidationError(
+    "--kube-subnet-mgr: cannot tell which Node this is: set NODE_NAME (the downward API's spec.nodeName), or POD_NAME and POD_NAMESPACE, or give --node-name",
+  );
+}
+
+function kubeOptions(o: FlagValues<typeof AGENT_FLAGS>, flags: ParsedArgs["flags"]): KubeOptions | null {
+  if (!o["kube-subnet-mgr"]) return null;
+  for (const other of ["etcd-endpoints", "registry"] as const)
+    if (flags[other] !== undefined)
+      throw new ValidationError(
+        `--kube-subnet-mgr and --${other}=${flags[other]} both choose where leases live: give one of them (the Kubernetes API keeps them in Node annotations)`,
+      );
+  return {
+    apiUrl: o["kube-api-url"] ?? null,
+    kubeconfigFile: o["kubeconfig-file"] ?? null,
+    annotationPrefix: o["kube-annotation-prefix"],
+    setNodeNetworkUnavailable: o["set-node-network-unavailable"],
+  };
+}
+
+/**
+ * AgentOptions from parsed agent flags (`tartan agent`, and doctor for the flags it
+ * shares). `env` supplies NODE_NAME, POD_NAME and POD_NAMESPACE with --kube-subnet-mgr;
+ * `kubeNodeName` is our Node's name once read from our pod (see kubeNodeFromPod).
+ */
+export function agentOptionsFrom(
+  p: ParsedArgs,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  kubeNodeName?: string,
+): ParsedAgentOptions {
   noArguments("agent", p.positionals);
   const o = validateFlags(AGENT_FLAGS, p.flags, p.fromEnv);
-  const node = o["node-name"] ?? hostname().split(".")[0] ?? "node";
+  const kube = kubeOptions(o, p.flags);
+  const found = kube && !kubeNodeName ? kubeNode(env, o["node-name"]) : null;
+  const hostName = hostname().split(".")[0] ?? "node";
+  const node =
+    kube && kubeNodeName
+      ? kubeNodeName
+      : found && "name" in found
+        ? found.name
+        : (o["node-name"] ?? hostName);
   const registry = registryOptions(o);
+  const reach = o["iface-can-reach"];
   // glog's -v: an explicit --log-level wins
   const logLevel =
     p.flags["log-level"] === undefined && o.v !== undefined && o.v >= 1 ? "debug" : o["log-level"];
@@ -281,15 +413,19 @@ export function agentOptionsFrom(p: ParsedArgs): ParsedAgentOptions {
     version: o.version,
     fromEnv: p.fromEnv,
     ignored: ignoredFlags(AGENT_FLAGS, p.flags, p.fromEnv),
+    kubeNodeFromPod: found && "pod" in found ? found.pod : null,
     logLevel,
     logFormat: o["log-format"],
     registry,
-    netConfigPath: o["net-config-path"] ?? null,
+    kube,
+    netConfigPath: o["net-config-path"] ?? (kube ? DEFAULT_KUBE_NET_CONF : null),
     backend: o.backend ?? null,
     ifaces: o.iface,
     ifaceRegex: o["iface-regex"],
-    ifaceCanReach: o["iface-can-reach"] ?? null,
+    ifaceCanReach: reach && "v4" in reach ? reach.v4 : null,
+    ifaceCanReach6: reach && "v6" in reach ? reach.v6 : null,
     publicIp: o["public-ip"] ?? null,
+    publicIpv6: o["public-ipv6"] ?? null,
     subnetFile: o["subnet-file"],
     ipMasq: o["ip-masq"],
     renewMarginMs: o["subnet-lease-renew-margin"] * 60_000,
@@ -299,7 +435,8 @@ export function agentOptionsFrom(p: ParsedArgs): ParsedAgentOptions {
     leaseTtlMs: o["lease-ttl"],
     bpffs: o.bpffs ?? `/sys/fs/bpf/tartan/${node}`,
     decap: o.decap,
-    stateDir: o["state-dir"] ?? (registry.kind === "sqlite" ? dirname(registry.path) : DEFAULT_STATE_DIR),
+    stateDir:
+      o["state-dir"] ?? (registry.kind === "sqlite" && !kube ? dirname(registry.path) : DEFAULT_STATE_DIR),
   };
 }
 
@@ -307,7 +444,7 @@ export function parseAgentOptions(
   argv: readonly string[],
   env: Record<string, string | undefined> = process.env,
 ): ParsedAgentOptions {
-  return agentOptionsFrom(parseFlags("agent", argv, AGENT_FLAGS, env));
+  return agentOptionsFrom(parseFlags("agent", argv, AGENT_FLAGS, env), env);
 }
 
 // ---- the registry commands (leases, config) ---------------------------------------------

@@ -4,14 +4,20 @@
  * `scripts/readme-flags` rewrites them; a unit test fails when they drift.
  */
 import type { FlagSet } from "./flag-def.ts";
-import { IGNORED_FLANNELD_FLAGS, KUBE_FLAGS, REFUSED_FLANNELD_FLAGS } from "./flanneld-compat.ts";
+import { IGNORED_FLANNELD_FLAGS, REFUSED_FLANNELD_FLAGS } from "./flanneld-compat.ts";
 import { markdownCompatTable, markdownFlagTable } from "./help.ts";
-import { FLANNELD_AGENT_FLAGS, LOG_FLAGS, REGISTRY_FLAGS, TARTAN_AGENT_FLAGS } from "./options.ts";
+import {
+  FLANNELD_AGENT_FLAGS,
+  KUBE_FLAGS,
+  LOG_FLAGS,
+  REGISTRY_FLAGS,
+  TARTAN_AGENT_FLAGS,
+} from "./options.ts";
 
 const SECTIONS = {
-  flanneld: { ...etcdFlags(), ...FLANNELD_AGENT_FLAGS },
+  flanneld: { ...KUBE_FLAGS, ...etcdFlags(), ...FLANNELD_AGENT_FLAGS },
   tartan: { ...TARTAN_AGENT_FLAGS, registry: REGISTRY_FLAGS.registry, ...LOG_FLAGS },
-  "flanneld-compat": { ...KUBE_FLAGS, ...REFUSED_FLANNELD_FLAGS, ...IGNORED_FLANNELD_FLAGS },
+  "flanneld-compat": { ...REFUSED_FLANNELD_FLAGS, ...IGNORED_FLANNELD_FLAGS },
 } satisfies Record<string, FlagSet>;
 
 function etcdFlags(): FlagSet {

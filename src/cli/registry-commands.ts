@@ -4,9 +4,19 @@
  * never create anything: a registry file that is not there is an error saying how to make one.
  */
 import { readFileSync } from "node:fs";
-import { type Cidr, cidrToKey, formatCidr, formatIp4, keyToCidr, parseCidr } from "../config/cidr.ts";
+import {
+  type Cidr,
+  cidrEquals,
+  cidrToKey,
+  formatCidr,
+  formatIp4,
+  keyToCidr,
+  parseCidr,
+} from "../config/cidr.ts";
+import { formatCidr6, formatIp6 } from "../config/cidr6.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import type { RegistryOptions } from "../config/options.ts";
+import { parseSubnetKey } from "../config/subnet-key.ts";
 import { decodeLeaseRecord } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import { openRegistry } from "../registry/index.ts";
@@ -43,7 +53,11 @@ async function withRegistry<T>(reg: Registry, fn: (reg: Registry) => Promise<T>)
 export interface LeaseRow {
   readonly key: string;
   readonly subnet: string;
+  /** Dual stack: the IPv6 subnet (absent in an IPv4-only lease). */
+  readonly subnet6?: string;
   readonly publicIp: string | null;
+  /** Dual stack: PublicIPv6 (absent when the lease publishes none). */
+  readonly publicIpv6?: string;
   readonly backendType: string | null;
   readonly vtepMac: string | null;
   readonly expiresAt: string | null;
@@ -55,16 +69,21 @@ export interface LeaseRow {
 function leaseRow(r: RegistryRecord, cfg: NetworkConfig | null): LeaseRow {
   const d = cfg ? decodeLeaseRecord(r, cfg) : null;
   const base = { key: r.key, expiresAt: r.expiresAt === null ? null : new Date(r.expiresAt).toISOString() };
-  if (d?.ok)
+  if (d?.ok) {
+    const sn6 = d.lease.subnet6 ?? null;
+    const pub6 = d.lease.attrs.publicIpv6 ?? null;
     return {
       ...base,
       subnet: formatCidr(d.lease.subnet),
+      ...(sn6 !== null ? { subnet6: formatCidr6(sn6) } : {}),
       publicIp: formatIp4(d.lease.attrs.publicIp),
+      ...(pub6 !== null ? { publicIpv6: formatIp6(pub6) } : {}),
       backendType: d.lease.attrs.backendType,
       vtepMac: d.lease.attrs.vxlan?.VtepMAC ?? null,
       valid: true,
       reason: null,
     };
+  }
   return {
     ...base,
     subnet: r.key,
@@ -79,8 +98,8 @@ function leaseRow(r: RegistryRecord, cfg: NetworkConfig | null): LeaseRow {
 
 /** Subnets in address order (10.244.2.0 before 10.244.10.0); keys that are no subnet last. */
 export function bySubnet(a: { key: string }, b: { key: string }): number {
-  const ka = keyToCidr(a.key);
-  const kb = keyToCidr(b.key);
+  const ka = parseSubnetKey(a.key)?.v4;
+  const kb = parseSubnetKey(b.key)?.v4;
   if (ka && kb) return ka.ip - kb.ip || ka.len - kb.len;
   if (ka || kb) return ka ? -1 : 1;
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
@@ -97,12 +116,24 @@ async function listLeases(o: RegistryCommandOptions, io: Io): Promise<number> {
       return 0;
     }
     io.out(`${reg.description} — ${rows.length} lease(s), revision ${revision}\n`);
+    // the IPv6 columns only where some lease has an IPv6 side: IPv4-only tables stay as they were
+    const dual = rows.some((r) => r.subnet6 !== undefined || r.publicIpv6 !== undefined);
     io.out(
       table(
-        ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES"],
+        [
+          "SUBNET",
+          ...(dual ? ["IPV6 SUBNET"] : []),
+          "PUBLIC IP",
+          ...(dual ? ["PUBLIC IPV6"] : []),
+          "BACKEND",
+          "VTEP MAC",
+          "EXPIRES",
+        ],
         rows.map((r) => [
           r.subnet,
+          ...(dual ? [r.subnet6 ?? "-"] : []),
           r.publicIp ?? "-",
+          ...(dual ? [r.publicIpv6 ?? "-"] : []),
           r.backendType ?? "-",
           r.vtepMac ?? "-",
           r.valid ? (r.expiresAt ?? "never") : `INVALID: ${r.reason}`,
@@ -116,11 +147,25 @@ async function listLeases(o: RegistryCommandOptions, io: Io): Promise<number> {
 async function deleteLease(o: RegistryCommandOptions, subnet: Cidr, io: Io): Promise<number> {
   return withRegistry(await openExisting(o, io.log), async (reg) => {
     const key = cidrToKey(subnet);
-    if (!(await reg.delete(key)))
+    if (await reg.delete(key)) {
+      io.out(`deleted lease ${formatCidr(subnet)} from ${reg.description}\n`);
+      return 0;
+    }
+    // a dual-stack lease's key names its IPv6 subnet too: find it by its IPv4 one
+    const dual = (await reg.list()).records.filter((r) => {
+      const pair = parseSubnetKey(r.key);
+      return pair !== null && pair.v6 !== null && cidrEquals(pair.v4, subnet);
+    });
+    let deleted = 0;
+    for (const r of dual)
+      if (await reg.delete(r.key)) {
+        deleted++;
+        io.out(`deleted lease ${formatCidr(subnet)} (${r.key}) from ${reg.description}\n`);
+      }
+    if (deleted === 0)
       throw new Error(
         `no lease ${formatCidr(subnet)} in ${reg.description} (\`tartan leases ${registryFlags(o.registry)}\` lists them)`,
       );
-    io.out(`deleted lease ${formatCidr(subnet)} from ${reg.description}\n`);
     return 0;
   });
 }
@@ -148,7 +193,8 @@ export const leasesCommand: Command = {
       throw new ValidationError(
         `unknown action "${verb}" for leases; use "tartan leases" or "tartan leases delete SUBNET"`,
       );
-    const subnet = arg === undefined ? null : (keyToCidr(arg) ?? parseCidr(arg));
+    const subnet =
+      arg === undefined ? null : (keyToCidr(arg) ?? parseCidr(arg) ?? parseSubnetKey(arg)?.v4 ?? null);
     if (!subnet || extra.length > 0)
       throw new ValidationError(
         `leases delete needs one SUBNET like 10.244.3.0/24 or 10.244.3.0-24 (got ${JSON.stringify(arg ?? "")})`,
@@ -181,8 +227,12 @@ async function setConfig(o: RegistryCommandOptions, file: string, io: Io): Promi
   const { text, cfg } = readConfigFile(file, io);
   return withRegistry(await openRegistry(o.registry, io.log), async (reg) => {
     await reg.setConfig(text.trim());
+    const c6 = cfg.ipv6 ?? null;
+    const v6 = c6
+      ? `; IPv6Network ${formatCidr6(c6.network)}, IPv6SubnetLen ${c6.subnetLen}, ${formatIp6(c6.subnetMin)} – ${formatIp6(c6.subnetMax)}`
+      : "";
     io.out(
-      `stored network config in ${reg.description}: Network ${formatCidr(cfg.network)}, SubnetLen ${cfg.subnetLen}, ${formatIp4(cfg.subnetMin)} – ${formatIp4(cfg.subnetMax)}, Backend ${cfg.backend.type}\n`,
+      `stored network config in ${reg.description}: Network ${formatCidr(cfg.network)}, SubnetLen ${cfg.subnetLen}, ${formatIp4(cfg.subnetMin)} – ${formatIp4(cfg.subnetMax)}${v6}, Backend ${cfg.backend.type}\n`,
     );
     return 0;
   });
@@ -214,7 +264,8 @@ export const configCommand: Command = {
     "Example net-conf.json:",
     '  {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}',
     "Keys are flannel's (any letter case, as flannel reads them): Network, SubnetLen, SubnetMin,",
-    "SubnetMax, EnableIPv4, EnableIPv6, Backend{Type, VNI, Port, MTU, DirectRouting}.",
+    "SubnetMax, EnableIPv4, EnableIPv6, IPv6Network, IPv6SubnetLen, IPv6SubnetMin, IPv6SubnetMax,",
+    "Backend{Type, VNI, Port, MTU, DirectRouting}.",
   ],
   async run(p, io) {
     const o = registryCommandOptions(p);

@@ -20,9 +20,12 @@ export function formatStatus(s: AgentStatus, verbose = false): string {
   out.push(
     `node        ${s.node}  (tartan ${s.version}, backend ${s.backend ?? "-"}, up since ${s.startedAt})`,
   );
-  out.push(`network     ${s.network ?? "-"}`);
+  out.push(`network     ${s.network ?? "-"}${s.network6 ? ` and ${s.network6}` : ""}`);
+  const l6 = s.lease?.subnet6
+    ? ` and ${s.lease.subnet6}${s.lease.publicIpv6 ? ` via ${s.lease.publicIpv6}` : ""}`
+    : "";
   out.push(
-    `lease       ${s.lease ? `${s.lease.subnet} via ${s.lease.publicIp}, expires ${s.lease.expiresAt ?? "never"}, renews ${s.lease.renewAt ?? "never"}` : "none"}`,
+    `lease       ${s.lease ? `${s.lease.subnet} via ${s.lease.publicIp}${l6}, expires ${s.lease.expiresAt ?? "never"}, renews ${s.lease.renewAt ?? "never"}` : "none"}`,
   );
   out.push(
     `registry    ${s.registry.description}: ${s.registry.state}${s.registry.lastError ? ` (${s.registry.lastError})` : ""}, revision ${s.registry.revision}`,
@@ -31,14 +34,27 @@ export function formatStatus(s: AgentStatus, verbose = false): string {
   out.push(`health      ${s.health.ok ? "ok" : `FAIL: ${s.health.reasons.join("; ")}`}`);
   out.push(`ready       ${s.ready.ok ? "yes" : `no: ${s.ready.reasons.join("; ")}`}`);
   out.push("");
+  // the IPv6 columns only where some lease has an IPv6 side: IPv4-only tables stay as they were
+  const dual = s.leases.some((l) => l.subnet6 !== undefined || l.publicIpv6 !== undefined);
   out.push(
     table(
-      ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "PROGRAMMED", "EXPIRES"],
+      [
+        "SUBNET",
+        ...(dual ? ["IPV6 SUBNET"] : []),
+        "PUBLIC IP",
+        ...(dual ? ["PUBLIC IPV6"] : []),
+        "BACKEND",
+        "VTEP MAC",
+        "PROGRAMMED",
+        "EXPIRES",
+      ],
       [...s.leases]
         .sort(ownThenBySubnet)
         .map((l) => [
           l.subnet + (l.own ? " (this node)" : ""),
+          ...(dual ? [l.subnet6 ?? "-"] : []),
           l.publicIp,
+          ...(dual ? [l.publicIpv6 ?? "-"] : []),
           l.backendType,
           l.vtepMac ?? "-",
           l.programmed ? "yes" : "no",

@@ -4,12 +4,32 @@
  */
 import * as v from "valibot";
 import { type Ip4, parseCidr, parseIp4 } from "../config/cidr.ts";
+import { type Ip6, isV4Mapped, parseIp6 } from "../config/cidr6.ts";
 import type { HostPort } from "../config/options.ts";
 
 export const ipv4: v.GenericSchema<string, Ip4> = v.pipe(
   v.string(),
   v.check((s) => parseIp4(s) !== null, "must be an IPv4 address like 198.18.0.1"),
   v.transform((s) => parseIp4(s)!),
+);
+
+export const ipv6: v.GenericSchema<string, Ip6> = v.pipe(
+  v.string(),
+  v.check((s) => {
+    const a = parseIp6(s);
+    return a !== null && !isV4Mapped(a);
+  }, "must be an IPv6 address like fd00:18::1"),
+  v.transform((s) => parseIp6(s)!),
+);
+
+/** An address of either family (flanneld's --iface-can-reach takes both). */
+export const ipAddress: v.GenericSchema<string, { v4: Ip4 } | { v6: Ip6 }> = v.pipe(
+  v.string(),
+  v.check(
+    (s) => parseIp4(s) !== null || parseIp6(s) !== null,
+    "must be an IPv4 or IPv6 address like 198.18.0.1 or fd00:18::1",
+  ),
+  v.transform((s) => (parseIp4(s) !== null ? { v4: parseIp4(s)! } : { v6: parseIp6(s)! })),
 );
 
 export const port: v.GenericSchema<string, number> = v.pipe(

@@ -2,10 +2,12 @@
  * The delegated network config, built as flannel's CNI plugin builds it: `bridge` unless
  * `delegate.type` says otherwise, `ipMasq` = !FLANNEL_IPMASQ, `mtu` = FLANNEL_MTU,
  * `isGateway` for bridge, and `host-local` IPAM over FLANNEL_SUBNET with a route to
- * FLANNEL_NETWORK (after any `ipam.routes` of the config). Keys the user set in
- * `delegate` win. Pure.
+ * FLANNEL_NETWORK (after any `ipam.routes` of the config); a dual-stack subnet.env adds a
+ * second range (FLANNEL_IPV6_SUBNET) and a route to FLANNEL_IPV6_NETWORK, as flannel's
+ * plugin does. Keys the user set in `delegate` win. Pure.
  */
 import { type Cidr, firstHost, formatCidr, formatIp4 } from "../config/cidr.ts";
+import { formatCidr6 } from "../config/cidr6.ts";
 import type { SubnetEnv } from "../config/subnet-env.ts";
 import { DEFAULT_BRIDGE, type NetConf } from "./conf.ts";
 
@@ -26,8 +28,14 @@ export function buildDelegateConf(conf: NetConf, env: SubnetEnv): DelegateConf {
   d.cniVersion = conf.cniVersion;
   const ipam: Record<string, unknown> = { ...(conf.ipam ?? {}) };
   if (!("type" in ipam)) ipam.type = "host-local";
-  ipam.ranges = [[{ subnet: formatCidr(env.subnet) }]];
-  ipam.routes = [...(conf.ipam?.routes ?? []), { dst: formatCidr(env.network) }];
+  const v6 = env.network6 && env.subnet6 ? { network: env.network6, subnet: env.subnet6 } : null;
+  // host-local takes the subnet's prefix (flannel's plugin parses it with net.ParseCIDR)
+  ipam.ranges = [[{ subnet: formatCidr(env.subnet) }], ...(v6 ? [[{ subnet: formatCidr6(v6.subnet) }]] : [])];
+  ipam.routes = [
+    ...(conf.ipam?.routes ?? []),
+    { dst: formatCidr(env.network) },
+    ...(v6 ? [{ dst: formatCidr6(v6.network) }] : []),
+  ];
   d.ipam = ipam;
   return d as DelegateConf;
 }

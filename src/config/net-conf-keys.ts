@@ -27,13 +27,23 @@ const TOP_KEYS = [
 /** The Backend keys of the backends Tartan runs (flannel's vxlan and host-gw; pkg/backend/vxlan). */
 const BACKEND_KEYS = ["Type", "VNI", "Port", "MTU", "DirectRouting", "GBP", "Learning"] as const;
 
-/** flannel keys Tartan reads but has no use for, and why; no warning when they ask for nothing. */
-const UNUSED: Record<string, { readonly why: string; readonly harmless: (v: unknown) => boolean }> = {
+const IPV6_OFF =
+  'EnableIPv6 is not true, so the network is IPv4 only (add "EnableIPv6": true for dual stack)';
+
+/**
+ * flannel keys that have no effect (here, or in this document), and why; no warning when
+ * they ask for nothing. `harmless` sees the key's value and the whole (canonical) document.
+ */
+const UNUSED: Record<
+  string,
+  { readonly why: string; readonly harmless: (v: unknown, doc: Record<string, unknown>) => boolean }
+> = {
   EnableNFTables: { why: "Tartan masquerades with nftables always", harmless: () => true },
-  IPv6Network: { why: "Tartan carries IPv4 only", harmless: (v) => v === undefined || v === "" },
-  IPv6SubnetLen: { why: "Tartan carries IPv4 only", harmless: (v) => !v },
-  IPv6SubnetMin: { why: "Tartan carries IPv4 only", harmless: (v) => !v },
-  IPv6SubnetMax: { why: "Tartan carries IPv4 only", harmless: (v) => !v },
+  // flannel reads the IPv6 keys only with EnableIPv6: true
+  IPv6Network: { why: IPV6_OFF, harmless: (v, doc) => doc.EnableIPv6 === true || v === "" },
+  IPv6SubnetLen: { why: IPV6_OFF, harmless: (v, doc) => doc.EnableIPv6 === true || !v },
+  IPv6SubnetMin: { why: IPV6_OFF, harmless: (v, doc) => doc.EnableIPv6 === true || !v },
+  IPv6SubnetMax: { why: IPV6_OFF, harmless: (v, doc) => doc.EnableIPv6 === true || !v },
   "Backend.GBP": { why: "Tartan's vxlan devices carry no group policy", harmless: (v) => v === false },
   "Backend.Learning": {
     why: "Tartan's vxlan devices never learn (as flannel's default)",
@@ -92,7 +102,7 @@ export function canonicalKeys(doc: Record<string, unknown>): CanonicalDoc {
     const [first, second] = path.split(".") as [string, string | undefined];
     const parent = second === undefined ? top : (top[first] as Record<string, unknown> | undefined);
     const value = parent?.[second ?? first];
-    if (value !== undefined && !u.harmless(value))
+    if (value !== undefined && !u.harmless(value, top))
       warnings.push(`"${path}" is flannel's, but has no effect here: ${u.why}`);
   }
   return { doc: top, warnings };

@@ -1,8 +1,10 @@
 /**
  * The cluster network config: flannel's JSON (`Network`, `SubnetLen`, `SubnetMin`,
- * `SubnetMax`, `Backend{Type, VNI, Port, DirectRouting, MTU}`), its defaults and its checks,
- * exactly as flanneld applies them; keys in any letter case, as flannel (Go's encoding/json)
- * reads them (net-conf-keys.ts). Errors say `Field=value: what is allowed`. Pure.
+ * `SubnetMax`, `Backend{Type, VNI, Port, DirectRouting, MTU}`; for dual stack `EnableIPv6`,
+ * `IPv6Network`, `IPv6SubnetLen`, `IPv6SubnetMin`, `IPv6SubnetMax`), its defaults and its
+ * checks, exactly as flanneld applies them (pkg/subnet/config.go); keys in any letter case,
+ * as flannel (Go's encoding/json) reads them (net-conf-keys.ts). Errors say
+ * `Field=value: what is allowed`. Pure.
  */
 import * as v from "valibot";
 import { ValidationError } from "../validation.ts";
@@ -17,6 +19,18 @@ import {
   parseCidr,
   parseIp4,
 } from "./cidr.ts";
+import {
+  type Cidr6,
+  cidr6Last,
+  containsIp6,
+  formatCidr6,
+  formatIp6,
+  type Ip6,
+  isV4Mapped,
+  maskOf6,
+  parseCidr6,
+  parseIp6,
+} from "./cidr6.ts";
 import { canonicalKeys } from "./net-conf-keys.ts";
 
 /** Backends an agent can run. `ebpf-vxlan` is Tartan's; it speaks the vxlan wire format. */
@@ -36,16 +50,33 @@ export interface BackendConfig {
   readonly mtu: number | null;
 }
 
+/** The IPv6 half of a dual-stack network (EnableIPv6), defaulted and checked as flannel does. */
+export interface Ipv6NetworkConfig {
+  readonly network: Cidr6;
+  readonly subnetLen: number;
+  readonly subnetMin: Ip6;
+  readonly subnetMax: Ip6;
+}
+
 export interface NetworkConfig {
   readonly network: Cidr;
   readonly subnetLen: number;
   readonly subnetMin: number;
   readonly subnetMax: number;
   readonly backend: BackendConfig;
+  /** Dual stack: the IPv6 network (EnableIPv6: true); absent or null for IPv4 only. */
+  readonly ipv6?: Ipv6NetworkConfig | null;
   /** The JSON as stored, for `config get` and subnet.env round trips. */
   readonly raw: string;
   /** What a person should know but that is no error: unknown keys, host bits in Network. */
   readonly warnings: readonly string[];
+  /**
+   * Subnets are given, not allocated (--kube-subnet-mgr: each Node's podCIDR): a subnet of
+   * any prefix length inside Network is a lease, as flannel's kube subnet manager takes
+   * them, and subnetLen is our own podCIDR's (kube-controller-manager's
+   * --node-cidr-mask-size, the same for every Node).
+   */
+  readonly podCidrSubnets?: boolean;
 }
 
 const ipString = v.pipe(
@@ -103,9 +134,37 @@ const NetworkSchema = v.looseObject({
   ),
   SubnetMin: v.optional(ipString),
   SubnetMax: v.optional(ipString),
-  EnableIPv6: v.optional(v.literal(false, "must be false: Tartan carries IPv4 only")),
-  EnableIPv4: v.optional(v.literal(true, "must be true: Tartan carries IPv4")),
+  EnableIPv6: v.optional(v.boolean("must be true or false")),
+  EnableIPv4: v.optional(v.boolean("must be true or false")),
   Backend: v.optional(v.looseObject({}, 'must be an object like {"Type": "vxlan"}')),
+});
+
+const ip6String = v.pipe(
+  v.string("must be a string: an IPv6 address like fd00:19:0:100::"),
+  v.check((s) => parseIp6(s) !== null, "must be an IPv6 address like fd00:19:0:100::"),
+);
+
+/** The IPv6 keys, checked only when EnableIPv6 is true (flannel reads them only then). */
+const Ipv6Schema = v.looseObject({
+  IPv6Network: v.optional(
+    v.pipe(
+      v.string("must be a string: an IPv6 CIDR like fd00:19::/56"),
+      v.check((s) => parseCidr6(s, false) !== null, "must be an IPv6 CIDR like fd00:19::/56"),
+      v.check((s) => {
+        const c = parseCidr6(s, false);
+        return c === null || !isV4Mapped(c.ip);
+      }, "must be an IPv6 network, not IPv4-mapped"),
+    ),
+  ),
+  IPv6SubnetLen: v.optional(
+    v.pipe(
+      v.number("must be a number: a prefix length like 64"),
+      v.integer("must be a whole number: a prefix length like 64"),
+      v.minValue(0, "must be a prefix length like 64 (0: flannel's default)"),
+    ),
+  ),
+  IPv6SubnetMin: v.optional(ip6String),
+  IPv6SubnetMax: v.optional(ip6String),
 });
 
 /** `Field=value: what is allowed`, the value as the file has it. */
@@ -136,6 +195,52 @@ function subnetLenOf(network: Cidr, given: number | undefined): number {
   return network.len <= 22 ? 24 : network.len + 2;
 }
 
+/** The IPv6 subnet length flannel derives (64 up to a /62, else prefix + 2), or the one given, checked. */
+function ipv6SubnetLenOf(network: Cidr6, given: number | undefined): number {
+  if (given !== undefined && given > 0) {
+    if (given > 126) fail(`IPv6SubnetLen=${given}: must be at most 126`);
+    if (given < network.len + 2)
+      fail(
+        `IPv6SubnetLen=${given}: leaves room for fewer than four subnets in IPv6Network ${formatCidr6(network)}; use ${network.len + 2} or more`,
+      );
+    return given;
+  }
+  if (network.len > 124)
+    fail(`IPv6Network=${formatCidr6(network)}: too small; the smallest useful IPv6 network is a /124`);
+  return network.len <= 62 ? 64 : network.len + 2;
+}
+
+/** The IPv6 half, as flannel's CheckNetworkConfig does it when EnableIPv6 is true. */
+function ipv6ConfigOf(doc: Record<string, unknown>, warnings: string[]): Ipv6NetworkConfig {
+  const r = v.safeParse(Ipv6Schema, doc);
+  if (!r.success) fail(issueText(r.issues[0]));
+  const c = r.output;
+  if (c.IPv6Network === undefined || c.IPv6Network === "")
+    fail("IPv6Network is required when EnableIPv6 is true: a CIDR like fd00:19::/56");
+  const network = parseCidr6(c.IPv6Network, false)!;
+  if (parseCidr6(c.IPv6Network, true) === null)
+    warnings.push(
+      `IPv6Network=${c.IPv6Network} has host bits set; it means ${formatCidr6(network)}, as in flannel`,
+    );
+  const subnetLen = ipv6SubnetLenOf(network, c.IPv6SubnetLen);
+  const size = 1n << BigInt(128 - subnetLen);
+  const checkInNet = (field: string, text: string) => {
+    const ip = parseIp6(text)!;
+    if (!containsIp6(network, ip)) fail(`${field}=${text}: not inside IPv6Network ${formatCidr6(network)}`);
+    if ((ip & maskOf6(subnetLen)) !== ip)
+      fail(`${field}=${text}: not on a /${subnetLen} boundary (IPv6SubnetLen ${subnetLen})`);
+    return ip;
+  };
+  // the first subnet is skipped, as for IPv4 (flannel: "conflicts with the broadcast address")
+  const subnetMin = c.IPv6SubnetMin ? checkInNet("IPv6SubnetMin", c.IPv6SubnetMin) : network.ip + size;
+  const subnetMax = c.IPv6SubnetMax
+    ? checkInNet("IPv6SubnetMax", c.IPv6SubnetMax)
+    : cidr6Last(network) + 1n - size;
+  if (subnetMin > subnetMax)
+    fail(`IPv6SubnetMin=${formatIp6(subnetMin)}: above IPv6SubnetMax ${formatIp6(subnetMax)}`);
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
 /** Parses and defaults a network config exactly as flanneld does; throws ValidationError naming the field. */
 export function parseNetworkConfig(json: string): NetworkConfig {
   let doc: unknown;
@@ -152,6 +257,11 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   const c = r.output;
   const br = c.Backend === undefined ? undefined : v.safeParse(BackendSchema, c.Backend);
   if (br && !br.success) fail(`Backend.${issueText(br.issues[0])}`);
+  // flannel's etcd subnet manager always leases an IPv4 subnet; IPv6-only needs its kube one
+  if (c.EnableIPv4 === false)
+    fail(
+      "EnableIPv4=false: IPv6-only networks are not supported (flannel runs them only with the Kubernetes subnet manager); set it to true, with a Network, and add EnableIPv6 for dual stack",
+    );
   if (c.Network === undefined) fail("Network is required: a CIDR like 10.244.0.0/16");
   // flannel masks the network address to its prefix (Go's net.ParseCIDR does); say so
   const network = parseCidr(c.Network, false)!;
@@ -172,6 +282,7 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   if (subnetMin > subnetMax)
     fail(`SubnetMin=${formatIp4(subnetMin)}: above SubnetMax ${formatIp4(subnetMax)}`);
   const b = br?.output ?? {};
+  const ipv6 = c.EnableIPv6 === true ? ipv6ConfigOf(canonical, warnings) : null;
   return {
     network,
     subnetLen,
@@ -184,6 +295,7 @@ export function parseNetworkConfig(json: string): NetworkConfig {
       directRouting: b.DirectRouting ?? false,
       mtu: b.MTU ?? null,
     },
+    ipv6,
     raw: json,
     warnings,
   };
@@ -202,4 +314,19 @@ export function subnetAt(cfg: NetworkConfig, i: number): Cidr {
 /** True when `sn` is a subnet this config could have handed out: right length, inside the network. */
 export function isValidSubnet(cfg: NetworkConfig, sn: Cidr): boolean {
   return sn.len === cfg.subnetLen && containsIp(cfg.network, sn.ip) && cidrSize(sn) <= cidrSize(cfg.network);
+}
+
+/** How many IPv6 subnets the config can hand out (a bigint: a /48 of /64s is 65,536, a /32 four billion). */
+export function subnetCapacity6(c6: Ipv6NetworkConfig): bigint {
+  return (c6.subnetMax - c6.subnetMin) / (1n << BigInt(128 - c6.subnetLen)) + 1n;
+}
+
+/** The i-th IPv6 subnet of the lease range. */
+export function subnetAt6(c6: Ipv6NetworkConfig, i: bigint): Cidr6 {
+  return { ip: c6.subnetMin + i * (1n << BigInt(128 - c6.subnetLen)), len: c6.subnetLen };
+}
+
+/** True when `sn` is an IPv6 subnet this config could have handed out: right length, inside the network. */
+export function isValidSubnet6(c6: Ipv6NetworkConfig, sn: Cidr6): boolean {
+  return sn.len === c6.subnetLen && containsIp6(c6.network, sn.ip);
 }

@@ -8,6 +8,7 @@
 import type { Ip4 } from "../config/cidr.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { ReadSubnetEnv } from "../config/subnet-env.ts";
+import type { AnnotationNames } from "../kube/annotations.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { FdbEntry, Neigh, Route } from "../net/ip.ts";
 import type { AgentStatus } from "../status/status.ts";
@@ -81,6 +82,32 @@ export interface RegistryFacts {
   readonly leases: readonly Lease[];
   /** Records that failed validation: key and reason. */
   readonly invalid: readonly { readonly key: string; readonly reason: string }[];
+}
+
+/** Our Node's condition NetworkUnavailable, as the API has it. */
+export interface NodeCondition {
+  readonly status: string;
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** What the Kubernetes API says about this node (--kube-subnet-mgr). */
+export interface KubeFacts {
+  /** "kubernetes:https://10.96.0.1:443 (Node n1)" */
+  readonly description: string;
+  readonly nodeName: string;
+  readonly names: AnnotationNames;
+  /** --set-node-network-unavailable: the agent manages the condition. */
+  readonly setNodeNetworkUnavailable: boolean;
+  /** Our Node; null when the API has no Node by that name. */
+  readonly node: {
+    /** spec.podCIDRs, else [spec.podCIDR]; empty when none is assigned. */
+    readonly podCidrs: readonly string[];
+    readonly annotations: Readonly<Record<string, string>>;
+    readonly networkUnavailable: NodeCondition | null;
+  } | null;
+  /** Nodes that are not leases, and why (only reasons that mean bad data go to the registry's invalid list). */
+  readonly skipped: readonly { readonly name: string; readonly reason: string; readonly detail: string }[];
 }
 
 export interface CniFile {
@@ -162,6 +189,38 @@ export interface ProbeResult {
   readonly error: string | null;
 }
 
+/** The IPv6 overlay device (vxlan: flannel-v6.<VNI>) as the kernel has it. */
+export interface Ipv6Device {
+  readonly name: string;
+  readonly kind: string | null;
+  readonly mtu: number;
+  readonly mac: string;
+  readonly up: boolean;
+  readonly vxlan: {
+    readonly id?: number;
+    readonly local6?: string;
+    readonly port?: number;
+    readonly learning?: boolean;
+  } | null;
+  /** Global IPv6 addresses as addr/len. */
+  readonly addrs: readonly string[];
+}
+
+/** A dual-stack node's IPv6 side (the network config has EnableIPv6). */
+export interface Ipv6Facts {
+  /** net.ipv6.conf.all.forwarding, null when unreadable. */
+  readonly forwarding: string | null;
+  /** The underlay's IPv6 address (what the IPv6 VXLAN device must be local to); null when it has none. */
+  readonly underlayIp: string | null;
+  /** Main-table IPv6 routes. */
+  readonly routes: Fact<readonly Route[]>;
+  /** The backend's IPv6 overlay device; null when it has none (host-gw) or it is missing. */
+  readonly device: Fact<Ipv6Device | null>;
+  /** IPv6 neighbours and FDB entries on that device (vxlan). */
+  readonly neighbours: Fact<readonly Neigh[]>;
+  readonly fdb: Fact<readonly FdbEntry[]>;
+}
+
 export interface Facts {
   /** ms since the epoch when gathering started. */
   readonly now: number;
@@ -171,8 +230,10 @@ export interface Facts {
   readonly agent: Fact<AgentFacts>;
   readonly config: Fact<NetworkConfig>;
   readonly registry: Fact<RegistryFacts>;
+  /** null unless the node runs with --kube-subnet-mgr. */
+  readonly kube: Fact<KubeFacts> | null;
   readonly underlay: Fact<UnderlayFacts>;
-  /** Our lease: the registry's lease with our PublicIP (else the agent's). */
+  /** Our lease: the registry's lease with our PublicIP, or our Node's podCIDR (else the agent's). */
   readonly ownLease: Lease | null;
   readonly subnetEnv: ReadSubnetEnv;
   /** Every link of the node's namespace. */
@@ -191,4 +252,6 @@ export interface Facts {
   readonly bpf: Fact<BpfFacts>;
   /** null when probes were not run (--no-probe, or nothing to probe). */
   readonly probes: readonly ProbeResult[] | null;
+  /** Dual stack: the IPv6 side; absent or null when the network is IPv4 only. */
+  readonly ipv6?: Ipv6Facts | null;
 }

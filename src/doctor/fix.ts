@@ -6,18 +6,29 @@
  * network) and never deletes anything that is not ours or not stale. Anything else
  * (a misconfigured device, a detached eBPF program) is left to an agent restart.
  */
-import { routeLine, vtepAddress } from "../backend/facts.ts";
-import { hostGwRoute } from "../backend/host-gw/facts.ts";
-import { addLines } from "../backend/vxlan/plan.ts";
+import { routeLine, vtepAddress, vtepAddress6 } from "../backend/facts.ts";
+import { hostGwRoute, hostGwRoute6 } from "../backend/host-gw/facts.ts";
+import { dualStackMtu, isVxlan6Peer } from "../backend/vxlan/facts.ts";
+import { addLines, entriesOf } from "../backend/vxlan/plan.ts";
 import { firstHost, formatCidr, formatIp4 } from "../config/cidr.ts";
+import { firstHost6, formatIp6 } from "../config/cidr6.ts";
 import { writeSubnetEnv } from "../config/subnet-env.ts";
 import { errorText } from "../log.ts";
 import { applyBatch, removeBatch } from "../net/batch.ts";
 import { ip } from "../net/ip.ts";
 import { applyMasq, NFT_TABLE, removeMasq } from "../net/masq.ts";
 import { routeLookup } from "../net/routes.ts";
-import { confKey, writeSysctl } from "../net/sysctl.ts";
-import { type Check, derive, missingFor, staleEntries, vxlanPlanInput } from "./checks.ts";
+import { confKey, readSysctl, writeSysctl } from "../net/sysctl.ts";
+import {
+  type Check,
+  derive,
+  ipv6Peers,
+  missing6For,
+  missingFor,
+  staleEntries,
+  vxlanPlanInput,
+  vxlanPlanInput6,
+} from "./checks.ts";
 import type { Facts } from "./facts.ts";
 import { acceptsNetwork, chainName, droppingForwardChains } from "./nft-rules.ts";
 import { LEGACY_FILTER } from "./parse.ts";
@@ -56,10 +67,20 @@ const REPAIRS: Record<string, Repair> = {
 
   async "subnet-env"(f) {
     const d = derive(f);
-    const env = { network: d.network!, subnet: d.own!.subnet, mtu: d.podMtu!, ipMasq: f.settings.ipMasq };
+    const c6 = f.config.ok ? (f.config.value.ipv6 ?? null) : null;
+    const sn6 = c6 ? (d.own!.subnet6 ?? null) : null;
+    const v6 = c6 && sn6 ? { network6: c6.network, subnet6: sn6 } : {};
+    const env = {
+      network: d.network!,
+      subnet: d.own!.subnet,
+      ...v6,
+      mtu: d.podMtu!,
+      ipMasq: f.settings.ipMasq,
+    };
     writeSubnetEnv(f.settings.subnetFile, env);
+    const v6text = sn6 ? ` FLANNEL_IPV6_SUBNET=${formatIp6(firstHost6(sn6))}/${sn6.len}` : "";
     return [
-      `wrote ${f.settings.subnetFile}: FLANNEL_NETWORK=${formatCidr(env.network)} FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len} FLANNEL_MTU=${env.mtu} FLANNEL_IPMASQ=${env.ipMasq}`,
+      `wrote ${f.settings.subnetFile}: FLANNEL_NETWORK=${formatCidr(env.network)} FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len}${v6text} FLANNEL_MTU=${env.mtu} FLANNEL_IPMASQ=${env.ipMasq}`,
     ];
   },
 
@@ -182,12 +203,83 @@ const REPAIRS: Record<string, Repair> = {
 
   async masquerade(f) {
     const d = derive(f);
-    if (!f.settings.ipMasq) {
-      await removeMasq();
-      return [`nft delete table ip ${NFT_TABLE}`];
-    }
+    if (!f.settings.ipMasq) return (await removeMasq()).map((t) => `nft delete table ${t}`);
     await applyMasq(d.network!, d.own!.subnet);
     return [`nft: table ip ${NFT_TABLE} applied (masquerade ${formatCidr(d.network!)} leaving the cluster)`];
+  },
+
+  async "ipv6-forward"(f, _c, changed) {
+    const ul = f.underlay.ok ? f.underlay.value.name : null;
+    // a forwarding host ignores router advertisements at accept_ra=1: keep an SLAAC underlay configured
+    if (ul && readSysctl(confKey(ul, "accept_ra", "ipv6")) === "1") {
+      writeSysctl(confKey(ul, "accept_ra", "ipv6"), 2);
+      changed.push(`sysctl net.ipv6.conf.${ul}.accept_ra=2`);
+    }
+    writeSysctl("net.ipv6.conf.all.forwarding", 1);
+    changed.push("sysctl net.ipv6.conf.all.forwarding=1");
+    return undefined;
+  },
+
+  async "ipv6-datapath"(f, _c, changed) {
+    const dev = f.ipv6?.device.ok ? f.ipv6.device.value : null;
+    if (!dev) return [];
+    const want = f.underlay.ok
+      ? dualStackMtu(f.config.ok ? f.config.value.backend.mtu : null, f.underlay.value.mtu).device6
+      : null;
+    if (want !== null && dev.mtu !== want) {
+      await ip("link", "set", "dev", dev.name, "mtu", String(want));
+      changed.push(`ip link set ${dev.name} mtu ${want}`);
+    }
+    if (!dev.up) {
+      await ip("link", "set", "dev", dev.name, "up");
+      changed.push(`ip link set ${dev.name} up`);
+    }
+    const sn6 = f.ownLease?.subnet6 ?? null;
+    if (sn6 && !dev.addrs.includes(vtepAddress6(sn6))) {
+      await ip("addr", "replace", vtepAddress6(sn6), "dev", dev.name, "nodad");
+      changed.push(`ip addr replace ${vtepAddress6(sn6)} dev ${dev.name} nodad`);
+    }
+    return undefined;
+  },
+
+  async "ipv6-routes"(f) {
+    const d = derive(f);
+    const broken = ipv6Peers(f).filter((l) => missing6For(f, l).length > 0);
+    if (d.backend === "vxlan") {
+      // only the IPv6 entries: the IPv4 ones are remote-leases' to repair
+      const lines = addLines(
+        broken,
+        vxlanPlanInput6(f, d),
+        entriesOf(
+          () => false,
+          (l) => isVxlan6Peer(l, d.vni),
+        ),
+      );
+      await applyBatch("bridge", lines.bridge);
+      await applyBatch("ip", lines.ip);
+      return [...lines.bridge.map((l) => `bridge ${l}`), ...lines.ip.map((l) => `ip ${l}`)];
+    }
+    const ul = f.underlay.ok ? f.underlay.value.name : null;
+    if (d.backend !== "host-gw" || !ul) return [];
+    const lines = broken.flatMap((l) => {
+      const r = hostGwRoute6(l, ul);
+      return r ? [`route replace ${routeLine(r)}`] : [];
+    });
+    await applyBatch("ip", lines);
+    return lines.map((l) => `ip ${l}`);
+  },
+
+  async "ipv6-masquerade"(f) {
+    const d = derive(f);
+    const c6 = f.config.ok ? (f.config.value.ipv6 ?? null) : null;
+    if (!f.settings.ipMasq) {
+      await run(["nft", "delete", "table", "ip6", NFT_TABLE]);
+      return [`nft delete table ip6 ${NFT_TABLE}`];
+    }
+    const sn6 = d.own?.subnet6 ?? null;
+    if (!c6 || !sn6 || !d.network || !d.own) return [];
+    await applyMasq(d.network, d.own.subnet, { network6: c6.network, subnet6: sn6 });
+    return [`nft: tables ip ${NFT_TABLE} and ip6 ${NFT_TABLE} applied`];
   },
 
   async "checksum-offload"(f) {

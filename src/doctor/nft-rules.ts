@@ -5,6 +5,7 @@
  * whether Tartan's masquerade table is in place. Pure.
  */
 import { type Cidr, containsCidr, formatCidr, parseCidr } from "../config/cidr.ts";
+import { type Cidr6, cidr6Equals, parseCidr6 } from "../config/cidr6.ts";
 import type { NftChain, NftFacts, NftRule } from "./facts.ts";
 
 interface RawRow {
@@ -104,4 +105,24 @@ export function masqueradesNetwork(nft: NftFacts, table: string, net: Cidr): boo
 
 export function hasTable(nft: NftFacts, family: string, table: string): boolean {
   return nft.chains.some((c) => c.family === family && c.table === table);
+}
+
+/** Is table `ip6 <table>` there with a masquerade rule for traffic from the IPv6 network `net`? */
+export function masqueradesNetwork6(nft: NftFacts, table: string, net: Cidr6): boolean {
+  return nft.rules.some(
+    (r) =>
+      r.family === "ip6" &&
+      r.table === table &&
+      r.expr.some((e) => "masquerade" in e) &&
+      r.expr.some((e) => {
+        if (!("match" in e)) return false;
+        const m = e.match as Match;
+        const left = m.left as { payload?: { protocol?: string; field?: string } } | undefined;
+        if (m.op !== "==" || left?.payload?.protocol !== "ip6" || left.payload.field !== "saddr")
+          return false;
+        const p = (m.right as { prefix?: { addr: string; len: number } } | undefined)?.prefix;
+        const c = p ? parseCidr6(`${p.addr}/${p.len}`, false) : null;
+        return c !== null && cidr6Equals(c, net);
+      }),
+  );
 }

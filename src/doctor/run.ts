@@ -6,6 +6,7 @@
 
 import { DEFAULT_BRIDGE } from "../backend/facts.ts";
 import type { AgentOptions } from "../config/options.ts";
+import type { KubeSourceView } from "../lease/kube-source.ts";
 import { judge } from "./checks.ts";
 import type { AgentFacts, RegistryFacts } from "./facts.ts";
 import { applyFixes } from "./fix.ts";
@@ -27,6 +28,8 @@ export interface DoctorRunOptions {
   readonly registry?: () => RegistryFacts;
   /** Probe a rotating sample of the peers (see GatherOptions.probeSample). */
   readonly probeSample?: GatherOptions["probeSample"];
+  /** Inside a --kube-subnet-mgr agent: its Node list and watch, instead of listing every Node again. */
+  readonly kubeView?: () => KubeSourceView | null;
 }
 
 /**
@@ -55,6 +58,7 @@ export async function runChecks(opts: DoctorRunOptions): Promise<DoctorReport> {
       agent: opts.agent,
       registry: opts.registry,
       probeSample: opts.probeSample,
+      kubeView: opts.kubeView,
     });
   let facts = await gather();
   let checks = judge(facts);

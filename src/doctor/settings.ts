@@ -7,7 +7,7 @@
 
 import { type Ip4, parseIp4 } from "../config/cidr.ts";
 import { BACKENDS, type BackendName } from "../config/network.ts";
-import type { AgentOptions, RegistryOptions } from "../config/options.ts";
+import type { AgentOptions, KubeOptions, RegistryOptions } from "../config/options.ts";
 import type { ReadSubnetEnv } from "../config/subnet-env.ts";
 import type { DoctorSettings } from "./facts.ts";
 
@@ -32,6 +32,11 @@ export const SHARED_SETTINGS = [
   "etcd-keyfile",
   "etcd-username",
   "etcd-password",
+  "kube-subnet-mgr",
+  "kube-api-url",
+  "kubeconfig-file",
+  "kube-annotation-prefix",
+  "set-node-network-unavailable",
 ] as const;
 
 export interface DoctorInput {
@@ -46,6 +51,8 @@ export interface DoctorInput {
 export interface Resolved {
   readonly settings: DoctorSettings;
   readonly registry: RegistryOptions;
+  /** Set when the node runs with --kube-subnet-mgr: leases come from the Kubernetes API. */
+  readonly kube: KubeOptions | null;
   readonly netConfigPath: string | null;
   readonly iface: { readonly names: string[]; readonly regexes: string[]; readonly canReach: Ip4 | null };
   readonly publicIp: Ip4 | null;
@@ -61,6 +68,29 @@ const REGISTRY_FLAGS = [
   "etcd-username",
   "etcd-password",
 ];
+
+const KUBE_FLAGS = [
+  "kube-subnet-mgr",
+  "kube-api-url",
+  "kubeconfig-file",
+  "kube-annotation-prefix",
+  "set-node-network-unavailable",
+];
+
+/** The agent's kube options from /v1/config, when they are whole. */
+function agentKube(v: unknown): KubeOptions | null {
+  if (!v || typeof v !== "object") return null;
+  const k = v as Record<string, unknown>;
+  const strOrNull = (x: unknown) => typeof x === "string" || x === null;
+  if (
+    !strOrNull(k.apiUrl) ||
+    !strOrNull(k.kubeconfigFile) ||
+    typeof k.annotationPrefix !== "string" ||
+    typeof k.setNodeNetworkUnavailable !== "boolean"
+  )
+    return null;
+  return k as unknown as KubeOptions;
+}
 
 function agentRegistry(v: unknown): RegistryOptions | null {
   if (!v || typeof v !== "object") return null;
@@ -122,6 +152,13 @@ export function resolveSettings(
     sources.ipMasq = env.kind === "ok" ? "subnet.env" : "default";
   }
   const registry = pick("registry", REGISTRY_FLAGS, o.registry, agentRegistry(a.registry) ?? undefined);
+  // an agent that answers says whether it runs with --kube-subnet-mgr (null: it does not)
+  const kube = pick<KubeOptions | null>(
+    "kube",
+    KUBE_FLAGS,
+    o.kube,
+    agentOptions === null ? undefined : (agentKube(a.kube) ?? undefined),
+  );
   const netConfigPath = pick("netConfigPath", "net-config-path", o.netConfigPath, str("netConfigPath"));
   const names = pick("iface", "iface", o.ifaces, strs("ifaces"));
   const regexes = pick("ifaceRegex", "iface-regex", o.ifaceRegex, strs("ifaceRegex"));
@@ -140,6 +177,7 @@ export function resolveSettings(
       sources,
     },
     registry,
+    kube,
     netConfigPath,
     iface: { names, regexes, canReach },
     publicIp,

@@ -27,23 +27,35 @@ export interface AnnotationNames {
 // flannel's check: an FQDN, one slash, then an optional lowercase word ending in "-"
 const PREFIX_RE = /(?:[a-z0-9_-]+\.)+[a-z0-9_-]+\/(?:[a-z0-9_-]+-)?$/;
 
+/** flannel's normalised prefix ("org.com/" or "org.com/x-"), or why `prefix` is not one. */
+function normalisedPrefix(prefix: string): { ok: true; p: string } | { ok: false; why: string } {
+  if (prefix.split("/").length - 1 > 1) return { ok: false, why: "may contain at most one slash" };
+  let p = prefix.includes("/") ? prefix : `${prefix}/`;
+  if (!p.endsWith("/") && !p.endsWith("-")) p += "-";
+  // unanchored at the start, as flannel's regexp.MatchString: its end anchor does the work
+  if (!PREFIX_RE.test(p))
+    return {
+      ok: false,
+      why: "must be a lowercase domain name, optionally followed by /word (e.g. flannel.alpha.coreos.com)",
+    };
+  return { ok: true, p };
+}
+
+/** Why `prefix` is not a valid --kube-annotation-prefix (flannel's rules), or null when it is. */
+export function annotationPrefixProblem(prefix: string): string | null {
+  const r = normalisedPrefix(prefix);
+  return r.ok ? null : r.why;
+}
+
 /**
  * The annotation names for `--kube-annotation-prefix`, as flannel derives them: "org.com"
  * gives "org.com/backend-type", "org.com/x" gives "org.com/x-backend-type". Throws a
  * ValidationError naming the flag and what is allowed.
  */
 export function annotationNames(prefix: string = DEFAULT_ANNOTATION_PREFIX): AnnotationNames {
-  const slashes = prefix.split("/").length - 1;
-  const bad = (why: string) =>
-    new ValidationError(`--kube-annotation-prefix=${JSON.stringify(prefix)}: ${why}`);
-  if (slashes > 1) throw bad("may contain at most one slash");
-  let p = slashes === 0 ? `${prefix}/` : prefix;
-  if (!p.endsWith("/") && !p.endsWith("-")) p += "-";
-  // unanchored at the start, as flannel's regexp.MatchString: its end anchor does the work
-  if (!PREFIX_RE.test(p))
-    throw bad(
-      "must be a lowercase domain name, optionally followed by /word (e.g. flannel.alpha.coreos.com)",
-    );
+  const r = normalisedPrefix(prefix);
+  if (!r.ok) throw new ValidationError(`--kube-annotation-prefix=${JSON.stringify(prefix)}: ${r.why}`);
+  const { p } = r;
   return {
     kubeSubnetManager: `${p}kube-subnet-manager`,
     backendType: `${p}backend-type`,

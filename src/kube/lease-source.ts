@@ -159,6 +159,11 @@ export class KubeLeaseSource {
     return out;
   }
 
+  /** The lease records as the list and watch last left them (no API call). */
+  leaseRecords(): NodeLeaseRecord[] {
+    return this.#table.records();
+  }
+
   skippedNodes(): SkippedNode[] {
     const out: SkippedNode[] = [];
     for (const [name, e] of this.#table.nodes) if (e.skip) out.push({ name, ...e.skip });
@@ -174,36 +179,43 @@ export class KubeLeaseSource {
 
   /** Our Node, fresh from the API. */
   async fetchOwnNode(): Promise<OwnNode> {
-    const obj = (await this.#o.client.getNode(this.#o.nodeName)) as OwnNode["object"];
-    return {
-      name: this.#o.nodeName,
-      resourceVersion: String(obj.metadata?.resourceVersion ?? ""),
-      object: obj,
-    };
+    return this.#ownFrom(await this.#o.client.getNode(this.#o.nodeName));
   }
 
   /**
    * Publishes our annotations as flanneld does, patching only those that differ (on
-   * nodes/NAME/status). Returns the patch sent, or null when the Node already said it all.
+   * nodes/NAME/status), against `node` (our Node as just read) or a fresh read. Returns
+   * our Node as it now stands and the patch sent (null when the Node already said it all).
    */
-  async publish(attrs: PublishedAttrs): Promise<string | null> {
-    const node = await this.fetchOwnNode();
-    const current = stringMap(annotationsOf(node.object));
+  async publish(attrs: PublishedAttrs, node?: OwnNode): Promise<{ node: OwnNode; patch: string | null }> {
+    const cur = node ?? (await this.fetchOwnNode());
+    const current = stringMap(annotationsOf(cur.object));
     const patch = annotationPatch(current, desiredAnnotations(this.#o.names, attrs, current));
-    if (patch === null) return null;
-    await this.#o.client.patchNode(this.#o.nodeName, patch, { kind: "strategic", subresource: "status" });
+    if (patch === null) return { node: cur, patch };
+    const obj = await this.#o.client.patchNode(this.#o.nodeName, patch, {
+      kind: "strategic",
+      subresource: "status",
+    });
     this.#o.log.info("published our annotations on the Node", { node: this.#o.nodeName, patch });
-    return patch;
+    return { node: this.#ownFrom(obj), patch };
   }
 
-  /** Sets NetworkUnavailable=False (FlannelIsUp) unless the Node says so already; returns the patch sent or null. */
-  async markNetworkUp(): Promise<string | null> {
-    const node = await this.fetchOwnNode();
-    const patch = networkUpPatch(node.object.status, (this.#o.now ?? (() => new Date()))());
+  /**
+   * Sets NetworkUnavailable=False (FlannelIsUp) unless `node` (or a fresh read) says so
+   * already; returns the patch sent or null.
+   */
+  async markNetworkUp(node?: OwnNode): Promise<string | null> {
+    const cur = node ?? (await this.fetchOwnNode());
+    const patch = networkUpPatch(cur.object.status, (this.#o.now ?? (() => new Date()))());
     if (patch === null) return null;
     await this.#o.client.patchNode(this.#o.nodeName, patch, { kind: "strategic", subresource: "status" });
     this.#o.log.info("set the Node's NetworkUnavailable condition to False", { node: this.#o.nodeName });
     return patch;
+  }
+
+  #ownFrom(obj: unknown): OwnNode {
+    const o = obj as OwnNode["object"];
+    return { name: this.#o.nodeName, resourceVersion: String(o.metadata?.resourceVersion ?? ""), object: o };
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 /**
  * Leases: the subnet a node holds and what it publishes (PublicIP, backend type and data),
  * and flannel's exact lease JSON. Records from the registry are validated here, once.
+ * Dual stack adds the IPv6 subnet (in the key only), PublicIPv6 and BackendV6Data.
  */
 import * as v from "valibot";
 import {
@@ -9,11 +10,12 @@ import {
   containsCidr,
   formatIp4,
   type Ip4,
-  keyToCidr,
   overlaps,
   parseIp4,
 } from "../config/cidr.ts";
-import type { NetworkConfig } from "../config/network.ts";
+import { type Cidr6, formatIp6, type Ip6, overlaps6, parseIp6 } from "../config/cidr6.ts";
+import { isValidSubnet6, type NetworkConfig } from "../config/network.ts";
+import { parseSubnetKey, subnetKey } from "../config/subnet-key.ts";
 import type { RegistryRecord } from "../registry/registry.ts";
 import { issuesText } from "../validation.ts";
 
@@ -30,12 +32,18 @@ export interface LeaseAttrs {
   readonly backendType: string;
   /** Parsed BackendData (vxlan: VNI + VtepMAC); null when absent. */
   readonly vxlan: VxlanBackendData | null;
+  /** Dual stack: PublicIPv6, where the node's IPv6 underlay is reached; absent or null without. */
+  readonly publicIpv6?: Ip6 | null;
+  /** Dual stack, vxlan: BackendV6Data (VNI + VtepMAC of flannel-v6.<VNI>); absent or null without. */
+  readonly vxlan6?: VxlanBackendData | null;
 }
 
 export interface Lease {
   readonly subnet: Cidr;
-  /** flannel key, "10.244.3.0-24" */
+  /** flannel key, "10.244.3.0-24" (dual stack: "10.244.3.0-24&fd00:19:0:3::-64") */
   readonly key: string;
+  /** Dual stack: the IPv6 subnet, from the key; absent or null in an IPv4-only lease. */
+  readonly subnet6?: Cidr6 | null;
   readonly attrs: LeaseAttrs;
   /** ms since epoch; null = reservation (never expires) */
   readonly expiresAt: number | null;
@@ -44,13 +52,28 @@ export interface Lease {
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
-/** Encodes lease attributes in flannel's exact JSON (field order and omissions as flanneld's Go structs). */
+const vxlanJson = (d: VxlanBackendData) => `{"VNI":${d.VNI},"VtepMAC":${JSON.stringify(d.VtepMAC)}}`;
+
+/** Does this lease publish IPv6 (a dual-stack node's)? */
+export function isDualAttrs(attrs: LeaseAttrs): boolean {
+  return (attrs.publicIpv6 ?? null) !== null || (attrs.vxlan6 ?? null) !== null;
+}
+
+/**
+ * Encodes lease attributes in flannel's exact JSON: the field order of flanneld's Go struct
+ * (PublicIP, PublicIPv6, BackendType, BackendData, BackendV6Data) and its omissions. An
+ * IPv4-only lease leaves PublicIPv6 out, as Tartan always has (flanneld since 0.15 writes
+ * `"PublicIPv6":null` there; both decode to the same lease everywhere).
+ */
 export function encodeLeaseValue(attrs: LeaseAttrs): string {
   const publicIp = JSON.stringify(formatIp4(attrs.publicIp));
   let s = `{"PublicIP":${publicIp}`;
+  const dual = isDualAttrs(attrs);
+  if (dual)
+    s += `,"PublicIPv6":${attrs.publicIpv6 == null ? "null" : JSON.stringify(formatIp6(attrs.publicIpv6))}`;
   if (attrs.backendType) s += `,"BackendType":${JSON.stringify(attrs.backendType)}`;
-  if (attrs.vxlan)
-    s += `,"BackendData":{"VNI":${attrs.vxlan.VNI},"VtepMAC":${JSON.stringify(attrs.vxlan.VtepMAC)}}`;
+  if (attrs.vxlan) s += `,"BackendData":${vxlanJson(attrs.vxlan)}`;
+  if (dual && attrs.vxlan6) s += `,"BackendV6Data":${vxlanJson(attrs.vxlan6)}`;
   return `${s}}`;
 }
 
@@ -59,8 +82,17 @@ const LeaseValueSchema = v.looseObject({
     v.string("PublicIP must be a string"),
     v.check((s) => parseIp4(s) !== null, "PublicIP must be an IPv4 address"),
   ),
+  PublicIPv6: v.optional(
+    v.nullable(
+      v.pipe(
+        v.string("PublicIPv6 must be a string or null"),
+        v.check((s) => parseIp6(s) !== null, "PublicIPv6 must be an IPv6 address"),
+      ),
+    ),
+  ),
   BackendType: v.optional(v.string("BackendType must be a string"), ""),
   BackendData: v.optional(v.unknown()),
+  BackendV6Data: v.optional(v.unknown()),
 });
 
 const VxlanDataSchema = v.looseObject(
@@ -83,19 +115,30 @@ export type DecodeResult = { ok: true; lease: Lease } | { ok: false; reason: str
 
 /**
  * Validates one registry record against the network config: the key must be a subnet
- * of the configured length inside the network; the value flannel's lease JSON, with
- * vxlan BackendData when BackendType is vxlan.
+ * of the configured length inside the network (any length when subnets are Nodes'
+ * podCIDRs); the value flannel's lease JSON, with vxlan BackendData when BackendType is vxlan.
  */
 export function decodeLeaseRecord(rec: RegistryRecord, cfg: NetworkConfig): DecodeResult {
-  const subnet = keyToCidr(rec.key);
-  if (!subnet)
-    return { ok: false, reason: `key ${JSON.stringify(rec.key)} is not a subnet like 10.244.3.0-24` };
+  const pair = parseSubnetKey(rec.key);
+  if (!pair)
+    return {
+      ok: false,
+      reason: `key ${JSON.stringify(rec.key)} is not a subnet like 10.244.3.0-24 or 10.244.3.0-24&fd00:19:0:3::-64`,
+    };
+  const subnet = pair.v4;
   if (!containsCidr(cfg.network, subnet))
     return { ok: false, reason: `subnet ${rec.key} is outside the network` };
-  if (subnet.len !== cfg.subnetLen)
+  if (subnet.len !== cfg.subnetLen && !cfg.podCidrSubnets)
     return {
       ok: false,
       reason: `subnet ${rec.key} is not a /${cfg.subnetLen} (SubnetLen of the network config)`,
+    };
+  // an IPv6 subnet is checked against the IPv6 network; an IPv4-only node passes it over
+  const c6 = cfg.ipv6 ?? null;
+  if (pair.v6 && c6 && !isValidSubnet6(c6, pair.v6))
+    return {
+      ok: false,
+      reason: `IPv6 subnet of ${rec.key} is not a /${c6.subnetLen} inside the IPv6Network of the network config`,
     };
   let doc: unknown;
   try {
@@ -105,10 +148,11 @@ export function decodeLeaseRecord(rec: RegistryRecord, cfg: NetworkConfig): Deco
   }
   const attrs = plainLeaseAttrs(doc) ?? validatedLeaseAttrs(doc);
   if (typeof attrs === "string") return { ok: false, reason: attrs };
-  return {
-    ok: true,
-    lease: { subnet, key: cidrToKey(subnet), attrs, expiresAt: rec.expiresAt, revision: rec.revision },
-  };
+  const key = pair.v6 ? subnetKey(subnet, pair.v6) : cidrToKey(subnet);
+  const lease: Lease = pair.v6
+    ? { subnet, key, subnet6: pair.v6, attrs, expiresAt: rec.expiresAt, revision: rec.revision }
+    : { subnet, key, attrs, expiresAt: rec.expiresAt, revision: rec.revision };
+  return { ok: true, lease };
 }
 
 /** The lease value through the valibot schemas: the attributes, or the issues as text. */
@@ -116,12 +160,21 @@ function validatedLeaseAttrs(doc: unknown): LeaseAttrs | string {
   const r = v.safeParse(LeaseValueSchema, doc);
   if (!r.success) return issuesText(r.issues);
   let vxlan: VxlanBackendData | null = null;
+  let vxlan6: VxlanBackendData | null = null;
   if (r.output.BackendType === "vxlan") {
     const d = v.safeParse(VxlanDataSchema, r.output.BackendData);
     if (!d.success) return issuesText(d.issues);
     vxlan = { VNI: d.output.VNI, VtepMAC: d.output.VtepMAC.toLowerCase() };
+    const d6 = r.output.BackendV6Data ?? null;
+    if (d6 !== null) {
+      const p6 = v.safeParse(VxlanDataSchema, d6);
+      if (!p6.success) return `BackendV6Data: ${issuesText(p6.issues)}`;
+      vxlan6 = { VNI: p6.output.VNI, VtepMAC: p6.output.VtepMAC.toLowerCase() };
+    }
   }
-  return { publicIp: parseIp4(r.output.PublicIP)!, backendType: r.output.BackendType, vxlan };
+  const publicIpv6 = r.output.PublicIPv6 == null ? null : parseIp6(r.output.PublicIPv6);
+  const attrs = { publicIp: parseIp4(r.output.PublicIP)!, backendType: r.output.BackendType, vxlan };
+  return publicIpv6 !== null || vxlan6 !== null ? { ...attrs, publicIpv6, vxlan6 } : attrs;
 }
 
 /**
@@ -133,25 +186,53 @@ function validatedLeaseAttrs(doc: unknown): LeaseAttrs | string {
  */
 function plainLeaseAttrs(doc: unknown): LeaseAttrs | null {
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return null;
-  const o = doc as { PublicIP?: unknown; BackendType?: unknown; BackendData?: unknown };
+  const o = doc as {
+    PublicIP?: unknown;
+    PublicIPv6?: unknown;
+    BackendType?: unknown;
+    BackendData?: unknown;
+    BackendV6Data?: unknown;
+  };
   if (typeof o.PublicIP !== "string") return null;
   const publicIp = parseIp4(o.PublicIP);
   if (publicIp === null) return null;
   const backendType = o.BackendType === undefined ? "" : o.BackendType;
   if (typeof backendType !== "string") return null;
-  if (backendType !== "vxlan") return { publicIp, backendType, vxlan: null };
-  const d = o.BackendData as { VNI?: unknown; VtepMAC?: unknown } | null | undefined;
+  let publicIpv6: Ip6 | null = null;
+  if (o.PublicIPv6 != null) {
+    if (typeof o.PublicIPv6 !== "string") return null;
+    publicIpv6 = parseIp6(o.PublicIPv6);
+    if (publicIpv6 === null) return null;
+  }
+  const dual = (a: LeaseAttrs, vxlan6: VxlanBackendData | null): LeaseAttrs =>
+    publicIpv6 !== null || vxlan6 !== null ? { ...a, publicIpv6, vxlan6 } : a;
+  if (backendType !== "vxlan") return dual({ publicIp, backendType, vxlan: null }, null);
+  const vxlan = plainVxlanData(o.BackendData);
+  if (!vxlan) return null;
+  if (o.BackendV6Data == null) return dual({ publicIp, backendType, vxlan }, null);
+  const vxlan6 = plainVxlanData(o.BackendV6Data);
+  return vxlan6 ? dual({ publicIp, backendType, vxlan }, vxlan6) : null;
+}
+
+/** A plain `{"VNI":…,"VtepMAC":…}` that VxlanDataSchema accepts; null otherwise. */
+function plainVxlanData(data: unknown): VxlanBackendData | null {
+  const d = data as { VNI?: unknown; VtepMAC?: unknown } | null | undefined;
   if (typeof d !== "object" || d === null || Array.isArray(d)) return null;
   const vni = d.VNI;
   if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 0 || vni > 0xffffff) return null;
   if (typeof d.VtepMAC !== "string" || !MAC_RE.test(d.VtepMAC)) return null;
-  return { publicIp, backendType, vxlan: { VNI: vni, VtepMAC: d.VtepMAC.toLowerCase() } };
+  return { VNI: vni, VtepMAC: d.VtepMAC.toLowerCase() };
 }
 
-/** A set of valid leases must not overlap; returns the subnets of `lease` that clash with `others`. */
+/** A set of valid leases must not overlap (in either family); returns the leases that clash with `lease`. */
 export function overlapping(lease: Lease, others: Iterable<Lease>): Lease[] {
   const out: Lease[] = [];
-  for (const o of others) if (o.key !== lease.key && overlaps(o.subnet, lease.subnet)) out.push(o);
+  const v6 = lease.subnet6 ?? null;
+  for (const o of others) {
+    if (o.key === lease.key) continue;
+    const o6 = o.subnet6 ?? null;
+    if (overlaps(o.subnet, lease.subnet) || (v6 !== null && o6 !== null && overlaps6(o6, v6))) out.push(o);
+  }
   return out;
 }
 

@@ -3,15 +3,20 @@
  * the network config from the registry's config document (or a --net-config-path file),
  * our lease chosen by `chooseSubnet` and created atomically (a lost race tries the next
  * subnet), renewed by rewriting it with a fresh TTL, and the registry's list and watch.
+ * Dual stack: the key names both subnets, so two nodes could create different keys for
+ * one subnet at once; after creating, the later of two overlapping leases yields.
  */
 import { readFileSync } from "node:fs";
 import { cidrToKey, formatCidr, formatIp4 } from "../config/cidr.ts";
+import { formatCidr6 } from "../config/cidr6.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
+import { subnetKey } from "../config/subnet-key.ts";
 import type { Logger } from "../log.ts";
 import type { Registry, RegistryRecord } from "../registry/registry.ts";
 import { SLICE, yieldToLoop } from "../slices.ts";
-import { chooseSubnet, NoFreeSubnetError } from "./allocate.ts";
-import { decodeLeaseRecord, encodeLeaseValue, type Lease, type LeaseAttrs } from "./lease.ts";
+import { chooseSubnet, NoFreeSubnet6Error, NoFreeSubnetError } from "./allocate.ts";
+import { decodeLeaseRecord, encodeLeaseValue, type Lease, type LeaseAttrs, overlapping } from "./lease.ts";
+import { remembers } from "./memory.ts";
 import {
   type AcquireRequest,
   LeaseRefusedError,
@@ -49,6 +54,21 @@ export class LeaseConflictError extends LeaseRefusedError {
   }
 }
 
+/** A reservation carries our PublicIP but has no IPv6 subnet (or one the config does not allow). */
+export class ReservationMismatchError extends LeaseRefusedError {
+  override name = "ReservationMismatchError";
+  constructor(lease: Lease, ipv6: boolean) {
+    super(
+      `the reservation ${lease.key} carries our public IP, but ${
+        ipv6
+          ? "the network config is dual stack (EnableIPv6) and it holds no IPv6 subnet in IPv6Network"
+          : "the network config is IPv4 only and it holds an IPv6 subnet"
+      }; reservations are the operator's and are never rewritten: replace it by hand with a key of the right form ` +
+        "(10.244.3.0-24 or 10.244.3.0-24&fd00:19:0:3::-64), or delete it (tartan leases delete …)",
+    );
+  }
+}
+
 /** Reads and validates a net-conf.json file; every failure is final (an operator must fix the file). */
 export function readNetworkConfigFile(path: string): NetworkConfig {
   let text: string;
@@ -74,28 +94,47 @@ export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseS
     return d.lease;
   };
 
+  /** Every valid lease, decoded a slice at a time (50,000 records: the endpoint keeps answering). */
+  const validLeases = async (config: NetworkConfig) => {
+    const { records } = await registry.list();
+    const leases: Lease[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const d = decodeLeaseRecord(records[i]!, config);
+      if (d.ok) leases.push(d.lease);
+      if (i % SLICE === SLICE - 1) await yieldToLoop();
+    }
+    return leases;
+  };
+
+  /**
+   * Dual stack only: a lease created earlier than ours (lower revision) that overlaps it in
+   * either family. flannel's create checks the exact key only, so a node choosing the same
+   * IPv4 subnet with another IPv6 one at the same moment succeeds too; the later one yields.
+   */
+  async function earlierOverlap(config: NetworkConfig, ours: Lease): Promise<Lease | null> {
+    const clash = overlapping(ours, await validLeases(config));
+    return clash.find((l) => l.revision < ours.revision) ?? null;
+  }
+
   async function acquire({ config, attrs, memory }: AcquireRequest): Promise<Lease> {
     const value = encodeLeaseValue(attrs);
     const exclude = new Set<string>();
+    const c6 = config.ipv6 ?? null;
     for (;;) {
-      const { records } = await registry.list();
-      const leases: Lease[] = [];
-      for (let i = 0; i < records.length; i++) {
-        const d = decodeLeaseRecord(records[i]!, config);
-        if (d.ok) leases.push(d.lease);
-        if (i % SLICE === SLICE - 1) await yieldToLoop(); // 50,000 records: the endpoint keeps answering
-      }
+      const leases = await validLeases(config);
       const choice = chooseSubnet({
         config,
         leases,
         publicIp: attrs.publicIp,
         previous: memory.previous,
+        previous6: memory.previous6 ?? null,
         exclude,
       });
       if (choice.kind === "full") throw new NoFreeSubnetError(config, choice.capacity);
+      if (choice.kind === "full6") throw new NoFreeSubnet6Error(c6!, choice.capacity);
       if (choice.kind === "reuse") {
         const held = choice.lease;
-        if (!memory.owned.has(held.key)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
+        if (!remembers(memory, held)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
         const rec = await registry.renew(held.key, value, held.expiresAt === null ? null : o.ttlMs);
         if (rec) {
           o.log.info("reusing the lease that carries our public IP", {
@@ -107,15 +146,44 @@ export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseS
         exclude.add(held.key); // expired or deleted since the list
         continue;
       }
-      const key = cidrToKey(choice.subnet);
+      let subnet = choice.kind === "rekey" ? choice.lease.subnet : choice.subnet;
+      if (choice.kind === "rekey") {
+        const held = choice.lease;
+        if (!remembers(memory, held)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
+        if (held.expiresAt === null) throw new ReservationMismatchError(held, c6 !== null);
+        // delete first: two keys for one IPv4 subnet would make peers program it twice
+        await registry.delete(held.key);
+        o.log.info(
+          "our lease does not fit the network config's IPv6 side; keeping its IPv4 subnet under a new key",
+          {
+            old: held.key,
+            ipv6: choice.subnet6 ? formatCidr6(choice.subnet6) : "none",
+          },
+        );
+        subnet = held.subnet;
+      }
+      const subnet6 = choice.subnet6 ?? null;
+      const key = subnet6 ? subnetKey(subnet, subnet6) : cidrToKey(subnet);
       const rec = await registry.create(key, value, o.ttlMs);
       if (rec) {
+        const lease = decoded(rec, config);
+        const earlier = subnet6 ? await earlierOverlap(config, lease) : null;
+        if (earlier) {
+          o.log.info("another node took an overlapping lease at the same moment; yielding it", {
+            subnet: key,
+            theirs: earlier.key,
+          });
+          await registry.delete(key);
+          exclude.add(key);
+          continue;
+        }
         o.log.info("acquired a new lease", {
-          subnet: formatCidr(choice.subnet),
-          chosen: choice.why,
+          subnet: formatCidr(subnet),
+          ...(subnet6 ? { ipv6: formatCidr6(subnet6) } : {}),
+          chosen: choice.kind === "rekey" ? "kept" : choice.why,
           publicIp: formatIp4(attrs.publicIp),
         });
-        return decoded(rec, config);
+        return lease;
       }
       o.log.info("lost the race for a subnet, trying another", { subnet: key });
       exclude.add(key);

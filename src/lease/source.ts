@@ -2,8 +2,9 @@
  * The seam between the agent and wherever leases come from — flannel's `subnet.Manager`.
  * The agent acquires, renews and watches leases only through a `LeaseSource`; one
  * implementation sits over the registries (registry-source.ts: sqlite, etcd), another
- * will sit over the Kubernetes API (Nodes' podCIDRs and flannel's annotations).
+ * over the Kubernetes API (kube-source.ts: Nodes' podCIDRs and flannel's annotations).
  */
+import type { Ip4 } from "../config/cidr.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import type { RegistryRecord, WatchCallbacks, WatchHandle } from "../registry/registry.ts";
 import type { Lease, LeaseAttrs } from "./lease.ts";
@@ -20,9 +21,9 @@ export type { WatchHandle } from "../registry/registry.ts";
  */
 export interface LeaseRecord extends RegistryRecord {
   /**
-   * Set when the source already knows this object cannot be a lease, and why (a Node
-   * without a podCIDR, without flannel's annotations): the agent skips, logs and counts
-   * it like a record that fails to decode, with this reason. Its key must still be the
+   * Set when the source already knows this object cannot be a lease, and why: the agent
+   * skips, logs and counts it like a record that fails to decode, with this reason. (The
+   * kube source does not use it: it skips, logs and counts such Nodes itself, by reason.) Its key must still be the
    * one a later put or delete of the same object uses.
    */
   readonly invalid?: string;
@@ -54,8 +55,10 @@ export interface AcquireRequest {
  * none retries by itself except `watch`.
  *
  * Errors: `NetworkConfigError` and `LeaseRefusedError` are final (the agent stops with
- * their message, which says what to fix). Anything else is transient: the agent retries
- * with backoff, reports the source "degraded" meanwhile, and keeps the datapath as it is.
+ * their message, which says what to fix). `SourceWaitingError` means the source answers
+ * but cannot give this yet: the agent logs its message once, names it at /readyz, and asks
+ * again. Anything else is transient: the agent retries with backoff, reports the source
+ * "degraded" meanwhile, and keeps the datapath as it is.
  *
  * Revisions are numbers that grow with every change (etcd's revision, sqlite's event id,
  * Kubernetes' resourceVersion read as a number). The agent shows them and passes the
@@ -65,20 +68,21 @@ export interface AcquireRequest {
  * PublicIP: when it is deleted there, or rewritten with another PublicIP, the agent
  * treats the lease as lost and calls `acquire` again.
  *
- * How a Kubernetes source fits (flannel's kube subnet manager; opened in lease/open.ts):
- * - `description`: "kubernetes:https://10.96.0.1:443" (the API server, no token).
- * - `networkConfig`: the --net-config-path file (`readNetworkConfigFile`), never null.
+ * How the Kubernetes source fits (flannel's kube subnet manager, kube-source.ts):
+ * - `description`: "kubernetes:https://10.96.0.1:443 (Node NAME)" (the API server, no token).
+ * - `networkConfig`: the --net-config-path file (`readNetworkConfigFile`), with SubnetLen
+ *   taken from our Node's podCIDR; a SourceWaitingError while it has none.
  * - `acquire`: read our Node's podCIDR (it must lie in config.network), PATCH our
  *   annotations from `attrs` (only when they differ), and return the lease with
- *   expiresAt null. `memory` may be ignored (the podCIDR decides). No podCIDR yet: a
- *   transient error says so (the agent retries, /readyz names it) — or LeaseRefusedError
- *   to exit as flanneld does.
+ *   expiresAt null. `memory` is ignored (the podCIDR decides). No podCIDR yet:
+ *   SourceWaitingError (the agent waits; /readyz names it).
  * - `renew`: never called (expiresAt null); return the lease unchanged if it is.
- * - `list`/`watch`: one record per Node — key `cidrToKey(podCIDR)` (`node/<name>` while it
- *   has none), value the lease JSON made from the annotations (`encodeLeaseValue`),
- *   expiresAt null, revision the resourceVersion; a Node that cannot be a lease gets
- *   `invalid` with the reason. A deleted Node (or one whose key changed) is a delete event
- *   for its old key; 410 Gone is a re-list delivered as a resync.
+ * - `list`/`watch`: one record per Node that is a lease — key `cidrToKey(podCIDR)`, value
+ *   the lease JSON made from the annotations, expiresAt null, revision the resourceVersion.
+ *   Nodes that cannot be leases are skipped by the source itself (logged once, counted per
+ *   reason: `skippedByReason`) and never delivered. A deleted Node (or one whose key
+ *   changed, or that stopped being a lease) is a delete event for its old key; 410 Gone is
+ *   a re-list delivered as a resync.
  * - `close`: stop the watches.
  */
 export interface LeaseSource {
@@ -118,11 +122,30 @@ export interface LeaseSource {
   watch(fromRevision: number, cb: LeaseWatchCallbacks): WatchHandle;
 
   close(): Promise<void>;
+
+  /**
+   * flannel's GetStoredPublicIP: an address an operator set for this node in the source
+   * (the kube source's `node-public-ip` annotation), which replaces --public-ip; null when
+   * none is set or it cannot be read now (as flanneld: the agent goes on without it).
+   * Throws LeaseRefusedError when one is set but is not an IPv4 address.
+   */
+  storedPublicIp?(): Promise<Ip4 | null>;
+
+  /** Objects of the source that are not leases right now, per reason (a fixed set of reasons), for /metrics. */
+  skippedByReason?(): Readonly<Record<string, number>>;
 }
 
 /** The network config exists but cannot be used: an operator must fix it. */
 export class NetworkConfigError extends Error {
   override name = "NetworkConfigError";
+}
+
+/**
+ * The source answers, but cannot give what was asked yet (our Node has no podCIDR): the
+ * agent says so once (the message is that line), shows it at /readyz, and asks again.
+ */
+export class SourceWaitingError extends Error {
+  override name = "SourceWaitingError";
 }
 
 /** No lease can be had until an operator acts; the message says what to do. */

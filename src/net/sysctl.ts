@@ -39,3 +39,25 @@ export function enableForwarding(log: { info(msg: string, fields?: Record<string
   const was = ensureSysctl("net.ipv4.ip_forward", 1);
   if (was !== null) log.info("enabled IPv4 forwarding (pods are routed through this node)", { from: was });
 }
+
+/**
+ * A dual-stack node routes IPv6 pods too: IPv6 forwarding must be on (`all` is the switch
+ * the kernel reads). A forwarding host ignores router advertisements where accept_ra is 1,
+ * so an underlay configured by SLAAC would lose its address and default route: there the
+ * underlay's accept_ra becomes 2 (accept them while forwarding) first.
+ */
+export function enableForwarding6(
+  log: { info(msg: string, fields?: Record<string, unknown>): void },
+  underlay: string,
+): void {
+  const ra = confKey(underlay, "accept_ra", "ipv6");
+  if (readSysctl("net.ipv6.conf.all.forwarding") !== "1" && readSysctl(ra) === "1") {
+    writeSysctl(ra, 2);
+    log.info("the underlay keeps accepting router advertisements while IPv6 forwarding is on", {
+      iface: underlay,
+      accept_ra: 2,
+    });
+  }
+  const was = ensureSysctl("net.ipv6.conf.all.forwarding", 1);
+  if (was !== null) log.info("enabled IPv6 forwarding (pods are routed through this node)", { from: was });
+}

@@ -7,7 +7,11 @@ import type { BackendName } from "../config/network.ts";
 
 export interface LeaseView {
   readonly subnet: string;
+  /** Dual stack: the lease's IPv6 subnet (absent in an IPv4-only lease). */
+  readonly subnet6?: string;
   readonly publicIp: string;
+  /** Dual stack: its PublicIPv6 (absent when it publishes none). */
+  readonly publicIpv6?: string;
   readonly backendType: string;
   readonly vni: number | null;
   readonly vtepMac: string | null;
@@ -28,24 +32,34 @@ export interface AgentStatus {
   readonly backend: BackendName | null;
   readonly startedAt: string;
   readonly network: string | null;
+  /** Dual stack: the IPv6 network (absent in an IPv4-only network). */
+  readonly network6?: string;
   readonly registry: {
     readonly description: string;
     /** ok, or degraded while it errors (the datapath keeps what it has). */
     readonly state: "ok" | "degraded" | "connecting";
     readonly lastError: string | null;
     readonly revision: number;
+    /** What the agent waits for from the source (our Node's podCIDR), when it waits. */
+    readonly waiting?: string | null;
+    /** Source objects that are not leases right now, per reason (--kube-subnet-mgr: Nodes). */
+    readonly skipped?: Readonly<Record<string, number>> | null;
   };
   readonly lease: {
     readonly subnet: string;
+    /** Dual stack: our IPv6 subnet. */
+    readonly subnet6?: string;
     readonly publicIp: string;
+    /** Dual stack: our PublicIPv6. */
+    readonly publicIpv6?: string;
     readonly expiresAt: string | null;
     readonly renewAt: string | null;
   } | null;
   readonly subnetFile: { readonly path: string; readonly written: boolean };
   /** Every lease (empty when the caller asked for a summary only: see `counts`). */
   readonly leases: LeaseView[];
-  /** Lease counts, always filled (cheap for /metrics with 10,000 leases). */
-  readonly counts: { readonly leases: number; readonly programmed: number };
+  /** Lease counts, always filled (cheap for /metrics with 10,000 leases); `leases6`: those with an IPv6 subnet. */
+  readonly counts: { readonly leases: number; readonly programmed: number; readonly leases6?: number };
   readonly health: Verdict;
   readonly ready: Verdict;
   readonly counters: Record<string, number>;
@@ -133,6 +147,18 @@ export function formatMetrics(s: AgentStatus): string {
   );
   metric("tartan_leases", "gauge", "Valid leases known from the registry, ours included.", s.counts.leases);
   metric(
+    "tartan_leases_ipv6",
+    "gauge",
+    "Valid leases with an IPv6 subnet (dual stack), ours included.",
+    s.counts.leases6 ?? 0,
+  );
+  metric(
+    "tartan_ipv6_enabled",
+    "gauge",
+    "1 when the network is dual stack (EnableIPv6).",
+    s.network6 ? 1 : 0,
+  );
+  metric(
     "tartan_leases_programmed",
     "gauge",
     "Remote leases programmed in the datapath.",
@@ -189,6 +215,15 @@ export function formatMetrics(s: AgentStatus): string {
     ),
   );
   metric("tartan_registry_revision", "gauge", "Last registry revision seen.", s.registry.revision);
+  if (s.registry.skipped)
+    lines.push(
+      ...promFamily(
+        "tartan_kube_nodes_skipped",
+        "gauge",
+        "Nodes that are not leases right now, by reason (--kube-subnet-mgr; a fixed set of reasons).",
+        Object.entries(s.registry.skipped).map(([reason, value]) => ({ labels: { reason }, value })),
+      ),
+    );
   metric(
     "tartan_datapath_apply_errors_total",
     "counter",

@@ -6,9 +6,13 @@
  * code the agent will run), through an outage and back; everything removed afterwards.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type NamespacedKubeApi, startKubeApiServerInNamespace } from "../helpers/kube-apiserver.ts";
+import {
+  type NamespacedKubeApi,
+  startKubeApiServerInNamespace,
+  writeKubeconfig,
+} from "../helpers/kube-apiserver.ts";
 import { flanneldVxlanAnnotations, macFor, makeNode } from "../helpers/kube-nodes.ts";
 import { Lab, type LabProcess, run, until } from "../helpers/netns.ts";
 
@@ -27,16 +31,7 @@ describe("stand-in API server in a namespace on the underlay", () => {
     node = await lab.addNode();
     api = await startKubeApiServerInNamespace(lab, { ip: API_IP, tls: true, token: "e2e-token" });
     kubeconfig = join(lab.dir, "kubeconfig");
-    writeFileSync(
-      kubeconfig,
-      `apiVersion: v1
-kind: Config
-current-context: lab
-clusters: [{name: lab, cluster: {server: "${api.url}", certificate-authority: ${api.pki!.caFile}}}]
-contexts: [{name: lab, context: {cluster: lab, user: agent}}]
-users: [{name: agent, user: {token: e2e-token}}]
-`,
-    );
+    writeKubeconfig(kubeconfig, api, "e2e-token");
     for (const i of [1, 2])
       await api.createNode(
         makeNode({

@@ -1,6 +1,7 @@
 /**
  * An exact TCP bulk transfer for tests (iperf3 stops counting when the sender finishes):
- *   bun bulk.ts server PORT            accepts one connection, counts bytes to EOF, replies "N\n"
+ *   bun bulk.ts server PORT [HOST]     accepts one connection, counts bytes to EOF, replies "N\n"
+ *                                      (HOST: the address to listen on, 0.0.0.0 unless given; :: for IPv6)
  *   bun bulk.ts client IP PORT BYTES   sends BYTES, half-closes, prints the count the server saw
  */
 import net from "node:net";
@@ -17,7 +18,7 @@ if (mode === "server") {
       srv.close();
     });
   });
-  srv.listen(Number(a), "0.0.0.0", () => console.log("listening"));
+  srv.listen(Number(a), b ?? "0.0.0.0", () => console.log("listening"));
 } else if (mode === "client") {
   const total = Number(c);
   const s = net.connect(Number(b), a!);
@@ -48,6 +49,6 @@ if (mode === "server") {
     process.exit(reply.trim() === String(total) ? 0 : 1);
   });
 } else {
-  console.error("usage: bulk.ts server PORT | client IP PORT BYTES");
+  console.error("usage: bulk.ts server PORT [HOST] | client IP PORT BYTES");
   process.exit(2);
 }

@@ -2,7 +2,9 @@
  * A Tartan cluster in a box: N node namespaces on one underlay, a registry (sqlite file
  * or a real etcd in its own namespace), one real `dist/tartan agent` per node with the
  * backend asked for, pods on each node's cni0, and an "external" host outside the
- * cluster network. Everything is removed by `close()`; agent logs are attached to errors.
+ * cluster network. With `ipv6` the network is dual stack (flannel's EnableIPv6): nodes get
+ * fd00:18::<n> on the underlay too, pods an address of fd00:19::/56. Everything is removed
+ * by `close()`; agent logs are attached to errors.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +15,8 @@ import { requireBinary, startAgent, status, tartan, waitReady } from "./tartan.t
 export interface ClusterNode {
   readonly ns: string;
   readonly ip: string;
+  /** The node's IPv6 underlay address (dual-stack clusters). */
+  readonly ip6?: string;
   readonly index: number;
   readonly backend: string;
   readonly subnetFile: string;
@@ -32,9 +36,15 @@ export interface ClusterOptions {
   readonly tag?: string;
   /** How pods are made: through `tartan cni` and the real bridge/host-local plugins (default), or with plain ip commands. */
   readonly pods?: "cni" | "manual";
+  /** Dual stack: EnableIPv6 with IPv6Network fd00:19::/56, every node with an IPv6 underlay address. */
+  readonly ipv6?: boolean;
 }
 
 export const EXTERNAL_IP = "198.18.255.1";
+/** The external host's IPv6 address (dual-stack clusters). */
+export const EXTERNAL_IP6 = "fd00:18::ff:1";
+/** The dual-stack clusters' pod network. */
+export const IPV6_NETWORK = "fd00:19::/56";
 
 export class Cluster {
   readonly lab: Lab;
@@ -70,11 +80,12 @@ export class Cluster {
   async #init(): Promise<void> {
     const lab = this.lab;
     // the external host: on the underlay, outside the cluster network
-    this.externalNs = await lab.addHost("ext", EXTERNAL_IP);
+    this.externalNs = await lab.addHost("ext", EXTERNAL_IP, 1500, this.#o.ipv6 ? EXTERNAL_IP6 : undefined);
 
     const netConf = join(lab.dir, "net-conf.json");
     const wire = this.#o.backends[0] === "host-gw" ? "host-gw" : "vxlan";
-    writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", Backend: { Type: wire } }));
+    const v6 = this.#o.ipv6 ? { EnableIPv6: true, IPv6Network: IPV6_NETWORK } : {};
+    writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", ...v6, Backend: { Type: wire } }));
     if ((this.#o.registry ?? "sqlite") === "etcd") {
       const { startEtcd } = await import("./etcd.ts");
       const etcdNs = await lab.addHost("etcd", "198.18.254.1");
@@ -102,7 +113,11 @@ export class Cluster {
 
   async #addPods(n: ClusterNode): Promise<void> {
     for (let i = 0; i < (this.#o.podsPerNode ?? 1); i++)
-      n.pods.push(await addPod(this.lab, n, n.subnetFile, 2 + i));
+      n.pods.push(
+        this.#o.pods !== "manual"
+          ? await addPodViaCni(this.lab, n, n.subnetFile, { binary: requireBinary() })
+          : await addPod(this.lab, n, n.subnetFile, 2 + i),
+      );
   }
 
   startAgent(n: ClusterNode, name = `agent-${n.index}`): LabProcess {
@@ -118,7 +133,7 @@ export class Cluster {
 
   /** Adds a node (and, by default, its pods) to the running cluster. */
   async addNode(backend: string, opts: { pods?: boolean } = {}): Promise<ClusterNode> {
-    const base = await this.lab.addNode();
+    const base = await this.lab.addNode({ ipv6: this.#o.ipv6 === true });
     const bpffs = `/sys/fs/bpf/tartan-test-${this.lab.prefix}-n${base.index}`;
     this.lab.bpffsDirs.push(bpffs);
     const node: ClusterNode = {

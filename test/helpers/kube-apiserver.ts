@@ -26,7 +26,7 @@
  * this file run by Bun, controlled over a Unix socket with the same interface.
  */
 import { randomUUID } from "node:crypto";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type Json,
@@ -1142,6 +1142,25 @@ export async function startKubeApiServerInNamespace(
     await Bun.sleep(50);
   }
   return Object.assign(remote, { ns, process: proc, pki });
+}
+
+/**
+ * A kubeconfig for a namespaced stand-in (`pki` from tls: true): its URL and CA, and the
+ * bearer token, as a client in a node namespace uses it. Written to `path`, returned.
+ */
+export function writeKubeconfig(path: string, api: NamespacedKubeApi, token: string): string {
+  if (!api.pki) throw new Error("writeKubeconfig: the stand-in serves plain HTTP (start it with tls: true)");
+  writeFileSync(
+    path,
+    `apiVersion: v1
+kind: Config
+current-context: lab
+clusters: [{name: lab, cluster: {server: "${api.url}", certificate-authority: ${api.pki.caFile}}}]
+contexts: [{name: lab, context: {cluster: lab, user: agent}}]
+users: [{name: agent, user: {token: ${token}}}]
+`,
+  );
+  return path;
 }
 
 async function serveControl(api: KubeApiServer, socket: string): Promise<void> {

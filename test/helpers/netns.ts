@@ -1,6 +1,7 @@
 /**
  * Test hosts as network namespaces: a lab owns a run-unique name prefix, an underlay
- * bridge namespace (198.18.0.0/16), node namespaces wired to it by veth, the processes
+ * bridge namespace (198.18.0.0/16; fd00:18::/64 for dual-stack hosts), node namespaces
+ * wired to it by veth, the processes
  * it starts and its temp dir — and removes every one of them in cleanup(), also after a
  * failure. Nothing is configured in the root namespace.
  */
@@ -137,8 +138,13 @@ export class Lab {
     return ns;
   }
 
-  /** A namespace whose eth0 (MTU `mtu`) is plugged into the underlay bridge with address `ip`/16. */
-  async addHost(name: string, ip: string, mtu = 1500): Promise<string> {
+  /**
+   * A namespace whose eth0 (MTU `mtu`) is plugged into the underlay bridge with address
+   * `ip`/16 — and `ip6`/64 when given, without duplicate address detection (a tentative
+   * address cannot be used for the second DAD takes, and nothing else on the lab's
+   * underlay holds it).
+   */
+  async addHost(name: string, ip: string, mtu = 1500, ip6?: string): Promise<string> {
     const ul = await this.underlay();
     const ns = await this.addNamespace(name);
     const port = `v${name}`.slice(0, 15);
@@ -146,15 +152,19 @@ export class Lab {
     await this.must(ul, ["ip", "link", "set", port, "master", "br0", "mtu", String(mtu), "up"]);
     await this.must(ns, ["ip", "link", "set", "eth0", "mtu", String(mtu), "up"]);
     await this.must(ns, ["ip", "addr", "add", `${ip}/16`, "dev", "eth0"]);
+    if (ip6) await this.must(ns, ["ip", "addr", "add", `${ip6}/64`, "dev", "eth0", "nodad"]);
     return ns;
   }
 
-  /** A node namespace with eth0 = 198.18.0.<n>/16 on the underlay bridge. */
-  async addNode(opts: { mtu?: number } = {}): Promise<{ ns: string; ip: string; index: number }> {
+  /** A node namespace with eth0 = 198.18.0.<n>/16 on the underlay bridge (and fd00:18::<n>/64 with `ipv6`). */
+  async addNode(
+    opts: { mtu?: number; ipv6?: boolean } = {},
+  ): Promise<{ ns: string; ip: string; ip6?: string; index: number }> {
     const index = ++this.#nodes;
     const ip = `198.18.0.${index}`;
-    const ns = await this.addHost(`n${index}`, ip, opts.mtu);
-    return { ns, ip, index };
+    const ip6 = opts.ipv6 ? `fd00:18::${index.toString(16)}` : undefined;
+    const ns = await this.addHost(`n${index}`, ip, opts.mtu, ip6);
+    return ip6 ? { ns, ip, ip6, index } : { ns, ip, index };
   }
 
   /** Starts a long-running process inside a namespace, its output in a log file under the lab dir. */

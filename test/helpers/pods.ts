@@ -2,16 +2,20 @@
  * Pods for tests and the demo: a pod is a network namespace whose eth0 is a veth on its
  * node's cni0 bridge, addressed from the node's subnet.env the way flannel's CNI plugin
  * (bridge + host-local, isGateway) would: bridge = first address, pods after it,
- * default route via the bridge, MTU = FLANNEL_MTU.
+ * default route via the bridge, MTU = FLANNEL_MTU; in a dual-stack subnet.env the same
+ * for IPv6 (addresses without duplicate address detection).
  */
 import { readFileSync } from "node:fs";
 import { firstHost, formatIp4 } from "../../src/config/cidr.ts";
+import { firstHost6, formatIp6, nthAddress6 } from "../../src/config/cidr6.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
 import type { Lab } from "./netns.ts";
 
 export interface Pod {
   readonly ns: string;
   readonly ip: string;
+  /** The pod's IPv6 address on a dual-stack node. */
+  readonly ip6?: string;
   readonly hostVeth: string;
 }
 
@@ -25,12 +29,16 @@ export async function addPod(
   const env = parseSubnetEnv(readFileSync(subnetFile, "utf8"));
   const gw = formatIp4(firstHost(env.subnet));
   const mtu = String(env.mtu);
+  const sn6 = env.subnet6 ?? null;
+  const gw6 = sn6 ? `${formatIp6(firstHost6(sn6))}/${sn6.len}` : null;
   const have = await lab.exec(node.ns, ["ip", "link", "show", "cni0"]);
   if (have.code !== 0) {
     await lab.must(node.ns, ["ip", "link", "add", "cni0", "type", "bridge"]);
     await lab.must(node.ns, ["ip", "addr", "add", `${gw}/${env.subnet.len}`, "dev", "cni0"]);
+    if (gw6) await lab.must(node.ns, ["ip", "addr", "add", gw6, "dev", "cni0", "nodad"]);
     await lab.must(node.ns, ["ip", "link", "set", "cni0", "mtu", mtu, "up"]);
     await lab.must(node.ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    if (gw6) await lab.must(node.ns, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
   }
   const ns = await lab.addNamespace(`p${node.index}x${n}`);
   const hostVeth = `veth${node.index}x${n}`;
@@ -56,10 +64,14 @@ export async function addPod(
   await lab.must(ns, ["ip", "addr", "add", `${ip}/${env.subnet.len}`, "dev", "eth0"]);
   await lab.must(ns, ["ip", "link", "set", "eth0", "up"]);
   await lab.must(ns, ["ip", "route", "add", "default", "via", gw]);
-  return { ns, ip, hostVeth };
+  if (!sn6) return { ns, ip, hostVeth };
+  const ip6 = formatIp6(nthAddress6(sn6, n));
+  await lab.must(ns, ["ip", "addr", "add", `${ip6}/${sn6.len}`, "dev", "eth0", "nodad"]);
+  await lab.must(ns, ["ip", "-6", "route", "add", "default", "via", formatIp6(firstHost6(sn6))]);
+  return { ns, ip, ip6, hostVeth };
 }
 
-/** ping -c N; returns received count (0 when the command fails). */
+/** ping -c N (IPv4 or IPv6, by the address); returns received count (0 when the command fails). */
 export async function ping(
   lab: Lab,
   ns: string,
@@ -130,10 +142,11 @@ export async function addPodViaCni(
     ips?: { address: string }[];
     interfaces?: { name: string; sandbox?: string }[];
   };
-  const ip = res.ips?.[0]?.address.split("/")[0];
+  const ip = res.ips?.find((x) => !x.address.includes(":"))?.address.split("/")[0];
+  const ip6 = res.ips?.find((x) => x.address.includes(":"))?.address.split("/")[0];
   const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== "cni0")?.name ?? "";
   if (!ip) throw new Error(`CNI ADD for ${name} returned no address: ${r.stdout}`);
-  return { ns, ip, hostVeth };
+  return ip6 ? { ns, ip, ip6, hostVeth } : { ns, ip, hostVeth };
 }
 
 /** Removes a pod as the runtime does: CNI DEL (frees its address and rules), then its namespace. */

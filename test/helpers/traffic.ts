@@ -65,7 +65,14 @@ export async function tcpBulk(
 ): Promise<number> {
   const port = nextPort++;
   const script = `${import.meta.dir}/bulk.ts`;
-  const server = lab.spawn(toNs, `bulk-s-${port}`, [process.execPath, script, "server", String(port)]);
+  const host = toIp.includes(":") ? ["::"] : [];
+  const server = lab.spawn(toNs, `bulk-s-${port}`, [
+    process.execPath,
+    script,
+    "server",
+    String(port),
+    ...host,
+  ]);
   try {
     await until(async () => (await lab.log(server)).includes("listening"), `bulk server in ${toNs}`, 10_000);
     const r = await lab.exec(fromNs, [
@@ -96,9 +103,15 @@ export async function udpStream(
   return { packets: j.end?.sum?.packets ?? 0, lost: j.end?.sum?.lost_packets ?? 0 };
 }
 
-/** Starts a who-am-I server in `ns`; returns its port. */
-export function startWhoami(lab: Lab, ns: string, port = 7000): number {
-  lab.spawn(ns, `whoami-${port}`, [process.execPath, `${import.meta.dir}/whoami-server.ts`, String(port)]);
+/** Starts a who-am-I server in `ns` (on IPv6 too with `ipv6`); returns its port. */
+export function startWhoami(lab: Lab, ns: string, port = 7000, opts: { ipv6?: boolean } = {}): number {
+  const host = opts.ipv6 ? ["::"] : [];
+  lab.spawn(ns, `whoami-${port}`, [
+    process.execPath,
+    `${import.meta.dir}/whoami-server.ts`,
+    String(port),
+    ...host,
+  ]);
   return port;
 }
 

@@ -145,30 +145,88 @@ describe("flanneld's flags from real unit files", () => {
     expect(parseAgentOptions([], { FLANNELD_V: "2" }).logLevel).toBe("debug");
     expect(() => parseAgentOptions(["-v=loud"], {})).toThrow(/^--v=loud: must be a verbosity level 0\.\.10/);
   });
-  const KUBE =
-    "the Kubernetes subnet manager is not in this version of Tartan yet; keep the leases in etcd with --etcd-endpoints=… (docs/deploy.md)";
-  test("--kube-subnet-mgr and its companions: one line pointing at the etcd path, exit 2", async () => {
-    for (const [flag, shown] of [
-      ["--kube-subnet-mgr", "--kube-subnet-mgr"],
-      ["-kube-subnet-mgr", "--kube-subnet-mgr"],
-      ["--kube-subnet-mgr=true", "--kube-subnet-mgr"],
-      ["--kube-api-url=https://10.0.0.1:6443", "--kube-api-url=https://10.0.0.1:6443"],
-      ["--kubeconfig-file=/etc/kubernetes/kubelet.conf", "--kubeconfig-file=/etc/kubernetes/kubelet.conf"],
-      ["--kube-annotation-prefix=example.com", "--kube-annotation-prefix=example.com"],
-      ["--set-node-network-unavailable", "--set-node-network-unavailable"],
-    ] as const) {
-      const r = await tartan(["agent", flag, "--ip-masq"]);
-      expect(r.code).toBe(2);
-      expect(oneLine(r)).toBe(`${shown}: ${KUBE}`);
-    }
-    const env = await tartan(["agent"], { FLANNELD_KUBE_SUBNET_MGR: "true" });
-    expect(oneLine(env)).toBe(`--kube-subnet-mgr: ${KUBE} (from FLANNELD_KUBE_SUBNET_MGR)`);
-    // a switch turned off asks for nothing
-    expect(() => parseAgentOptions(["--kube-subnet-mgr=false"], {})).not.toThrow();
+  test("--kube-subnet-mgr and its companions, as flanneld takes them (flags or FLANNELD_*)", () => {
+    const env = { NODE_NAME: "node-1" };
+    const o = parseAgentOptions(
+      [
+        "-kube-subnet-mgr",
+        "--kube-api-url=https://10.0.0.1:6443",
+        "--kubeconfig-file=/etc/kubernetes/kubelet.conf",
+        "--kube-annotation-prefix=tartan.example.com/net",
+        "--set-node-network-unavailable=false",
+      ],
+      env,
+    );
+    expect(o.kube).toEqual({
+      apiUrl: "https://10.0.0.1:6443",
+      kubeconfigFile: "/etc/kubernetes/kubelet.conf",
+      annotationPrefix: "tartan.example.com/net",
+      setNodeNetworkUnavailable: false,
+    });
+    expect([o.nodeName, o.netConfigPath, o.bpffs]).toEqual([
+      "node-1",
+      "/etc/kube-flannel/net-conf.json",
+      "/sys/fs/bpf/tartan/node-1",
+    ]);
+    const fromEnv = parseAgentOptions([], { ...env, FLANNELD_KUBE_SUBNET_MGR: "true" });
+    expect(fromEnv.kube).toEqual({
+      apiUrl: null,
+      kubeconfigFile: null,
+      annotationPrefix: "flannel.alpha.coreos.com",
+      setNodeNetworkUnavailable: true,
+    });
+    expect(fromEnv.fromEnv).toEqual(["kube-subnet-mgr"]);
+    // a switch turned off asks for nothing; the other kube flags then change nothing
+    expect(
+      parseAgentOptions(["--kube-subnet-mgr=false", "--kube-api-url=https://x:6443"], {}).kube,
+    ).toBeNull();
+  });
+  test("--kube-subnet-mgr: bad values and conflicts are one line naming the flag", () => {
+    const env = { NODE_NAME: "node-1" };
+    const cases: [string[], string][] = [
+      [
+        ["--kube-subnet-mgr", "--etcd-endpoints=https://10.0.0.1:2379"],
+        "--kube-subnet-mgr and --etcd-endpoints=https://10.0.0.1:2379 both choose where leases live: give one of them (the Kubernetes API keeps them in Node annotations)",
+      ],
+      [
+        ["--kube-subnet-mgr", "--registry=sqlite:/tmp/r.db"],
+        "--kube-subnet-mgr and --registry=sqlite:/tmp/r.db both choose where leases live: give one of them (the Kubernetes API keeps them in Node annotations)",
+      ],
+      [
+        ["--kube-subnet-mgr", "--kube-api-url=10.0.0.1:6443"],
+        "--kube-api-url=10.0.0.1:6443: must be an http:// or https:// URL like https://10.0.0.1:6443",
+      ],
+      [
+        ["--kube-subnet-mgr", "--kube-annotation-prefix=a/b/c"],
+        "--kube-annotation-prefix=a/b/c: may contain at most one slash",
+      ],
+      [
+        ["--kube-subnet-mgr", "--kube-annotation-prefix=Example.COM"],
+        "--kube-annotation-prefix=Example.COM: must be a lowercase domain name, optionally followed by /word (e.g. flannel.alpha.coreos.com)",
+      ],
+      [
+        ["--kube-subnet-mgr", "--node-name=node-2"],
+        "--node-name=node-2 and NODE_NAME=node-1 name different Nodes: give one of them",
+      ],
+    ];
+    for (const [argv, msg] of cases) expect(() => parseAgentOptions(argv, env)).toThrow(msg);
+    expect(() => parseAgentOptions(["--kube-subnet-mgr"], { NODE_NAME: "Node_1" })).toThrow(
+      'NODE_NAME="Node_1": not a Kubernetes Node name',
+    );
+  });
+  test("--kube-subnet-mgr: our Node is NODE_NAME, else --node-name, else this pod's spec.nodeName; never the host name", () => {
+    expect(parseAgentOptions(["--kube-subnet-mgr", "--node-name=n9"], {}).nodeName).toBe("n9");
+    const pod = parseAgentOptions(["--kube-subnet-mgr"], {
+      POD_NAME: "tartan-x",
+      POD_NAMESPACE: "kube-flannel",
+    });
+    expect(pod.kubeNodeFromPod).toEqual({ namespace: "kube-flannel", pod: "tartan-x" });
+    expect(() => parseAgentOptions(["--kube-subnet-mgr"], {})).toThrow(
+      "--kube-subnet-mgr: cannot tell which Node this is: set NODE_NAME (the downward API's spec.nodeName), or POD_NAME and POD_NAMESPACE, or give --node-name",
+    );
   });
   test("flanneld flags Tartan does not implement are refused with what to do", () => {
     const cases: [string, RegExp][] = [
-      ["--public-ipv6=fd00::1", /^--public-ipv6=fd00::1: Tartan carries IPv4 only/],
       ["--ip-blackhole-route", /^--ip-blackhole-route: Tartan adds no blackhole route/],
       [
         "-subnet-dir=/run/flannel/networks",

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { normalizeArgv } from "../../src/cli/flags.ts";
 import { parseAgentOptions, parseDuration, parseRegistryCommand } from "../../src/cli/options.ts";
 import { formatIp4 } from "../../src/config/cidr.ts";
+import { formatIp6 } from "../../src/config/cidr6.ts";
 import { main } from "../../src/main.ts";
 
 const agent = (argv: string[], env: Record<string, string> = {}) => parseAgentOptions(argv, env);
@@ -55,6 +56,18 @@ describe("agent flags", () => {
     expect(formatIp4(o.publicIp!)).toBe("198.18.0.9");
     expect(o.fromEnv.sort()).toEqual(["iface", "ip-masq", "public-ip"]);
   });
+  test("dual stack: --public-ipv6 and --iface-can-reach take IPv6, as flanneld's", () => {
+    const o = agent(["--public-ipv6=fd00:18::7", "--iface-can-reach=fd00:18::1"], {
+      FLANNELD_PUBLIC_IP: "198.18.0.7",
+    });
+    expect(formatIp6(o.publicIpv6!)).toBe("fd00:18::7");
+    expect(o.ifaceCanReach).toBeNull();
+    expect(formatIp6(o.ifaceCanReach6!)).toBe("fd00:18::1");
+    const v4 = agent(["--iface-can-reach=198.18.0.1"]);
+    expect(formatIp4(v4.ifaceCanReach!)).toBe("198.18.0.1");
+    expect(v4.ifaceCanReach6).toBeNull();
+    expect(agent([], { FLANNELD_PUBLIC_IPV6: "fd00:18::9" }).fromEnv).toEqual(["public-ipv6"]);
+  });
   test("tartan's own flags", () => {
     const o = agent([
       "--backend=ebpf-vxlan",
@@ -101,7 +114,9 @@ describe("every bad flag is one line naming the flag, the value and what is allo
     [["--backend=foo"], /^--backend=foo: must be one of ebpf-vxlan, vxlan, host-gw, alloc$/],
     [["--decap=dpdk"], /^--decap=dpdk: must be one of auto, xdp, tc$/],
     [["--public-ip=1.2.3"], /^--public-ip=1\.2\.3: must be an IPv4 address/],
-    [["--iface-can-reach=nope"], /^--iface-can-reach=nope: must be an IPv4 address/],
+    [["--iface-can-reach=nope"], /^--iface-can-reach=nope: must be an IPv4 or IPv6 address/],
+    [["--public-ipv6=198.18.0.1"], /^--public-ipv6=198\.18\.0\.1: must be an IPv6 address/],
+    [["--public-ipv6=::ffff:198.18.0.1"], /^--public-ipv6=::ffff:198\.18\.0\.1: must be an IPv6 address/],
     [["--healthz-ip=::1"], /^--healthz-ip=::1: must be an IPv4 address/],
     [["--healthz-port=99999"], /^--healthz-port=99999: must be a port number/],
     [["--http=localhost"], /^--http=localhost: must be HOST:PORT/],

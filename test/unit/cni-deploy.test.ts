@@ -66,12 +66,6 @@ function agentEnv(agent: Doc, configMap: Doc): Record<string, string> {
   return env;
 }
 
-/**
- * Flags the kube subnet manager adds to the agent (issue 14, phase 2): the manifest uses
- * them already; until the agent knows them they are checked apart.
- */
-const KUBE_FLAGS = ["--kube-subnet-mgr"];
-
 const kubectl = which("kubectl");
 if (!kubectl) console.log("cni-deploy.test.ts: kubectl is not installed; skipping the kubectl dry run");
 
@@ -141,18 +135,19 @@ for (const [file, mode] of [
       const args: string[] = agent.args.map((a: string) =>
         a.replace(/\$\((\w+)\)/g, (_: string, n: string) => env[n]!),
       );
-      let o: ReturnType<typeof parseAgentOptions>;
+      const o = parseAgentOptions(args, env);
       if (mode === "etcd") {
-        o = parseAgentOptions(args, env);
         expect(o.registry.kind).toBe("etcd");
+        expect(o.kube).toBeNull();
       } else {
-        // the kube flags come with phase 2: today the agent refuses exactly them, and the rest parses
-        for (const f of KUBE_FLAGS) expect(args).toContain(f);
-        expect(() => parseAgentOptions(args, env)).toThrow(`${KUBE_FLAGS[0]}: the Kubernetes subnet manager is not in this version`);
-        o = parseAgentOptions(
-          args.filter((a) => !KUBE_FLAGS.includes(a)),
-          env,
-        );
+        // flanneld's kube-flannel.yml command line: --ip-masq --kube-subnet-mgr, the API in-cluster
+        expect(o.kube).toEqual({
+          apiUrl: null,
+          kubeconfigFile: null,
+          annotationPrefix: "flannel.alpha.coreos.com",
+          setNodeNetworkUnavailable: true,
+        });
+        expect(o.kubeNodeFromPod).toBeNull();
         expect(o.ipMasq).toBe(true);
         expect(o.backend).toBe("ebpf-vxlan");
       }

@@ -138,6 +138,7 @@ export function healthy(): Facts {
     agent: fact({ status: agentStatus(), options: {}, network: null }),
     config: fact(cfg),
     registry: fact({ description: "sqlite:/reg.db", leases: [OWN, PEER], invalid: [] }),
+    kube: null,
     underlay: fact({
       name: "eth0",
       mtu: 1500,

@@ -372,15 +372,18 @@ describe("the kube lease source", () => {
     await api.clearRequests();
     const attrs = { publicIp: "198.18.0.1", backendType: "vxlan", vxlan: { VNI: 1, VtepMAC: macFor(1) } };
     const first = await src.publish(attrs);
-    expect(JSON.parse(first!).metadata.annotations).toEqual(
+    expect(first.node.object.metadata?.annotations).toEqual(
+      flanneldVxlanAnnotations("198.18.0.1", macFor(1)),
+    );
+    expect(JSON.parse(first.patch!).metadata.annotations).toEqual(
       flanneldVxlanAnnotations("198.18.0.1", macFor(1)),
     );
     expect((await api.getNode("node-1"))!.metadata.annotations).toEqual(
       flanneldVxlanAnnotations("198.18.0.1", macFor(1)),
     );
-    expect(await src.publish(attrs)).toBeNull();
+    expect((await src.publish(attrs)).patch).toBeNull();
     await api.annotateNodes(["node-1"], { [names.publicIpOverwrite]: "203.0.113.1" });
-    expect(await src.publish(attrs)).toBe(
+    expect((await src.publish(attrs)).patch).toBe(
       '{"metadata":{"annotations":{"flannel.alpha.coreos.com/public-ip":"203.0.113.1"}}}',
     );
     const patches = (await api.requests()).filter((r) => r.method === "PATCH");

@@ -1,6 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { formatCidr, formatIp4 } from "../../src/config/cidr.ts";
-import { parseNetworkConfig, subnetCapacity } from "../../src/config/network.ts";
+import { formatCidr6, formatIp6 } from "../../src/config/cidr6.ts";
+import {
+  isValidSubnet6,
+  parseNetworkConfig,
+  subnetAt6,
+  subnetCapacity,
+  subnetCapacity6,
+} from "../../src/config/network.ts";
 
 const cfg = (o: unknown) => parseNetworkConfig(JSON.stringify(o));
 
@@ -44,6 +51,58 @@ describe("network config defaults (flannel's)", () => {
   });
 });
 
+describe("dual stack (EnableIPv6) defaults, as flannel's CheckNetworkConfig", () => {
+  const dual = (o: Record<string, unknown>) =>
+    cfg({ Network: "10.244.0.0/16", EnableIPv6: true, ...o }).ipv6!;
+  test("IPv4 only unless EnableIPv6 is true", () => {
+    expect(cfg({ Network: "10.244.0.0/16" }).ipv6).toBeNull();
+    expect(cfg({ Network: "10.244.0.0/16", EnableIPv6: false, IPv6Network: "fd00::/56" }).ipv6).toBeNull();
+  });
+  test("a /48 gets /64 subnets, skipping the first; the range ends one subnet before the next network", () => {
+    const c6 = dual({ IPv6Network: "fc00::/48" });
+    expect(formatCidr6(c6.network)).toBe("fc00::/48");
+    expect(c6.subnetLen).toBe(64);
+    expect(formatIp6(c6.subnetMin)).toBe("fc00:0:0:1::");
+    expect(formatIp6(c6.subnetMax)).toBe("fc00:0:0:ffff::");
+    expect(subnetCapacity6(c6)).toBe(65535n);
+    expect(formatCidr6(subnetAt6(c6, 4n))).toBe("fc00:0:0:5::/64");
+  });
+  test("/64 up to a /62 network, else prefix + 2 (down to a /124)", () => {
+    expect(dual({ IPv6Network: "fd00::/62" }).subnetLen).toBe(64);
+    expect(dual({ IPv6Network: "fd00::/63" }).subnetLen).toBe(65);
+    expect(dual({ IPv6Network: "fd00::/124" }).subnetLen).toBe(126);
+    expect(subnetCapacity6(dual({ IPv6Network: "fd00::/124" }))).toBe(3n);
+  });
+  test("host bits in IPv6Network are masked away, with a warning", () => {
+    const c = cfg({ Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:19::1/56" });
+    expect(formatCidr6(c.ipv6!.network)).toBe("fd00:19::/56");
+    expect(c.warnings).toEqual([
+      "IPv6Network=fd00:19::1/56 has host bits set; it means fd00:19::/56, as in flannel",
+    ]);
+  });
+  test("explicit values are kept, in any letter case", () => {
+    const c = cfg({
+      network: "10.244.0.0/16",
+      enableipv6: true,
+      ipv6network: "fd00:19::/56",
+      IPV6SUBNETLEN: 72,
+      ipv6SubnetMin: "fd00:19:0:1::",
+      ipv6subnetmax: "fd00:19:0:2::",
+    });
+    const c6 = c.ipv6!;
+    expect(c6.subnetLen).toBe(72);
+    expect(formatIp6(c6.subnetMin)).toBe("fd00:19:0:1::");
+    expect(subnetCapacity6(c6)).toBe(257n);
+    expect(c.warnings).toEqual([]);
+  });
+  test("valid IPv6 subnets are of IPv6SubnetLen inside IPv6Network", () => {
+    const c6 = dual({ IPv6Network: "fd00:19::/56" });
+    expect(isValidSubnet6(c6, { ip: subnetAt6(c6, 2n).ip, len: 64 })).toBe(true);
+    expect(isValidSubnet6(c6, { ip: subnetAt6(c6, 2n).ip, len: 60 })).toBe(false);
+    expect(isValidSubnet6(c6, { ip: 0xfd01n << 112n, len: 64 })).toBe(false);
+  });
+});
+
 describe("net-conf.json keys as flannel (Go's encoding/json) reads them", () => {
   test("any letter case of every known key", () => {
     const c = cfg({
@@ -76,8 +135,9 @@ describe("net-conf.json keys as flannel (Go's encoding/json) reads them", () => 
       cfg({ Network: "10.0.0.0/16", Backend: { Type: "vxlan", GBP: false, Learning: false } }).warnings,
     ).toEqual([]);
     expect(cfg({ Network: "10.0.0.0/16", IPv6Network: "fd00::/56" }).warnings).toEqual([
-      '"IPv6Network" is flannel\'s, but has no effect here: Tartan carries IPv4 only',
+      '"IPv6Network" is flannel\'s, but has no effect here: EnableIPv6 is not true, so the network is IPv4 only (add "EnableIPv6": true for dual stack)',
     ]);
+    expect(cfg({ Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56" }).warnings).toEqual([]);
     expect(cfg({ Network: "10.0.0.0/16", Backend: { Type: "vxlan", GBP: true } }).warnings).toEqual([
       "\"Backend.GBP\" is flannel's, but has no effect here: Tartan's vxlan devices carry no group policy",
     ]);
@@ -171,9 +231,75 @@ describe("network config errors name the field and what is allowed", () => {
       /^network config: Backend="vxlan": must be an object/,
     ],
     [
-      "IPv6",
+      "IPv6 without its network",
       { Network: "10.0.0.0/16", EnableIPv6: true },
-      /^network config: EnableIPv6=true: must be false: Tartan carries IPv4 only$/,
+      /^network config: IPv6Network is required when EnableIPv6 is true: a CIDR like fd00:19::\/56$/,
+    ],
+    [
+      "IPv6-only",
+      { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00::/56" },
+      /^network config: EnableIPv4=false: IPv6-only networks are not supported \(flannel runs them only with the Kubernetes subnet manager\)/,
+    ],
+    [
+      "EnableIPv6 not a boolean",
+      { Network: "10.0.0.0/16", EnableIPv6: "yes" },
+      /^network config: EnableIPv6="yes": must be true or false$/,
+    ],
+    [
+      "IPv6Network not IPv6",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "10.0.0.0/8" },
+      /^network config: IPv6Network=10\.0\.0\.0\/8: must be an IPv6 CIDR like fd00:19::\/56$/,
+    ],
+    [
+      "IPv6Network IPv4-mapped",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "::ffff:10.0.0.0/104" },
+      /^network config: IPv6Network=::ffff:10\.0\.0\.0\/104: must be an IPv6 network, not IPv4-mapped$/,
+    ],
+    [
+      "IPv6Network too small",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/125" },
+      /^network config: IPv6Network=fd00::\/125: too small; the smallest useful IPv6 network is a \/124$/,
+    ],
+    [
+      "IPv6SubnetLen too long",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56", IPv6SubnetLen: 127 },
+      /^network config: IPv6SubnetLen=127: must be at most 126$/,
+    ],
+    [
+      "IPv6SubnetLen leaves fewer than four subnets",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56", IPv6SubnetLen: 57 },
+      /^network config: IPv6SubnetLen=57: leaves room for fewer than four subnets in IPv6Network fd00::\/56; use 58 or more$/,
+    ],
+    [
+      "IPv6SubnetLen not a number",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56", IPv6SubnetLen: "64" },
+      /^network config: IPv6SubnetLen="64": must be a number: a prefix length like 64$/,
+    ],
+    [
+      "IPv6SubnetMin outside",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56", IPv6SubnetMin: "fd01::" },
+      /^network config: IPv6SubnetMin=fd01::: not inside IPv6Network fd00::\/56$/,
+    ],
+    [
+      "IPv6SubnetMax off the boundary",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56", IPv6SubnetMax: "fd00:0:0:5::1" },
+      /^network config: IPv6SubnetMax=fd00:0:0:5::1: not on a \/64 boundary \(IPv6SubnetLen 64\)$/,
+    ],
+    [
+      "IPv6SubnetMin above IPv6SubnetMax",
+      {
+        Network: "10.0.0.0/16",
+        EnableIPv6: true,
+        IPv6Network: "fd00::/56",
+        IPv6SubnetMin: "fd00:0:0:9::",
+        IPv6SubnetMax: "fd00:0:0:5::",
+      },
+      /^network config: IPv6SubnetMin=fd00:0:0:9::: above IPv6SubnetMax fd00:0:0:5::$/,
+    ],
+    [
+      "IPv6SubnetMin not an address",
+      { Network: "10.0.0.0/16", EnableIPv6: true, IPv6Network: "fd00::/56", IPv6SubnetMin: "10.0.0.1" },
+      /^network config: IPv6SubnetMin=10\.0\.0\.1: must be an IPv6 address like fd00:19:0:100::$/,
     ],
     [
       "a lower-case key is checked like its flannel spelling",

@@ -1,6 +1,7 @@
 /**
- * The vxlan backend's device, `flannel.<VNI>`, as flanneld makes it: a kernel vxlan
- * device on the underlay with our VNI, port and local address, learning off, the pods'
+ * The vxlan backend's devices, `flannel.<VNI>` and in a dual-stack network
+ * `flannel-v6.<VNI>`, as flanneld makes them: a kernel vxlan device on the underlay with
+ * our VNI, port and local address (IPv4, or IPv6 for the second), learning off, the pods'
  * MTU and a MAC that survives restarts. A device that matches is adopted; one that does
  * not is recreated, keeping the MAC peers already know.
  */
@@ -13,6 +14,7 @@ import { stableVtepMac } from "./facts.ts";
 interface VxlanInfo {
   id?: number;
   local?: string;
+  local6?: string;
   link?: string;
   port?: number;
   learning?: boolean;
@@ -27,12 +29,16 @@ export interface VxlanDeviceOptions {
   /** The MAC our lease announces ("" before the first prepare). */
   readonly mac: string;
   readonly log: Logger;
+  /** The device's local address: the underlay's IPv4 address unless given (the IPv6 device's). */
+  readonly local?: string;
+  /** The MAC a new device gets when none was announced: the IPv4 device's stable one unless given. */
+  readonly stableMac?: string;
 }
 
 /** Creates or adopts the device; returns the MAC it carries and whether this call created it. */
 export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<{ mac: string; created: boolean }> {
   const { device, vni, extIface, mtu, mac, log } = o;
-  const want = { id: vni, local: formatIp4(extIface.ifaceIp), port: o.port };
+  const want = { id: vni, local: o.local ?? formatIp4(extIface.ifaceIp), port: o.port };
   const rows = await ipJson<{
     address?: string;
     mtu: number;
@@ -44,7 +50,7 @@ export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<{ mac: s
     const same =
       cur.linkinfo?.info_kind === "vxlan" &&
       d.id === want.id &&
-      d.local === want.local &&
+      (d.local ?? d.local6) === want.local &&
       d.port === want.port &&
       d.learning === false;
     if (same) {
@@ -72,7 +78,7 @@ export async function ensureVxlanDevice(o: VxlanDeviceOptions): Promise<{ mac: s
     await deleteLink(device);
   }
   // keep the MAC we announced (or of the device we replace), so peers' FDB entries stay right
-  const newMac = cur?.address ?? (mac || stableVtepMac(extIface.publicIp, vni));
+  const newMac = cur?.address ?? (mac || (o.stableMac ?? stableVtepMac(extIface.publicIp, vni)));
   await ip(
     "link",
     "add",

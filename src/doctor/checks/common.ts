@@ -5,6 +5,7 @@
  * helpers the checks write their findings with. Pure.
  */
 import { type BackendFacts, backendFacts, type PeerScope, podMtu } from "../../backend/facts.ts";
+import { dualStackMtu } from "../../backend/vxlan/facts.ts";
 import { type Cidr, formatCidr } from "../../config/cidr.ts";
 import type { BackendName } from "../../config/network.ts";
 import type { Lease } from "../../lease/lease.ts";
@@ -50,7 +51,7 @@ export interface Derived {
   readonly overlay: string | null;
   /** Bytes the backend's encapsulation adds on the underlay. */
   readonly overhead: number;
-  /** The MTU the overlay (and pods) must have; null when unknown. */
+  /** The MTU the overlay (and pods) must have (dual-stack vxlan: what fits IPv6 too); null when unknown. */
   readonly podMtu: number | null;
   readonly own: Lease | null;
   /** Remote leases this node's backend programs. */
@@ -79,7 +80,12 @@ export function derive(f: Facts): Derived {
     network: cfg?.network ?? null,
     overlay: facts?.overlayDevice(vni) ?? null,
     overhead: facts?.overhead ?? 0,
-    podMtu: facts && underlayMtu !== null ? podMtu(facts, configured, underlayMtu) : configured,
+    podMtu:
+      facts && underlayMtu !== null
+        ? backend === "vxlan" && (cfg?.ipv6 ?? null) !== null
+          ? dualStackMtu(configured, underlayMtu).pods
+          : podMtu(facts, configured, underlayMtu)
+        : configured,
     own,
     peers: remote.filter(isPeer),
     foreign: remote.filter((l) => !isPeer(l)),

@@ -4,6 +4,7 @@
  * expire, subnet.env matches it, and our CNI config is the one the runtime picks. Pure.
  */
 import { cidrEquals, firstHost, formatCidr, formatIp4 } from "../../config/cidr.ts";
+import { cidr6Equals, firstHost6, formatCidr6, formatIp6 } from "../../config/cidr6.ts";
 import type { Facts } from "../facts.ts";
 import {
   type Check,
@@ -65,7 +66,9 @@ export function checkRegistry(f: Facts): Check {
       status: "problem",
       finding: `registry unreachable: ${f.registry.error}`,
       why,
-      fix: "check --registry=sqlite:PATH or --etcd-endpoints and the --etcd-* TLS flags; `tartan leases` with the same flags shows what the agent sees",
+      fix: f.kube
+        ? "check --kubeconfig-file / --kube-api-url (or the pod's service account) and --net-config-path; kubectl get nodes with the same credentials shows what the agent sees"
+        : "check --registry=sqlite:PATH or --etcd-endpoints and the --etcd-* TLS flags; `tartan leases` with the same flags shows what the agent sees",
       fixable: false,
     };
   const r = f.registry.value;
@@ -75,7 +78,9 @@ export function checkRegistry(f: Facts): Check {
       status: "problem",
       finding: `${r.description}: no usable network config (${f.config.error})`,
       why: "without a network config no node can lease a subnet",
-      fix: 'tartan config set net-conf.json (flannel\'s format, e.g. {"Network": "10.244.0.0/16"})',
+      fix: f.kube
+        ? "fix the net-conf.json at --net-config-path (the ConfigMap's net-conf.json)"
+        : 'tartan config set net-conf.json (flannel\'s format, e.g. {"Network": "10.244.0.0/16"})',
       fixable: false,
     };
   if (r.invalid.length > 0) {
@@ -107,6 +112,15 @@ export function checkLease(f: Facts): Check {
       "fix the registry first (see the registry check)",
     );
   const own = f.ownLease;
+  if (!own && f.kube?.ok)
+    return {
+      id,
+      status: "problem",
+      finding: `Node ${f.kube.value.nodeName} is not a lease in ${f.registry.value.description}: see the kube checks`,
+      why,
+      fix: "start the agent (it publishes the Node's annotations); the kube-podcidr and kube-annotations checks say what is missing",
+      fixable: false,
+    };
   if (!own)
     return {
       id,
@@ -130,7 +144,13 @@ export function checkLease(f: Facts): Check {
       fixable: false,
     };
   if (own.expiresAt === null)
-    return ok(id, `lease ${leaseName(own)} for ${pub} is a reservation (never expires)`, why);
+    return ok(
+      id,
+      f.kube?.ok
+        ? `lease ${leaseName(own)} for ${pub} is Node ${f.kube.value.nodeName}'s podCIDR (never expires)`
+        : `lease ${leaseName(own)} for ${pub} is a reservation (never expires)`,
+      why,
+    );
   const left = own.expiresAt - f.now;
   if (left <= 0)
     return {
@@ -183,6 +203,17 @@ export function checkSubnetEnv(f: Facts): Check {
     return bad(
       `${path} says FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len}, the lease is ${leaseName(d.own)}`,
     );
+  const c6 = f.config.ok ? (f.config.value.ipv6 ?? null) : null;
+  const env6 = env.subnet6 ?? null;
+  if (c6 && (!env.network6 || !cidr6Equals(env.network6, c6.network)))
+    return bad(
+      `${path} says FLANNEL_IPV6_NETWORK=${env.network6 ? formatCidr6(env.network6) : "(none)"}, the network config says ${formatCidr6(c6.network)}`,
+    );
+  const own6 = d.own?.subnet6 ?? null;
+  if (c6 && own6 && (!env6 || !cidr6Equals(env6, own6)))
+    return bad(
+      `${path} says FLANNEL_IPV6_SUBNET=${env6 ? `${formatIp6(firstHost6(env6))}/${env6.len}` : "(none)"}, the lease's IPv6 subnet is ${formatCidr6(own6)}`,
+    );
   if (d.podMtu !== null && env.mtu !== d.podMtu)
     return bad(`${path} says FLANNEL_MTU=${env.mtu}, the overlay needs ${d.podMtu}`);
   if (env.ipMasq !== f.settings.ipMasq)
@@ -194,9 +225,10 @@ export function checkSubnetEnv(f: Facts): Check {
       fix: fixText,
       fixable: canFix,
     };
+  const v6text = env6 ? ` FLANNEL_IPV6_SUBNET=${formatIp6(firstHost6(env6))}/${env6.len}` : "";
   return ok(
     id,
-    `${path}: FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len} FLANNEL_MTU=${env.mtu} FLANNEL_IPMASQ=${env.ipMasq}`,
+    `${path}: FLANNEL_SUBNET=${formatIp4(firstHost(env.subnet))}/${env.subnet.len}${v6text} FLANNEL_MTU=${env.mtu} FLANNEL_IPMASQ=${env.ipMasq}`,
     why,
   );
 }

@@ -119,7 +119,9 @@ function matches(l: LeaseRow, q: PageQuery): boolean {
   if (q.show === "unreachable" && l.probe?.rttMs !== null) return false;
   if (!q.q) return true;
   const needle = q.q.toLowerCase();
-  return [l.subnet, l.publicIp, l.backendType, l.vtepMac ?? ""].some((f) => f.toLowerCase().includes(needle));
+  return [l.subnet, l.subnet6 ?? "", l.publicIp, l.publicIpv6 ?? "", l.backendType, l.vtepMac ?? ""].some(
+    (f) => f.toLowerCase().includes(needle),
+  );
 }
 
 /**

@@ -66,7 +66,7 @@ function summary(m: PageModel): Html {
           m.doctor.summary.problem
         } problem(s), ${m.doctor.summary.warning} warning(s)</span>`
       : null
-  }<span class="facts">${s.backend ?? "no backend"} · ${s.network ?? "no network config"} · tartan ${s.version} · up ${duration(
+  }<span class="facts">${s.backend ?? "no backend"} · ${s.network ?? "no network config"}${s.network6 ? ` + ${s.network6}` : ""} · tartan ${s.version} · up ${duration(
     m.now - Date.parse(s.startedAt),
   )}</span></div>`;
 }
@@ -75,7 +75,9 @@ function nodeCard(m: PageModel): Html {
   const s = m.status;
   return html`<div id="node" data-live><dl class="kv"><dt>Lease</dt><dd>${
     s.lease
-      ? html`<b>${s.lease.subnet}</b> for node ${s.lease.publicIp}<br>expires ${when(s.lease.expiresAt, m.now, "never (reservation)")}${
+      ? html`<b>${s.lease.subnet}</b> for node ${s.lease.publicIp}${
+          s.lease.subnet6 ? html`<br><b>${s.lease.subnet6}</b> for node ${s.lease.publicIpv6 ?? "–"}` : null
+        }<br>expires ${when(s.lease.expiresAt, m.now, "never (reservation)")}${
           s.lease.renewAt ? html`, renewal ${when(s.lease.renewAt, m.now, "")}` : null
         }`
       : html`<span class="bad-text">no lease held</span>`
@@ -125,7 +127,9 @@ function leaseRow(l: LeaseRow, now: number): Html {
   const cls = l.own ? "own" : l.probe?.rttMs === null ? "bad" : !l.programmed ? "warn" : "";
   return html`<tr data-subnet="${l.subnet}" class="${cls}"><td><b>${l.subnet}</b>${
     l.own ? html` <span class="tag">this node</span>` : null
-  }</td><td data-col="node-ip">${l.publicIp}</td><td>${l.backendType || html`<span class="muted">none</span>`}${
+  }${l.subnet6 ? html`<br><span class="v6">${l.subnet6}</span>` : null}</td><td data-col="node-ip">${l.publicIp}${
+    l.publicIpv6 ? html`<br><span class="v6">${l.publicIpv6}</span>` : null
+  }</td><td>${l.backendType || html`<span class="muted">none</span>`}${
     l.vni !== null ? html` <span class="muted">VNI ${l.vni}</span>` : null
   }</td><td><code>${l.vtepMac ?? "–"}</code></td><td>${when(l.expiresAt, now, "never")}</td><td data-col="programmed">${
     l.own
