@@ -67,10 +67,11 @@ for (let round = 1; round <= Math.max(rounds, bigRounds); round++) {
       loads.push(loadAverage());
       log(`round ${round}: etcd, ${backend}, ${n} leases (load ${loadAverage()})`);
       results.push(...(await etcdPaths({ binary: values.binary!, backend, n, paths: PATHS, log })));
-    }
-    if (!values["no-kube"]) {
-      log(`round ${round}: Node informer, ${n} Nodes (load ${loadAverage()})`);
-      results.push(...(await kubePaths({ n, paths: ["kube-list", "kube-burst"], log })));
+      if (values["no-kube"]) continue;
+      log(`round ${round}: Node informer, ${backend}, ${n} Nodes (load ${loadAverage()})`);
+      results.push(
+        ...(await kubePaths({ binary: values.binary!, backend, n, paths: ["kube-list", "kube-burst"], log })),
+      );
     }
   }
   if (idleSeconds > 0 && round <= rounds)
@@ -93,7 +94,7 @@ JSON gateway), writes from another process, \`/healthz\` asked every 10 ms from 
 time of the agent's log line for its last apply; CPU is the agent's with the \`ip\`/\`bridge\`/\`ping\` it ran, over
 the span from the first write (list: the start; resync: the resume) to that line. 50,000 leases use the alloc
 backend (no flannel network of 50,000 subnets fits the test ranges: control-plane/leases.ts). The Node-informer
-rows run the agent's lease sync over src/kube's source in a probe process (backend: none).
+rows are \`tartan agent --kube-subnet-mgr\` against the stand-in API server (HTTPS, a token, realistic Nodes).
 
 ${pathTable(results)}
 
