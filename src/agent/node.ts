@@ -32,7 +32,7 @@ import { StoppableSleep } from "./stoppable-sleep.ts";
 /** How long one datapath health answer serves status requests. */
 const HEALTH_TTL_MS = 1000;
 
-/** One datapath health check, shared by the status requests that come while it is fresh. */
+/** One datapath health check, shared by the status requests that come while it runs and, when ok, for HEALTH_TTL_MS after. */
 interface HealthAnswer {
   readonly backend: Backend;
   /** When the answer came (performance.now()); null while it is being asked. */
@@ -267,6 +267,7 @@ export class Agent {
     const b = this.backend;
     if (!b) return Promise.resolve(null);
     const c = this.#health;
+    // only a healthy answer is reused: a broken datapath (or one still being set up) is asked again
     if (c?.backend === b && (c.settledAt === null || performance.now() - c.settledAt < HEALTH_TTL_MS))
       return c.value;
     const entry: HealthAnswer = {
@@ -274,8 +275,9 @@ export class Agent {
       settledAt: null,
       value: b.health().catch((e): BackendHealth => ({ ok: false, reason: errorText(e) })),
     };
-    void entry.value.then(() => {
-      entry.settledAt = performance.now();
+    void entry.value.then((h) => {
+      if (h.ok) entry.settledAt = performance.now();
+      else if (this.#health === entry) this.#health = null;
     });
     this.#health = entry;
     return entry.value;
