@@ -13,11 +13,25 @@
  * records are skipped, counted and logged once; a failed apply is retried with every key
  * that became dirty meanwhile; our own lease deleted (or taken by another PublicIP) is
  * reported so the keeper acquires again; `reprogramAll` after the datapath was rebuilt.
+ *
+ * A remote lease that vanishes stays programmed for a short grace (removal-grace.ts), so
+ * a node re-acquiring its deleted lease never loses its peers' routes: the keys in their
+ * grace are diffed again at every apply (they are few) until they come back or their
+ * grace ends.
  */
 import type { Backend } from "../backend/backend.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import { type DecodeResult, decodeLeaseRecord, type Lease } from "../lease/lease.ts";
-import { type DiffBuilder, diffKey, diffSize, isEmptyDiff, newDiff } from "../lease/reconcile.ts";
+import {
+  type DiffBuilder,
+  diffKey,
+  diffSize,
+  diffSubnets,
+  isEmptyDiff,
+  type LeaseDiff,
+  newDiff,
+} from "../lease/reconcile.ts";
+import { REMOVAL_GRACE_MS, RemovalGrace } from "../lease/removal-grace.ts";
 import type { LeaseEvent, LeaseRecord, LeaseSource, WatchHandle } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
 import { SLICE, yieldToLoop } from "../slices.ts";
@@ -27,6 +41,8 @@ import { StoppableSleep } from "./stoppable-sleep.ts";
 
 /** Changes in one apply from which a full GC follows it. */
 const LARGE_BATCH = 1000;
+/** Changes listed by subnet in the "programmed leases" line up to this many. */
+const LOGGED_SUBNETS = 8;
 
 /** Default coalescing window: a burst's events within it become one apply. */
 export const COALESCE_MS = 20;
@@ -50,12 +66,19 @@ export interface LeaseSyncOptions {
   readonly health: SourceHealth;
   /** Our lease, or null while we hold none. */
   readonly ownLease: () => Lease | null;
+  /**
+   * Our subnet key, also while a lost lease is re-acquired (default: ownLease's): the
+   * source's put of our own lease is then never programmed as a remote one.
+   */
+  readonly ownKey?: () => string | null;
   /** Our lease vanished from the source or now carries another PublicIP. */
   readonly onOwnLeaseGone: () => void;
   /** Wait before retrying a failed apply (default 1 s). */
   readonly retryMs?: number;
   /** How long the first event of a burst waits for the rest (default COALESCE_MS). */
   readonly coalesceMs?: number;
+  /** How long a vanished remote lease stays programmed (default REMOVAL_GRACE_MS). */
+  readonly removalGraceMs?: number;
 }
 
 export class LeaseSync {
@@ -80,6 +103,8 @@ export class LeaseSync {
   #full = true;
   /** The own key the last apply was computed for: when it changes, both keys are dirty. */
   #appliedOwnKey: string | null = null;
+  readonly #grace: RemovalGrace;
+  #graceTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #sleep = new StoppableSleep();
   /**
    * Nothing is applied before the first full list: an apply of an empty "desired" set
@@ -98,6 +123,7 @@ export class LeaseSync {
 
   constructor(o: LeaseSyncOptions) {
     this.#o = o;
+    this.#grace = new RemovalGrace(o.removalGraceMs ?? REMOVAL_GRACE_MS);
   }
 
   /** Every valid lease (ours included), by subnet key. Replaced whole by a resync. */
@@ -108,12 +134,12 @@ export class LeaseSync {
   /** Remote leases programmed and still wanted as programmed: counted over the few keys not in step. */
   get programmedCount(): number {
     let n = this.programmed.size;
-    const own = this.#o.ownLease()?.key;
-    if (own !== undefined && this.programmed.has(own)) n--;
-    for (const k of this.#dirty) {
-      const have = this.programmed.get(k);
-      if (have !== undefined && k !== own && this.#leases.get(k) === undefined) n--;
-    }
+    const own = this.#ownKey();
+    if (own !== null && this.programmed.has(own)) n--;
+    const gone = (k: string) => k !== own && this.programmed.has(k) && !this.#leases.has(k);
+    for (const k of this.#dirty) if (gone(k)) n--;
+    // leases in their removal grace: still programmed, no longer wanted
+    for (const k of this.#grace.held.keys()) if (!this.#dirty.has(k) && gone(k)) n--;
     return n;
   }
 
@@ -277,7 +303,7 @@ export class LeaseSync {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    const ownKey = this.#o.ownLease()?.key ?? null;
+    const ownKey = this.#ownKey();
     const full = this.#full;
     const keys = this.#dirty;
     this.#full = false;
@@ -287,7 +313,12 @@ export class LeaseSync {
       if (this.#appliedOwnKey !== null) keys.add(this.#appliedOwnKey);
       if (ownKey !== null) keys.add(ownKey);
     }
-    const diff = full ? await this.#diffAll(ownKey) : this.#diffDirty(keys, ownKey);
+    // the leases in their grace are compared again: came back, or their grace is over
+    for (const k of this.#grace.held.keys()) keys.add(k);
+    const diff = this.#deferRemovals(
+      full ? await this.#diffAll(ownKey) : this.#diffDirty(keys, ownKey),
+      ownKey,
+    );
     if (isEmptyDiff(diff) && !this.#fullApplyDue) {
       this.#appliedOwnKey = ownKey;
       this.#markSynced();
@@ -318,17 +349,46 @@ export class LeaseSync {
     for (const l of diff.update) this.programmed.set(l.key, l);
     this.#o.metrics.lastApplyMs = performance.now() - t0;
     this.#markSynced();
+    const subnets = diffSubnets(diff, LOGGED_SUBNETS);
     this.#o.log.info("programmed leases", {
       added: diff.add.length,
       updated: diff.update.length,
       removed: diff.remove.length,
       total: this.programmed.size,
       ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
+      // which subnets, when few: an outage of one lease can be timed from its peers' logs
+      ...(subnets === null ? {} : { subnets }),
     });
     // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
     // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
     // heap and the allocators keep their high-water mark until the next GC.
     if (diffSize(diff) >= LARGE_BATCH) collectSoon();
+  }
+
+  /** Our subnet key, also while a lost lease is re-acquired. */
+  #ownKey(): string | null {
+    return this.#o.ownKey?.() ?? this.#o.ownLease()?.key ?? null;
+  }
+
+  /** The diff to apply now: removals of vanished remote leases wait out their grace (a timer comes back for them). */
+  #deferRemovals(full: LeaseDiff, ownKey: string | null): LeaseDiff {
+    const d = this.#grace.defer(full, ownKey, Date.now());
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    if (d.nextAt !== null && !this.#sleep.stopped) {
+      this.#graceTimer = setTimeout(() => void this.reconcile(), Math.max(0, d.nextAt - Date.now()));
+      this.#graceTimer.unref?.();
+    }
+    if (d.newlyHeld.length > 0)
+      this.#o.log.info(
+        "remote leases gone from the registry stay programmed for a grace, in case their node re-acquires them",
+        {
+          held: d.newlyHeld.slice(0, LOGGED_SUBNETS).join(" "),
+          count: this.#grace.held.size,
+          graceMs: this.#grace.graceMs,
+        },
+      );
+    return d.diff;
   }
 
   #diffDirty(keys: ReadonlySet<string>, ownKey: string | null): DiffBuilder {
@@ -371,6 +431,7 @@ export class LeaseSync {
     this.#watch?.stop();
     if (this.#retry) clearTimeout(this.#retry);
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#firstSynced();
   }
 }

@@ -8,12 +8,17 @@
  * Why not the etcd3 package: grpc-js and protobufjs cost the agent about 37 MiB of RSS
  * and four times the CPU per request (bench/CONTROL-PLANE.md has the figures).
  *
- * Endpoints are tried in turn: a call that cannot reach one goes to the next, and the
- * one that answered is used first from then on. With a username, the client
- * authenticates once and sends the token with every call; a token etcd no longer
+ * Several members (etcd-calls.ts): every call asks for a member with a leader (the
+ * gateway passes a `Grpc-Metadata-hasleader` header on as gRPC metadata); a call that
+ * cannot reach a member, gets no answer within its attempt's deadline, or is refused for
+ * the member's sake ("etcdserver: no leader") goes to the next one; the member that
+ * answered is used first from then on, one that failed is tried last for a second, and
+ * a watch that a member ended sends the next watch elsewhere. With a username, the
+ * client authenticates once and sends the token with every call; a token etcd no longer
  * accepts is replaced once per call.
  */
 import { errorText } from "../log.ts";
+import { attemptMs, isMemberFault, MemberOrder, REQUIRE_LEADER } from "./etcd-calls.ts";
 
 export interface GatewayTls {
   readonly ca?: string;
@@ -26,8 +31,10 @@ export interface GatewayOptions {
   readonly endpoints: readonly string[];
   readonly tls?: GatewayTls;
   readonly auth?: { readonly username: string; readonly password: string };
-  /** Deadline of one call (not of a watch); default 10 s. */
+  /** Deadline of one attempt of a call (and of opening a watch); default 10 s. */
   readonly requestTimeoutMs?: number;
+  /** The TTL (ms) of a lease granted for a put not yet done (its attempts get a sixth: attemptMs). */
+  readonly leaseTtlMs?: (id: string) => number | undefined;
 }
 
 /** etcd answered with an error (its gRPC status code and message), or could not be reached. */
@@ -105,19 +112,31 @@ function baseUrl(endpoint: string): string {
   return `${u.protocol}//${u.host}`;
 }
 
+/** etcd3's method names of the gateway paths whose deadline depends on the request (attemptMs). */
+const METHODS: Record<string, string> = { "/v3/lease/grant": "leaseGrant", "/v3/kv/txn": "txn" };
+
+/** Is this failure of one attempt the member's rather than the request's (try the next member)? */
+function memberFault(e: unknown): boolean {
+  return !(e instanceof EtcdCallError) || isMemberFault(e.code);
+}
+
 export class EtcdGateway implements EtcdTransport {
   readonly #bases: string[];
   readonly #o: GatewayOptions;
-  #current = 0;
+  readonly #members: MemberOrder;
   #token: Promise<string> | null = null;
 
   constructor(o: GatewayOptions) {
     this.#o = o;
     this.#bases = o.endpoints.map(baseUrl);
+    this.#members = new MemberOrder(this.#bases.length);
   }
 
   #init(body: unknown, token: string | null, signal: AbortSignal): RequestInit {
-    const headers: Record<string, string> = { "content-type": "application/json" };
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      [`grpc-metadata-${REQUIRE_LEADER.key}`]: REQUIRE_LEADER.value,
+    };
     if (token !== null) headers.authorization = token;
     const init: RequestInit & { tls?: GatewayTls } = {
       method: "POST",
@@ -129,24 +148,41 @@ export class EtcdGateway implements EtcdTransport {
     return init;
   }
 
-  /** POST to the first endpoint that answers, starting with the one that answered last. */
-  async #post(
+  /**
+   * POSTs to the members in turn (etcd-calls.ts's order) until one answers and `read`
+   * accepts its answer within `ms`; a failure that is the request's (not the member's)
+   * is thrown at once. Returns what `read` made of it, and the attempt's controller (it
+   * aborts a response still being read: a watch stream).
+   */
+  async #post<T>(
     path: string,
     body: unknown,
     token: string | null,
-    signal: () => AbortSignal,
-  ): Promise<Response> {
+    ms: number,
+    read: (res: Response) => Promise<T>,
+  ): Promise<{ value: T; member: number; abort: AbortController }> {
     let last: unknown;
-    for (let i = 0; i < this.#bases.length; i++) {
-      const at = (this.#current + i) % this.#bases.length;
+    for (const m of this.#members.order(Date.now())) {
+      const abort = new AbortController();
+      const base = this.#bases[m]!;
+      const timer = setTimeout(
+        () => abort.abort(new EtcdCallError(`no answer from ${base} within ${ms} ms`, null)),
+        ms,
+      );
       try {
-        const res = await fetch(`${this.#bases[at]}${path}`, this.#init(body, token, signal()));
-        this.#current = at;
-        return res;
+        const value = await read(await fetch(`${base}${path}`, this.#init(body, token, abort.signal)));
+        this.#members.ok(m);
+        return { value, member: m, abort };
       } catch (e) {
+        if (!memberFault(e)) throw e;
         last = e;
+        this.#members.failed(m, Date.now());
+      } finally {
+        clearTimeout(timer);
       }
     }
+    // every member failed: etcd's own word when one answered ("etcdserver: no leader")
+    if (last instanceof EtcdCallError && last.code !== null) throw last;
     throw new EtcdCallError(`cannot reach etcd: ${errorText(last)}`, null, { cause: last });
   }
 
@@ -171,16 +207,23 @@ export class EtcdGateway implements EtcdTransport {
 
   async #unary<T>(path: string, body: unknown, token: string | null = null): Promise<T> {
     const timeout = this.#o.requestTimeoutMs ?? 10_000;
-    const res = await this.#post(path, body, token, () => AbortSignal.timeout(timeout));
-    const text = await res.text();
-    let doc: unknown;
-    try {
-      doc = JSON.parse(text);
-    } catch {
-      throw new EtcdCallError(`etcd answered ${res.status} with ${text.slice(0, 200) || "nothing"}`, null);
-    }
-    if (!res.ok || (doc as { error?: unknown }).error !== undefined) throw callError(res.status, doc);
-    return doc as T;
+    const method = METHODS[path];
+    const ms =
+      method === undefined
+        ? timeout
+        : attemptMs({ method, params: body }, timeout, this.#o.leaseTtlMs ?? (() => undefined));
+    const r = await this.#post(path, body, token, ms, async (res) => {
+      const text = await res.text();
+      let doc: unknown;
+      try {
+        doc = JSON.parse(text);
+      } catch {
+        throw new EtcdCallError(`etcd answered ${res.status} with ${text.slice(0, 200) || "nothing"}`, null);
+      }
+      if (!res.ok || (doc as { error?: unknown }).error !== undefined) throw callError(res.status, doc);
+      return doc as T;
+    });
+    return r.value;
   }
 
   /** One unary call (path as "/v3/kv/range"); the token is refreshed once when etcd refuses it. */
@@ -193,31 +236,43 @@ export class EtcdGateway implements EtcdTransport {
     }
   }
 
-  /** Opens a watch with this create request; rejects when no endpoint answers or etcd refuses. */
+  /**
+   * Opens a watch with this create request; rejects when no member answers or etcd
+   * refuses. A stream that fails or ends (not cancelled) sends the next call elsewhere.
+   */
   async watch(create: Record<string, unknown>): Promise<GatewayWatch> {
-    const abort = new AbortController();
-    const open = async (token: string | null) => {
-      const res = await this.#post("/v3/watch", { create_request: create }, token, () => abort.signal);
-      if (!res.ok) {
-        const text = await res.text();
-        let doc: unknown = null;
-        try {
-          doc = JSON.parse(text);
-        } catch {}
-        throw callError(res.status, doc);
-      }
-      return res;
-    };
-    let res: Response;
+    const timeout = this.#o.requestTimeoutMs ?? 10_000;
+    const open = (token: string | null) =>
+      this.#post("/v3/watch", { create_request: create }, token, timeout, async (res) => {
+        if (!res.ok) {
+          const text = await res.text();
+          let doc: unknown = null;
+          try {
+            doc = JSON.parse(text);
+          } catch {}
+          throw callError(res.status, doc);
+        }
+        if (!res.body) throw new EtcdCallError("etcd watch answered without a body", null);
+        return res.body;
+      });
+    let opened: Awaited<ReturnType<typeof open>>;
     try {
-      res = await open(await this.#token_(false));
+      opened = await open(await this.#token_(false));
     } catch (e) {
       if (!(e instanceof EtcdCallError) || e.code !== UNAUTHENTICATED || !this.#o.auth) throw e;
-      res = await open(await this.#token_(true));
+      opened = await open(await this.#token_(true));
     }
-    const body = res.body;
-    if (!body) throw new EtcdCallError("etcd watch answered without a body", null);
-    return { responses: watchLines(body), cancel: () => abort.abort() };
+    const { value: body, member, abort } = opened;
+    const members = this.#members;
+    async function* responses(): AsyncGenerator<WatchResponse> {
+      try {
+        yield* watchLines(body);
+      } finally {
+        // ended by the member (a failure, "no leader" after three election timeouts, or a close), not by us
+        if (!abort.signal.aborted) members.failed(member, Date.now());
+      }
+    }
+    return { responses: responses(), cancel: () => abort.abort() };
   }
 
   /** Nothing to release: fetch pools its connections and drops idle ones by itself. */
@@ -225,15 +280,18 @@ export class EtcdGateway implements EtcdTransport {
 }
 
 function callError(status: number, doc: unknown): EtcdCallError {
-  const d = (doc ?? {}) as { error?: unknown; message?: unknown; code?: unknown };
-  const inner = typeof d.error === "object" && d.error !== null ? (d.error as typeof d) : d;
+  type Doc = { error?: unknown; message?: unknown; code?: unknown; grpc_code?: unknown };
+  const d = (doc ?? {}) as Doc;
+  // unary calls: {"error":"…","message":"…","code":14}; watch streams: {"error":{"grpc_code":14,"message":"…"}}
+  const inner = typeof d.error === "object" && d.error !== null ? (d.error as Doc) : d;
   const message =
     typeof inner.message === "string" && inner.message
       ? inner.message
       : typeof inner.error === "string"
         ? inner.error
         : `HTTP ${status}`;
-  const code = typeof inner.code === "number" ? inner.code : typeof d.code === "number" ? d.code : null;
+  const codes = [inner.code, inner.grpc_code, d.code];
+  const code = (codes.find((c) => typeof c === "number") as number | undefined) ?? null;
   return new EtcdCallError(message, code);
 }
 

@@ -8,6 +8,10 @@
  * times the CPU per call: bench/CONTROL-PLANE.md), behind the same interface: calls and
  * watch responses in the gateway's JSON shapes (base64 keys and values, decimal strings).
  *
+ * The same rules per call as the gateway's (etcd-calls.ts): the "hasleader" metadata, a
+ * deadline per attempt (a sixth of the TTL for a lease write), a failed member skipped
+ * for a second (etcd-grpc-calls.ts, loaded with this transport only).
+ *
  * Bun workaround kept from the gRPC-only client: grpc-js passes the endpoint's host to
  * `tls.connect` as `servername` (SNI). For an IP endpoint Node ignores it (RFC 6066
  * forbids IP addresses in SNI), Bun throws; `ignoreIpServerNames` makes Bun behave as
@@ -16,6 +20,7 @@
 import { isIP } from "node:net";
 import tls from "node:tls";
 import type { Logger } from "../log.ts";
+import { attemptMs } from "./etcd-calls.ts";
 import {
   EtcdCallError,
   EtcdGateway,
@@ -88,13 +93,18 @@ function ignoreIpServerNames(): void {
 
 /** The gRPC transport (etcd3), with grpc-js's own log lines routed into `log`. */
 export async function grpcTransport(o: GatewayOptions, log: Logger): Promise<EtcdTransport> {
-  const [{ Etcd3 }, grpc] = await Promise.all([import("etcd3"), import("@grpc/grpc-js")]);
+  const [{ Etcd3 }, grpc, { memberBreaker, requireLeader }] = await Promise.all([
+    import("etcd3"),
+    import("@grpc/grpc-js"),
+    import("./etcd-grpc-calls.ts"),
+  ]);
   const line =
     (level: "warn" | "debug") =>
     (...parts: unknown[]) =>
       log[level]("etcd client (grpc)", { detail: parts.map(String).join(" ").trim() });
   grpc.setLogger({ error: line("warn"), info: line("debug"), debug: line("debug") });
   const timeout = o.requestTimeoutMs ?? 10_000;
+  const ttlOfLease = o.leaseTtlMs ?? (() => undefined);
   const credentials = o.tls
     ? {
         // etcd3's type says Buffer, but grpc-js createSsl takes null for "the system's roots"
@@ -109,7 +119,12 @@ export async function grpcTransport(o: GatewayOptions, log: Logger): Promise<Etc
     hosts: [...o.endpoints],
     ...(credentials ? { credentials } : {}),
     ...(o.auth ? { auth: o.auth } : {}),
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    // etcd3 asks for these per attempt: a retry gets a fresh deadline
+    defaultCallOptions: (ctx) => ({
+      interceptors: [requireLeader],
+      ...(ctx.isStream ? {} : { deadline: Date.now() + attemptMs(ctx, timeout, ttlOfLease) }),
+    }),
+    faultHandling: { host: () => memberBreaker() },
     grpcOptions: {
       // notice a dead peer on an idle watch stream (etcd permits pings every 5 s)
       "grpc.keepalive_time_ms": 10_000,

@@ -12,8 +12,10 @@
  * renews by re-granting, never by keep-alive). Expiries come from the leases' TTLs,
  * cached per lease id (etcd-expiry.ts). The watch is resumable and survives outages and
  * compaction (etcd-watch.ts). etcd is spoken to through its JSON gateway
- * (etcd-gateway.ts; gRPC only where the gateway cannot work: etcd-grpc.ts). Nothing is
- * contacted until the first call, so an agent can start while etcd is down.
+ * (etcd-gateway.ts; gRPC only where the gateway cannot work: etcd-grpc.ts). Each call
+ * requires a member with a leader, goes to the next member when one fails, and a lease
+ * write has a short deadline per attempt (etcd-calls.ts). Nothing is contacted until
+ * the first call, so an agent can start while etcd is down.
  */
 import type { Logger } from "../log.ts";
 import { LeaseExpiryCache, NO_LEASE } from "./etcd-expiry.ts";
@@ -78,6 +80,8 @@ class EtcdRegistry implements Registry {
   readonly #subnetsPrefix: string;
   readonly #pageSize: number;
   readonly #expiry: LeaseExpiryCache;
+  /** Leases granted for a put not yet done: id → TTL (ms), for the put's deadline (attemptMs). */
+  readonly #writing = new Map<string, number>();
   readonly #watches = new Set<WatchHandle>();
   #closed = false;
 
@@ -93,7 +97,12 @@ class EtcdRegistry implements Registry {
     this.#pageSize = opts.pageSize ?? 1000;
     const security = etcdSecurity(opts);
     this.#etcd = gatewayOrGrpc(
-      { endpoints: opts.endpoints, ...security, requestTimeoutMs: opts.requestTimeoutMs ?? 10_000 },
+      {
+        endpoints: opts.endpoints,
+        ...security,
+        requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+        leaseTtlMs: (id) => this.#writing.get(id),
+      },
       this.#log,
     );
     this.#expiry = new LeaseExpiryCache(async (id) => {
@@ -150,6 +159,7 @@ class EtcdRegistry implements Registry {
     // etcd counts from when it granted, which is after t0: this expiry is never late
     const expiresAt = t0 + Number(g.TTL) * 1000;
     this.#expiry.remember(g.ID, expiresAt);
+    this.#writing.set(String(g.ID), ttlMs);
     return { id: g.ID, expiresAt };
   }
 
@@ -218,6 +228,8 @@ class EtcdRegistry implements Registry {
         // whether or not the put happened, revoking the lease leaves no key behind
         await this.#revokeQuietly(lease.id);
         throw err;
+      } finally {
+        this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
         const existing = r.responses?.[0]?.response_range?.kvs?.[0];
@@ -247,6 +259,8 @@ class EtcdRegistry implements Registry {
       } catch (err) {
         await this.#revokeQuietly(lease.id);
         throw err;
+      } finally {
+        this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
         await this.#revokeQuietly(lease.id);

@@ -16,7 +16,7 @@ import { publishDatapath } from "../../src/backend/datapath-file.ts";
 import { loadDatapath, mapPinDir } from "../../src/backend/ebpf-vxlan/datapath.ts";
 import { createEbpfEndpointSink } from "../../src/backend/ebpf-vxlan/endpoint-sink.ts";
 import { MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
-import { objectId, tcQuery } from "../../src/bpf/attach.ts";
+import { objectId, tcQuery, tcxQuery } from "../../src/bpf/attach.ts";
 import { BpfFd } from "../../src/bpf/fd.ts";
 import { offsetOf, optsBuffer } from "../../src/bpf/layout.ts";
 import { isBpffs, pinFd, removePinDir } from "../../src/bpf/pin.ts";
@@ -227,7 +227,9 @@ describe("the CNI endpoint sink", () => {
         const before = openFds();
         await sink.add(ep);
         expect(openFds()).toBe(before);
-        expect(tcQuery(br!.ifindex, "br-sink", "ingress")).toBe(objectId(dp.progFd("encapFwd")));
+        // through tcx (no clsact qdisc on the bridge: creating one stalls it)
+        expect(tcxQuery(br!.ifindex, "br-sink", "ingress")).toEqual([objectId(dp.progFd("encapFwd"))]);
+        expect(tcQuery(br!.ifindex, "br-sink", "ingress")).toBeNull();
         expect(dp.endpoints.lookup(parseIp4(podIp)!)).toEqual({
           ifindex: 4343,
           podMac: "02:aa:00:00:00:77",

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { REMOVAL_GRACE_MS } from "../../src/lease/removal-grace.ts";
 import { Cluster, EXTERNAL_IP } from "../helpers/cluster.ts";
 import { until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
@@ -27,9 +28,24 @@ export const CASES: MatrixCase[] = [
   { name: "3 nodes host-gw, sqlite", backends: ["host-gw", "host-gw", "host-gw"], registry: "sqlite" },
   { name: "3 nodes vxlan, etcd", backends: ["vxlan", "vxlan", "vxlan"], registry: "etcd", churn: true },
   { name: "3 nodes host-gw, etcd", backends: ["host-gw", "host-gw", "host-gw"], registry: "etcd" },
-  { name: "3 nodes ebpf-vxlan, sqlite", backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"], registry: "sqlite", churn: true },
-  { name: "3 nodes ebpf-vxlan, etcd", backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"], registry: "etcd", churn: true },
-  { name: "mixed ebpf-vxlan + vxlan, sqlite", backends: ["ebpf-vxlan", "vxlan", "ebpf-vxlan"], registry: "sqlite", churn: true },
+  {
+    name: "3 nodes ebpf-vxlan, sqlite",
+    backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"],
+    registry: "sqlite",
+    churn: true,
+  },
+  {
+    name: "3 nodes ebpf-vxlan, etcd",
+    backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"],
+    registry: "etcd",
+    churn: true,
+  },
+  {
+    name: "mixed ebpf-vxlan + vxlan, sqlite",
+    backends: ["ebpf-vxlan", "vxlan", "ebpf-vxlan"],
+    registry: "sqlite",
+    churn: true,
+  },
   { name: "mixed vxlan + ebpf-vxlan, etcd", backends: ["vxlan", "ebpf-vxlan", "vxlan"], registry: "etcd" },
 ];
 
@@ -74,7 +90,9 @@ export function connectivityMatrix(c: MatrixCase): void {
       );
       const u = await udpStream(cl.lab, n(1).pods[0]!.ns, n(2).pods[1]!.ns, n(2).pods[1]!.ip);
       expect(u.packets).toBeGreaterThan(0);
-      expect(u.lost).toBeLessThan(u.packets / 10);
+      // what the receiving socket dropped itself (buffer full: iperf3 starved on a loaded
+      // machine, seen as SKB_DROP_REASON_SOCKET_RCVBUFF in traces) is not the network's loss
+      expect(u.lost - u.overflowed).toBeLessThan(u.packets / 10);
     }, 60_000);
 
     test("node → remote pod and remote pod → node", async () => {
@@ -107,9 +125,21 @@ export function connectivityMatrix(c: MatrixCase): void {
         const dev = node.backend === "vxlan" ? "flannel.1" : "tartan.1";
         const before = (await status(cl.lab, node.ns)).metrics.repairs;
         await cl.lab.must(node.ns, ["ip", "link", "del", dev]);
-        await until(async () => (await status(cl.lab, node.ns)).metrics.repairs > before, `${node.ns} to rebuild ${dev}`, 30_000);
-        await until(async () => (await ping(cl.lab, node.pods[0]!.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1, "traffic again", 15_000);
-        await until(async () => (await ping(cl.lab, node.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1, "host traffic again", 15_000);
+        await until(
+          async () => (await status(cl.lab, node.ns)).metrics.repairs > before,
+          `${node.ns} to rebuild ${dev}`,
+          30_000,
+        );
+        await until(
+          async () => (await ping(cl.lab, node.pods[0]!.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1,
+          "traffic again",
+          15_000,
+        );
+        await until(
+          async () => (await ping(cl.lab, node.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1,
+          "host traffic again",
+          15_000,
+        );
       }, 60_000);
 
       test("a node added to the running cluster is reachable from all; a deleted lease is unprogrammed everywhere", async () => {
@@ -127,10 +157,12 @@ export function connectivityMatrix(c: MatrixCase): void {
             async () => (await status(cl.lab, other.ns)).leases.length === cl.nodes.length - 1,
             `${other.ns} to drop ${key}`,
           );
-          // the lease set changes first; the datapath follows within the agent's coalescing window
+          // the datapath lets it go when the removal grace ends (REMOVAL_GRACE_MS)
           await until(
-            async () => !(await cl.lab.must(other.ns, ["ip", "route", "show"])).includes(key.replace("-", "/")),
-            `${other.ns} to remove the route to ${key}`,
+            async () =>
+              !(await cl.lab.must(other.ns, ["ip", "route", "show"])).includes(key.replace("-", "/")) &&
+              (await ping(cl.lab, other.pods[0]!.ns, added.pods[0]!.ip, { count: 1 })).received === 0,
+            `${other.ns} to unprogram ${key} once the removal grace (${REMOVAL_GRACE_MS} ms) is over`,
           );
           expect((await ping(cl.lab, other.pods[0]!.ns, added.pods[0]!.ip, { count: 2 })).received).toBe(0);
         }

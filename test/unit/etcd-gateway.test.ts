@@ -1,6 +1,7 @@
 /**
  * The etcd gateway client against a stand-in HTTP server (no etcd, no root): the next
- * endpoint when one cannot be reached, etcd's errors with their gRPC codes, a token etcd
+ * endpoint when one cannot be reached, has no leader, or holds a lease write past its
+ * deadline (and the next watch elsewhere when a member ended the last one), etcd's errors with their gRPC codes, a token etcd
  * no longer accepts replaced once, watch responses split across chunks; and when the
  * gRPC fallback is taken (only with a client certificate, only for the gateway's own
  * "unavailable").
@@ -141,6 +142,120 @@ describe("etcd gateway client", () => {
     expect(err).toBeInstanceOf(EtcdCallError);
     expect(err.code).toBe(11);
     expect(s.seen[0]!.body).toEqual({ create_request: { key: "YQ==", start_revision: 6 } });
+  });
+});
+
+describe("etcd gateway client on a cluster of members", () => {
+  const noLeader = () =>
+    Response.json(
+      { error: "etcdserver: no leader", message: "etcdserver: no leader", code: 14 },
+      { status: 503 },
+    );
+  const ok = () => Response.json({ header: { revision: "3" } });
+
+  test("every call and watch asks for a member with a leader (a header the gateway passes on as metadata)", async () => {
+    const heard: (string | null)[] = [];
+    const s = serve((req) => {
+      heard.push(req.headers.get("grpc-metadata-hasleader"));
+      return new URL(req.url).pathname === "/v3/watch"
+        ? new Response(`${JSON.stringify({ result: { created: true } })}\n`)
+        : ok();
+    });
+    const etcd = new EtcdGateway({ endpoints: [s.url] });
+    await etcd.call("/v3/kv/range", {});
+    const w = await etcd.watch({ key: "YQ==" });
+    w.cancel();
+    expect(heard).toEqual(["true", "true"]);
+  });
+
+  test("a member without a leader is left for the next; the one that answered is asked first from then on", async () => {
+    const a = serve(noLeader);
+    const b = serve(ok);
+    const etcd = new EtcdGateway({ endpoints: [a.url, b.url] });
+    expect(await etcd.call("/v3/kv/range", {})).toEqual({ header: { revision: "3" } });
+    await etcd.call("/v3/kv/range", {});
+    expect([a.seen.length, b.seen.length]).toEqual([1, 2]);
+  });
+
+  test("an error of the request itself is not retried on another member", async () => {
+    const a = serve(() =>
+      Response.json(
+        { error: "etcdserver: key not found", message: "key not found", code: 3 },
+        { status: 400 },
+      ),
+    );
+    const b = serve(ok);
+    const e = (await new EtcdGateway({ endpoints: [a.url, b.url] })
+      .call("/v3/kv/txn", {})
+      .catch((x) => x)) as EtcdCallError;
+    expect([e.message, e.code]).toEqual(["key not found", 3]);
+    expect(b.seen).toEqual([]);
+  });
+
+  test("no member with a leader: etcd's own word, not 'cannot reach'", async () => {
+    const etcd = new EtcdGateway({ endpoints: [serve(noLeader).url, serve(noLeader).url] });
+    const e = (await etcd.call("/v3/kv/range", {}).catch((x) => x)) as EtcdCallError;
+    expect([e.message, e.code]).toEqual(["etcdserver: no leader", 14]);
+  });
+
+  test("a lease write's attempt on a member that holds it ends at a sixth of the TTL; the next member takes it", async () => {
+    // a member that takes requests and never answers (cut off from the majority, not yet aware)
+    const stuck = serve(() => new Promise<Response>(() => {}));
+    const b = serve((req) =>
+      Response.json(
+        new URL(req.url).pathname === "/v3/lease/grant" ? { ID: "42", TTL: "6" } : { succeeded: true },
+      ),
+    );
+    const ttls = new Map([["42", 6000]]);
+    // an hour per ordinary request: only the lease write's own deadline can end the stuck attempts
+    const etcd = new EtcdGateway({
+      endpoints: [stuck.url, b.url],
+      requestTimeoutMs: 3_600_000,
+      leaseTtlMs: (id) => ttls.get(id),
+    });
+    expect(await etcd.call("/v3/lease/grant", { TTL: 6, ID: 0 })).toEqual({ ID: "42", TTL: "6" });
+    // the stuck member is tried last now; ask it first again, as after its second is over
+    const first = new EtcdGateway({
+      endpoints: [stuck.url, b.url],
+      requestTimeoutMs: 3_600_000,
+      leaseTtlMs: (id) => ttls.get(id),
+    });
+    expect(
+      await first.call("/v3/kv/txn", { success: [{ request_put: { key: "YQ==", lease: "42" } }] }),
+    ).toEqual({ succeeded: true });
+    expect(stuck.seen.map((x) => x.path)).toEqual(["/v3/lease/grant", "/v3/kv/txn"]);
+  });
+
+  test("a watch that a member ends sends the next watch to another member; one we cancel does not", async () => {
+    const created = () => new Response(`${JSON.stringify({ result: { created: true } })}\n`);
+    const a = serve(created);
+    const b = serve(created);
+    const etcd = new EtcdGateway({ endpoints: [a.url, b.url] });
+    const drain = async (w: { responses: AsyncIterable<WatchResponse> }) => {
+      for await (const _ of w.responses);
+    };
+    // ended by the member (as etcd does three election timeouts after losing its leader)
+    await drain(await etcd.watch({ key: "YQ==" }));
+    await drain(await etcd.watch({ key: "YQ==" }));
+    expect([a.seen.length, b.seen.length]).toEqual([1, 1]);
+    // a watch stream that stays open until we cancel it
+    const held = serve((req) =>
+      new URL(req.url).pathname === "/v3/watch"
+        ? new Response(
+            new ReadableStream({
+              start: (c) =>
+                c.enqueue(new TextEncoder().encode(`${JSON.stringify({ result: { created: true } })}\n`)),
+            }),
+          )
+        : ok(),
+    );
+    const etcd2 = new EtcdGateway({ endpoints: [held.url, b.url] });
+    const w = await etcd2.watch({ key: "YQ==" });
+    const ended = drain(w).catch(() => {});
+    w.cancel();
+    await ended;
+    await etcd2.call("/v3/kv/range", {});
+    expect(held.seen.map((x) => x.path)).toEqual(["/v3/watch", "/v3/kv/range"]);
   });
 });
 

@@ -1,9 +1,13 @@
 /**
  * The pure parts of the etcd registry, without etcd: the lease-expiry cache (how many
- * TTL lookups a list costs), endpoint redaction, and the TLS/auth option checks.
+ * TTL lookups a list costs), endpoint redaction, the TLS/auth option checks, and how
+ * calls are made on a cluster (deadlines of lease writes, the hasleader metadata).
  */
 import { describe, expect, test } from "bun:test";
+import type { CallContext } from "etcd3";
+import { attemptMs, isMemberFault, MemberOrder } from "../../src/registry/etcd-calls.ts";
 import { LeaseExpiryCache, NO_LEASE } from "../../src/registry/etcd-expiry.ts";
+import { requireLeader } from "../../src/registry/etcd-grpc-calls.ts";
 import { etcdSecurity, redactEndpoint } from "../../src/registry/etcd-tls.ts";
 import { RegistryError } from "../../src/registry/registry.ts";
 
@@ -77,5 +81,102 @@ describe("etcd endpoints and security options", () => {
 
   test("a missing file is named", () => {
     expect(() => etcdSecurity({ caFile: "/nonexistent/ca.pem" })).toThrow(/\/nonexistent\/ca\.pem/);
+  });
+});
+
+describe("grpc-js log lines", () => {
+  test("go to our logger (errors at warn), never straight to stderr", async () => {
+    const { experimental, logVerbosity } = await import("@grpc/grpc-js");
+    const { grpcTransport } = await import("../../src/registry/etcd-grpc.ts");
+    const { createLogger } = await import("../../src/log.ts");
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", write: (l) => lines.push(l) }).with({
+      registry: "etcd:http://127.0.0.1:1",
+    });
+    // making the gRPC transport contacts nothing, but takes over grpc's logger
+    const reg = await grpcTransport({ endpoints: ["http://127.0.0.1:1"] }, log);
+    const stderr = console.error;
+    const direct: unknown[] = [];
+    console.error = (...a: unknown[]) => direct.push(a);
+    try {
+      experimental.log(
+        logVerbosity.ERROR,
+        "Connection to dns:127.0.0.1:1 rejected by server because of excess pings. Increasing ping interval to 20000 ms",
+      );
+    } finally {
+      console.error = stderr;
+      reg.close();
+    }
+    expect(direct).toEqual([]);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /level=warn msg="etcd client \(grpc\)" registry=etcd:http:\/\/127\.0\.0\.1:1 detail=/,
+    );
+    expect(lines[0]).toContain("rejected by server because of excess pings");
+  });
+});
+
+describe("etcd calls on a cluster of members", () => {
+  const grant = (ttlS: number) =>
+    ({ service: "Lease", method: "leaseGrant", isStream: false, params: { TTL: ttlS } }) as const;
+  const putOn = (lease: string): CallContext => ({
+    service: "KV",
+    method: "txn",
+    isStream: false,
+    params: { success: [{ request_put: { key: Buffer.from("k"), value: Buffer.from("v"), lease } }] },
+  });
+  const none = () => undefined;
+
+  test("a lease write's attempt gets a sixth of the TTL, between 1 s and the request timeout", () => {
+    expect(attemptMs(grant(6), 10_000, none)).toBe(1000);
+    expect(attemptMs(grant(3), 10_000, none)).toBe(1000);
+    expect(attemptMs(grant(24), 10_000, none)).toBe(4000);
+    expect(attemptMs(grant(86_400), 10_000, none)).toBe(10_000);
+  });
+
+  test("the put on a granted lease takes that lease's TTL; other requests the request timeout", () => {
+    const ttls = new Map([["42", 12_000]]);
+    expect(attemptMs(putOn("42"), 10_000, (id) => ttls.get(id))).toBe(2000);
+    // a lease not being written (or no lease): the usual deadline
+    expect(attemptMs(putOn("43"), 10_000, (id) => ttls.get(id))).toBe(10_000);
+    expect(
+      attemptMs(
+        { service: "KV", method: "range", isStream: false, params: { key: Buffer.from("k") } },
+        10_000,
+        none,
+      ),
+    ).toBe(10_000);
+  });
+
+  test("every call carries etcd's hasleader metadata (a member without a leader refuses at once)", async () => {
+    const { Metadata } = await import("@grpc/grpc-js");
+    const sent: InstanceType<typeof Metadata>[] = [];
+    const next = { start: (md: InstanceType<typeof Metadata>) => sent.push(md) };
+    const call = requireLeader({} as never, () => next as never);
+    call.start(new Metadata(), {});
+    expect(sent.map((m) => m.get("hasleader"))).toEqual([["true"]]);
+  });
+});
+
+describe("the order of members (gateway)", () => {
+  test("from the one that answered last; one that failed is tried last for a second, then in turn", () => {
+    const m = new MemberOrder(3, 1000);
+    expect(m.order(0)).toEqual([0, 1, 2]);
+    m.failed(0, 0);
+    expect(m.order(10)).toEqual([1, 2, 0]);
+    m.failed(1, 10);
+    expect(m.order(20)).toEqual([2, 0, 1]);
+    m.ok(2);
+    // member 0's second is over: in turn again, after the current one
+    expect(m.order(1005)).toEqual([2, 0, 1]);
+    expect(m.order(1011)).toEqual([2, 0, 1]);
+    m.failed(2, 1011);
+    expect(m.order(1012)).toEqual([0, 1, 2]);
+  });
+
+  test("the member's faults (unreached, no leader, timeouts), not the request's", () => {
+    expect([null, 14, 4, 13].map(isMemberFault)).toEqual([true, true, true, true]);
+    // invalid argument, permission denied, out of range (compacted), unauthenticated
+    expect([3, 7, 11, 16].map(isMemberFault)).toEqual([false, false, false, false]);
   });
 });

@@ -2,9 +2,12 @@
  * LeaseSync over an in-memory registry and a recording backend: the first list before
  * the watch, nothing applied before that list (an adopted datapath must not be pruned),
  * puts, deletes and resyncs as diffs, bad records skipped and counted once, failed
- * applies retried, our own lease gone reported, and reprogramAll. Bursts: many events
- * become few applies, each with only the keys that changed; deletes, a resync, our own
- * lease and a failed apply inside a burst.
+ * applies retried, our own lease gone reported, reprogramAll, and the removal grace
+ * (a vanished remote lease stays programmed a while; taken by another node, it is
+ * updated at once; our own key is never programmed as a remote, also while re-acquired).
+ * Bursts: many events become few applies, each with only the keys that changed; deletes,
+ * a resync, our own lease and a failed apply inside a burst; a lease in its grace while
+ * other keys change.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { LeaseSync } from "../../src/agent/lease-sync.ts";
@@ -33,10 +36,13 @@ afterEach(() => {
 function setup(
   opts: {
     own?: () => Lease | null;
+    ownKey?: () => string | null;
     source?: LeaseSource;
     retryMs?: number;
     /** As the lease keeper does: a loss reported drops the lease until it is acquired again. */
     dropOwnWhenGone?: boolean;
+    /** The removal grace; 0 (removals at once) unless a test is about the grace. */
+    graceMs?: number;
   } = {},
 ) {
   const registry = new MemoryRegistry();
@@ -62,11 +68,13 @@ function setup(
     metrics,
     health,
     ownLease: opts.own ?? (() => own),
+    ownKey: opts.ownKey,
     onOwnLeaseGone: () => {
       gone.push("gone");
       if (opts.dropOwnWhenGone) own = null;
     },
     retryMs: opts.retryMs ?? 20,
+    removalGraceMs: opts.graceMs ?? 0,
   });
   syncs.push(sync);
   const setOwn = (l: Lease | null) => {
@@ -426,5 +434,109 @@ describe("lease sync: bursts", () => {
     expect(backend.applies.slice(before)).toEqual([{ add: [key(30), key(32)], update: [], remove: [] }]);
     expect(metrics.applyErrors).toBe(1);
     expect(sync.synced).toBe(true);
+  });
+});
+
+describe("lease sync: the removal grace", () => {
+  const PEER = "198.19.2.0-24";
+  /** The watch has delivered everything written so far, and what it asked for is applied. */
+  const settled = async (registry: MemoryRegistry, sync: LeaseSync) => {
+    await until(() => sync.revision === registry.revision, "the watch to catch up");
+    await sync.reconcile();
+  };
+  const removals = (b: RecordingBackend, key: string) => b.applies.filter((a) => a.remove.includes(key));
+
+  test("a vanished remote lease stays programmed within the grace", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 60_000 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    await registry.delete(PEER);
+    await settled(registry, sync);
+    expect(sync.leases.has(PEER)).toBe(false);
+    expect(backend.programmed.has(PEER)).toBe(true);
+    expect(removals(backend, PEER)).toEqual([]);
+  });
+
+  test("a vanished remote lease is removed once its grace ends", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 200 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    await registry.delete(PEER);
+    // nothing else happens: only the grace's own timer can remove it
+    await until(() => !backend.programmed.has(PEER), "the removal once the grace is over");
+    expect(removals(backend, PEER)).toEqual([{ add: [], update: [], remove: [PEER] }]);
+  });
+
+  test("a lease that re-appears with the same attributes is never removed, nor re-applied", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 60_000 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    const applies = backend.applies.length;
+    await registry.delete(PEER);
+    registry.put(PEER, value("198.18.0.2"));
+    await settled(registry, sync);
+    expect(sync.leases.has(PEER)).toBe(true);
+    expect(backend.applies.length).toBe(applies);
+    expect(backend.programmed.has(PEER)).toBe(true);
+  });
+
+  test("a vanished lease taken by another node is updated at once, not after the grace", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 60_000 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    await registry.delete(PEER);
+    await settled(registry, sync);
+    registry.put(PEER, value("198.18.0.7", "0e:00:00:00:00:07"));
+    await until(
+      () => backend.programmed.get(PEER)?.attrs.publicIp === parseIp4("198.18.0.7"),
+      "the new owner to be programmed",
+    );
+    expect(backend.applies.at(-1)).toEqual({ add: [], update: [PEER], remove: [] });
+    expect(removals(backend, PEER)).toEqual([]);
+  });
+
+  test("a programmed remote lease that becomes ours is removed at once", async () => {
+    const { registry, backend, sync, setOwn } = setup({ graceMs: 60_000 });
+    registry.put(OWN, value("198.18.0.2"));
+    await sync.start();
+    expect(backend.programmed.has(OWN)).toBe(true);
+    setOwn(sync.leases.get(OWN)!);
+    await sync.reconcile();
+    expect(backend.programmed.has(OWN)).toBe(false);
+    expect(backend.applies.at(-1)).toEqual({ add: [], update: [], remove: [OWN] });
+  });
+
+  test("our key while no lease is held (being re-acquired): the source's put of it is not programmed", async () => {
+    const { registry, backend, sync } = setup({ own: () => null, ownKey: () => OWN });
+    await sync.start();
+    registry.put(OWN, value("198.18.0.1"));
+    registry.put(PEER, value("198.18.0.2"));
+    await until(() => backend.programmed.has(PEER), "the other put");
+    await settled(registry, sync);
+    expect(sync.leases.has(OWN)).toBe(true);
+    expect(backend.programmed.has(OWN)).toBe(false);
+  });
+
+  test("a lease in its grace is still removed when its grace ends, though other keys were applied meanwhile; it is not counted as programmed", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 300 });
+    registry.put(PEER, value("198.18.0.2"));
+    registry.put(key(3), value("198.18.0.3"));
+    await sync.start();
+    expect(sync.programmedCount).toBe(2);
+    await registry.delete(PEER);
+    await settled(registry, sync);
+    expect(backend.programmed.has(PEER)).toBe(true);
+    expect(sync.programmedCount).toBe(1);
+    // an apply of other keys only (the dirty ones) while PEER waits out its grace
+    await burst([
+      () => registry.put(key(4), value("198.18.0.4")),
+      () => registry.put(key(3), value("198.18.0.3", "0e:00:00:00:00:33")),
+    ]);
+    await until(() => backend.programmed.has(key(4)), "the other keys to be applied");
+    expect(backend.programmed.has(PEER)).toBe(true);
+    await until(() => !backend.programmed.has(PEER), "the removal once the grace is over");
+    expect(removals(backend, PEER)).toEqual([{ add: [], update: [], remove: [PEER] }]);
+    expect(applied(backend)).toEqual([key(3), key(4)]);
+    expect(sync.programmedCount).toBe(2);
   });
 });

@@ -1,20 +1,26 @@
 /**
  * Keeps the datapath in step with the pod bridge: encap attached to the bridge's TC
- * ingress (again when the bridge is recreated or our filter removed), and the endpoint
+ * ingress (again when the bridge is recreated or our program removed), and the endpoint
  * map holding the pods on it (planEndpoints). Fed the views of BridgeFollower. The CNI
  * plugin's sink uses attachBridgeEncap too, for the first pod on a new bridge.
  */
 import type { EndpointValue } from "../../bpf/abi.ts";
-import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import type { BpfMap } from "../../bpf/map.ts";
 import type { Cidr, Ip4 } from "../../config/cidr.ts";
 import type { Logger } from "../../log.ts";
 import { type BridgeView, planEndpoints } from "./endpoints.ts";
+import { attachTc, ourTc } from "./hooks.ts";
 
-/** Attaches encap (`progFd`) to the bridge's TC ingress when `force`, or when no filter of ours is there. */
-export function attachBridgeEncap(ifindex: number, name: string, progFd: number, force = false): boolean {
-  if (!force && tcQuery(ifindex, name, "ingress") !== null) return false;
-  tcAttach(ifindex, name, "ingress", progFd);
+/** Attaches encap (`progFd`) to the bridge's TC ingress when `force`, or when no program of ours is there. */
+export function attachBridgeEncap(
+  ifindex: number,
+  name: string,
+  progFd: number,
+  force = false,
+  log?: Logger,
+): boolean {
+  if (!force && ourTc(ifindex, name, "ingress")) return false;
+  attachTc(ifindex, name, "ingress", progFd, log);
   return true;
 }
 
@@ -43,7 +49,7 @@ export class EndpointSync {
     }
     const br = view.bridge;
     const moved = this.#bridgeIfindex !== br.ifindex;
-    if (attachBridgeEncap(br.ifindex, br.ifname, encapFd, moved) && moved)
+    if (attachBridgeEncap(br.ifindex, br.ifname, encapFd, moved, this.log) && moved)
       this.log.info("attached encap to the pod bridge", { bridge: br.ifname, ifindex: br.ifindex });
     this.#bridgeIfindex = br.ifindex;
     const plan = planEndpoints(endpoints.entries(), view, subnet);

@@ -6,14 +6,13 @@
  * prepare() loads the embedded object with its maps pinned under --bpffs (adopting
  * the maps of a previous run), fills the config map, creates the overlay device
  * (overlay.ts), and attaches encap to the overlay device's TC egress and decap to the
- * underlay (TC ingress, or XDP). Attaching replaces the previous run's programs
- * atomically, so an agent restart drops nothing. apply() writes lease diffs to the
- * subnet and member maps as map-plan.ts plans them, in batches (one syscall per map and
- * kind of change: 10,000 leases are two batches). The pod bridge is followed
+ * underlay (TC ingress, or XDP; TC through tcx, hooks.ts). Attaching replaces the
+ * previous run's programs atomically, so an agent restart drops nothing. apply() writes
+ * lease diffs to the subnet and member maps as map-plan.ts plans them, in batches (one
+ * syscall per map and kind of change: 10,000 leases are two batches). The pod bridge is followed
  * (bridge.ts) to keep encap on it and the endpoint map in step (endpoint-sync.ts).
  */
 import type { SubnetKey } from "../../bpf/abi.ts";
-import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import { formatCidr } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
@@ -24,6 +23,7 @@ import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
 import { EndpointSync } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
+import { attachTc, ourTc } from "./hooks.ts";
 import { hostSysctls, writeConfig } from "./host.ts";
 import { ProgrammedMaps, planLocalEntry, planMapWrites } from "./map-plan.ts";
 import { OverlayDevice } from "./overlay.ts";
@@ -118,7 +118,7 @@ class EbpfVxlanBackend implements Backend {
     const d = await this.#load();
     writeConfig(d.config, { ext, ...this.#scope, port, mtu: this.#mtu, vtepMac: this.#vtepMac });
     await this.#overlay.ensure();
-    tcAttach(this.#overlay.ifindex, this.#overlay.name, "egress", d.progFd("encapHost"));
+    attachTc(this.#overlay.ifindex, this.#overlay.name, "egress", d.progFd("encapHost"), log);
     const decapKind = this.#ctx.decap === "auto" ? "tc" : this.#ctx.decap;
     const decap = attachDecap(d, ext.index, ext.name, decapKind, log);
     this.#decap = decap;
@@ -140,12 +140,17 @@ class EbpfVxlanBackend implements Backend {
 
   async setLocal(lease: Lease): Promise<void> {
     const d = this.#need();
-    const entry = planLocalEntry(this.#local?.subnet ?? null, this.#adoptedLocal, lease.subnet, {
+    const entry = planLocalEntry(this.#maps, this.#local?.subnet ?? null, this.#adoptedLocal, lease.subnet, {
       nodeIp: this.#ctx.extIface.publicIp,
       vtepMac: this.#vtepMac,
     });
     for (const k of entry.deletes) d.subnets.delete(k);
     d.subnets.update(...entry.write);
+    // the node whose lease held our new subnet: one lease fewer (no longer a member at none)
+    const t = entry.takeover;
+    if (t && t.members > 0) d.members.update(t.nodeIp, t.members);
+    else if (t) d.members.delete(t.nodeIp);
+    this.#maps.commitLocal(entry);
     this.#adoptedLocal = [];
     this.#local = lease;
     const route = await this.#overlay.setLocal(lease.subnet, this.#ctx.config.network);
@@ -184,7 +189,7 @@ class EbpfVxlanBackend implements Backend {
     if (!this.#dp || !this.#decap) return { ok: false, reason: "datapath not loaded" };
     if (!decapAttached(ext.index, ext.name, this.#decap))
       return { ok: false, reason: `decap program not attached to ${ext.name}` };
-    if (tcQuery(overlay.ifindex, overlay.name, "egress") === null)
+    if (!ourTc(overlay.ifindex, overlay.name, "egress"))
       return { ok: false, reason: `encap program not attached to ${overlay.name}` };
     if (this.#local && !(await overlay.routePresent(config.network)))
       return { ok: false, reason: `route ${formatCidr(config.network)} via ${overlay.name} is missing` };
