@@ -13,6 +13,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatCidr, formatIp4 } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { REMOVAL_GRACE_MS } from "../../src/lease/removal-grace.ts";
 import { type FlanneldNode, type FlanneldPeer, makeFlanneldNode } from "../helpers/flanneld-node.ts";
 import {
   type NamespacedKubeApi,
@@ -41,6 +42,16 @@ interface KubeNode {
   readonly bpffs: string;
   agent: LabProcess | null;
   readonly pods: Pod[];
+}
+
+/** The subnets in an ebpf-vxlan node's subnet map, sorted (null when it has none pinned). */
+async function subnetMap(bpffs: string): Promise<string[] | null> {
+  const { readSubnetMap } = await import("../../src/backend/ebpf-vxlan/inspect.ts");
+  return (
+    readSubnetMap(bpffs)
+      ?.map(([k]) => `${formatIp4(k.addr)}/${k.prefixLen}`)
+      .sort() ?? null
+  );
 }
 
 describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () => {
@@ -266,11 +277,14 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     await converged(all.slice(0, 3), "every agent to forget node-4");
     const n1 = nodes[0]!;
     const n2 = nodes[1]!;
-    expect((await lab.must(n2.ns, ["ip", "route", "show", "198.19.4.0/24"])).trim()).toBe("");
+    // the lease set changes at once; the datapath lets it go when the removal grace ends
+    await until(
+      async () =>
+        (await lab.must(n2.ns, ["ip", "route", "show", "198.19.4.0/24"])).trim() === "" &&
+        ((await subnetMap(n1.bpffs)) ?? []).join() === all.slice(0, 3).join(),
+      `node-4 to be unprogrammed once the removal grace (${REMOVAL_GRACE_MS} ms) is over`,
+    );
     expect(await lab.must(n2.ns, ["bridge", "fdb", "show", "dev", "flannel.1"])).not.toContain(n4.ip);
-    const { readSubnetMap } = await import("../../src/backend/ebpf-vxlan/inspect.ts");
-    const entries = readSubnetMap(n1.bpffs)!.map(([k]) => `${formatIp4(k.addr)}/${k.prefixLen}`);
-    expect(entries.sort()).toEqual(["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"]);
     expect((await ping(lab, n1.pods[0]!.ns, pod4.ip, { count: 2 })).received).toBe(0);
   }, 120_000);
 
@@ -456,9 +470,13 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
         (await lab.log(n1.agent!)).includes("prefix length /25 differs"),
       "the ebpf-vxlan node to refuse the /25 loudly",
     );
-    const { readSubnetMap } = await import("../../src/backend/ebpf-vxlan/inspect.ts");
-    const entries = readSubnetMap(n1.bpffs)!.map(([k]) => `${formatIp4(k.addr)}/${k.prefixLen}`);
-    expect(entries.sort()).toEqual(["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"]);
+    // exactly the three nodes (a Node an earlier test deleted goes when its removal grace ends)
+    const three = ["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"];
+    await until(
+      async () => ((await subnetMap(n1.bpffs)) ?? []).join() === three.join(),
+      "the ebpf-vxlan node's subnet map to hold the three nodes only",
+    ).catch(() => {});
+    expect(await subnetMap(n1.bpffs)).toEqual(three);
     for (const name of ["bad-json", "bad-mac", "outside", "half"]) await api.deleteNode(name);
   }, 60_000);
 
