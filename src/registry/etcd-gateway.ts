@@ -5,8 +5,9 @@
  * 64-bit numbers as decimal strings. A watch is one long POST whose response is a stream
  * of JSON lines, one WatchResponse each.
  *
- * Why not the etcd3 package: grpc-js and protobufjs cost the agent about 37 MiB of RSS
- * and four times the CPU per request (bench/CONTROL-PLANE.md has the figures).
+ * Why not the etcd3 package: measured against main's etcd3 agent, grpc-js and protobufjs
+ * cost ~22–24 MiB of idle RSS, and listing 10,000 leases took 3.5× the CPU
+ * (bench/CONTROL-PLANE.md, issue 15, has the figures).
  *
  * Several members (etcd-calls.ts): every call asks for a member with a leader (the
  * gateway passes a `Grpc-Metadata-hasleader` header on as gRPC metadata); a call that

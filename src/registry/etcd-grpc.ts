@@ -4,8 +4,8 @@
  * the clientAuth usage. The gateway inside etcd dials etcd's own gRPC port presenting
  * that server certificate as its client certificate, and etcd refuses it, so every
  * gateway call fails with "transport: … handshake / client preface". There the registry
- * speaks gRPC through the etcd3 package, loaded only then (it costs ~37 MiB and four
- * times the CPU per call: bench/CONTROL-PLANE.md), behind the same interface: calls and
+ * speaks gRPC through the etcd3 package, loaded only then (it costs ~22–24 MiB idle and
+ * 3.5× the CPU of a 10,000-lease list: bench/CONTROL-PLANE.md), behind the same interface: calls and
  * watch responses in the gateway's JSON shapes (base64 keys and values, decimal strings).
  *
  * The same rules per call as the gateway's (etcd-calls.ts): the "hasleader" metadata, a
