@@ -1,124 +1,120 @@
 /**
- * Control-plane figures: N leases appear in the registry at once (one sqlite
- * transaction); how long until the agent has all N programmed — as the agent measured
- * its apply (from delivery to programmed) and end to end (commit to /v1/status saying so,
- * which includes the registry's 100 ms watch poll) — plus the agent's RSS holding them
- * (split into the binary's file-backed pages and anonymous memory, from
- * /proc/PID/smaps_rollup), and the time from agent start to /readyz.
- * bench/CONTROL-PLANE.md has the measurements and where the time and memory go.
+ * The control-plane benchmark (`scripts/bench --control-plane`): the paths a cluster
+ * really takes, at 1,000 / 10,000 / 50,000 leases, side by side with the kernel vxlan
+ * backend (flannel's way), in rounds that interleave the configurations so drift from
+ * other load hits them alike; then each backend's idle cost. Writes its section of
+ * bench/RESULTS.md (the data-path section is left as it is) and prints the raw figures.
+ *
+ *   --sizes=1000,10000,50000   leases (up to 16,375 in the pod range with ebpf-vxlan and
+ *                              vxlan; above, the alloc backend: see control-plane/leases.ts)
+ *   --backends=ebpf-vxlan,vxlan
+ *   --rounds=3                 rounds of everything up to 16,375 leases and of idle
+ *   --big-rounds=1             rounds of the larger sizes
+ *   --idle-seconds=130         length of each idle measurement (0: none)
+ *   --no-kube                  skip the Node-informer paths
+ *   --binary=dist/tartan       the agent to measure
+ *   --raw=FILE                 also write every measurement as JSON
+ *   --no-write                 leave bench/RESULTS.md alone
+ *
+ * The etcd paths are in control-plane/etcd-paths.ts, the Node informer in
+ * control-plane/kube-paths.ts, idle in control-plane/idle.ts; bench/CONTROL-PLANE.md
+ * has the analysis.
  */
 import { readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
-import { cidrToKey } from "../src/config/cidr.ts";
-import { encodeLeaseValue } from "../src/lease/lease.ts";
-import { silentLogger } from "../src/log.ts";
-import { SqliteRegistry } from "../src/registry/sqlite.ts";
-import { Lab, until } from "../test/helpers/netns.ts";
-import { startAgent, tartan, waitReady } from "../test/helpers/tartan.ts";
+import { parseArgs } from "node:util";
+import { loadAverage, ROOT } from "./control-plane/agent-run.ts";
+import { etcdPaths, type PathName, type PathResult } from "./control-plane/etcd-paths.ts";
+import { type IdleResult, idleCost } from "./control-plane/idle.ts";
+import { kubePaths } from "./control-plane/kube-paths.ts";
+import { POD_RANGE_LEASES } from "./control-plane/leases.ts";
+import { idleTable, pathTable, targetTable, withSection } from "./control-plane/report.ts";
 
-export interface ControlPlaneResult {
-  backend: string;
-  leases: number;
-  /** the agent's own apply duration for the batch (delivery → programmed) */
-  applyMs: number;
-  /** registry commit → /v1/status reports all programmed */
-  endToEndMs: number;
-  rssMiB: number;
-  /** of rssMiB: anonymous memory (JS heap, allocators, JIT code) */
-  rssAnonMiB: number;
-  /** of rssMiB: file-backed pages, nearly all the tartan binary's own code and data */
-  rssFileMiB: number;
-  startToReadyMs: number;
-}
+const { values } = parseArgs({
+  options: {
+    sizes: { type: "string", default: "1000,10000,50000" },
+    backends: { type: "string", default: "ebpf-vxlan,vxlan" },
+    rounds: { type: "string", default: "3" },
+    "big-rounds": { type: "string", default: "1" },
+    "idle-seconds": { type: "string", default: "130" },
+    "no-kube": { type: "boolean", default: false },
+    binary: { type: "string", default: join(ROOT, "dist/tartan") },
+    raw: { type: "string" },
+    "no-write": { type: "boolean", default: false },
+    "control-plane": { type: "boolean", default: false },
+  },
+});
 
-function fakeLeases(n: number): { key: string; value: string; ttlMs: number | null }[] {
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    // 198.19.0.0/16 in /30s: 16,384 subnets; skip index 0 (flannel skips the first subnet)
-    const subnet = { ip: (0xc6130000 + (i + 1) * 4) >>> 0, len: 30 };
-    const host = i + 10;
-    const publicIp = (0xc6120000 + (host >>> 8) * 256 + (host & 255)) >>> 0; // 198.18.x.y, never contacted
-    const mac = `0e:aa:${((i >>> 16) & 255).toString(16).padStart(2, "0")}:${((i >>> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}:01`;
-    out.push({
-      key: cidrToKey(subnet),
-      value: encodeLeaseValue({ publicIp, backendType: "vxlan", vxlan: { VNI: 1, VtepMAC: mac } }),
-      ttlMs: null,
-    });
+const sizes = values.sizes!.split(",").map(Number);
+const backends = values.backends!.split(",");
+const rounds = Number(values.rounds);
+const bigRounds = Number(values["big-rounds"]);
+const idleSeconds = Number(values["idle-seconds"]);
+const PATHS: PathName[] = ["burst-500", "burst-max", "resync", "list"];
+const log = (s: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
+
+const results: PathResult[] = [];
+const idle: IdleResult[] = [];
+const loads: number[] = [];
+const started = Date.now();
+for (let round = 1; round <= Math.max(rounds, bigRounds); round++) {
+  for (const n of sizes) {
+    const big = n > POD_RANGE_LEASES - 8;
+    if (round > (big ? bigRounds : rounds)) continue;
+    // the datapath backends need the pod range; beyond it only the control plane (alloc)
+    for (const backend of big ? ["alloc"] : backends) {
+      loads.push(loadAverage());
+      log(`round ${round}: etcd, ${backend}, ${n} leases (load ${loadAverage()})`);
+      results.push(...(await etcdPaths({ binary: values.binary!, backend, n, paths: PATHS, log })));
+      if (values["no-kube"]) continue;
+      log(`round ${round}: Node informer, ${backend}, ${n} Nodes (load ${loadAverage()})`);
+      results.push(
+        ...(await kubePaths({ binary: values.binary!, backend, n, paths: ["kube-list", "kube-burst"], log })),
+      );
+    }
   }
-  return out;
+  if (idleSeconds > 0 && round <= rounds)
+    for (const backend of ["ebpf-vxlan", "vxlan", "host-gw"]) {
+      log(`round ${round}: idle, ${backend}, ${idleSeconds} s (load ${loadAverage()})`);
+      idle.push(await idleCost(values.binary!, backend, idleSeconds));
+    }
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
+const loadText = loads.length ? `${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}` : "–";
+const section = `## Control plane at scale
 
-/** Anonymous and file-backed resident memory (MiB) from smaps_rollup. */
-function rssSplit(pid: number): { anon: number; file: number } {
-  const s = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? Number.NaN);
-  const anon = kb("Anonymous") / 1024;
-  return { anon, file: kb("Rss") / 1024 - anon };
-}
+Measured ${new Date().toISOString()} by \`scripts/bench --control-plane ${process.argv
+  .slice(2)
+  .filter((a) => a !== "--control-plane")
+  .join(" ")}\`
+on ${cpus().length} × ${cpus()[0]?.model ?? "?"} with other work on the machine (1-minute load average when each
+configuration started: ${loadText}); medians over rounds, (min–max) when they differ. One agent on etcd 3.4 (its
+JSON gateway), writes from another process, \`/healthz\` asked every 10 ms from a third. "all programmed" is the
+time of the agent's log line for its last apply; CPU is the agent's with the \`ip\`/\`bridge\`/\`ping\` it ran, over
+the span from the first write (list: the start; resync: the resume) to that line. 50,000 leases use the alloc
+backend (no flannel network of 50,000 subnets fits the test ranges: control-plane/leases.ts). The Node-informer
+rows are \`tartan agent --kube-subnet-mgr\` against the stand-in API server (HTTPS, a token, realistic Nodes).
 
-export async function controlPlane(backend: string, n: number): Promise<ControlPlaneResult> {
-  const lab = new Lab("bcp");
-  try {
-    const dbPath = join(lab.dir, "registry.db");
-    writeFileSync(
-      join(lab.dir, "net.json"),
-      JSON.stringify({ Network: "198.19.0.0/16", SubnetLen: 30, Backend: { Type: "vxlan" } }),
-    );
-    const r = await tartan(["config", "set", join(lab.dir, "net.json"), `--registry=sqlite:${dbPath}`]);
-    if (r.code !== 0) throw new Error(r.stderr);
-    const node = await lab.addNode();
-    const bpffs = `/sys/fs/bpf/tartan-bench-${lab.prefix}`;
-    lab.bpffsDirs.push(bpffs);
-    const t0 = performance.now();
-    const agent = startAgent(lab, {
-      node,
-      name: "agent",
-      registry: `sqlite:${dbPath}`,
-      backend,
-      subnetFile: join(lab.dir, "subnet.env"),
-      extra: [`--bpffs=${bpffs}`, "--log-level=warn"],
-    });
-    await waitReady(lab, node.ns, agent, 8471, 30_000);
-    const startToReadyMs = performance.now() - t0;
-    const reg = SqliteRegistry.open({ path: dbPath, log: silentLogger });
-    const leases = fakeLeases(n);
-    // the agent's own subnet is among the candidates: that one key is skipped
-    const created = reg.createMany(leases);
-    const committed = performance.now();
-    await reg.close();
-    // poll the small /metrics document, not /v1/status (10,000 leases of JSON per poll would
-    // inflate the agent's memory that this benchmark reports)
-    const metric = async (name: string) => {
-      const m = new RegExp(`^${name} ([\\d.e+-]+)$`, "m").exec((await lab.http(node.ns, "/metrics")).body);
-      return m ? Number(m[1]) : Number.NaN;
-    };
-    await until(
-      async () => (await metric("tartan_leases_programmed")) >= created,
-      `${n} leases programmed`,
-      120_000,
-    ).catch(async (e) => {
-      throw new Error(`${(e as Error).message}\n--- agent log ---\n${(await lab.log(agent)).slice(-3000)}`);
-    });
-    const endToEndMs = performance.now() - committed;
-    const applyMs = (await metric("tartan_datapath_last_apply_seconds")) * 1000;
-    await Bun.sleep(1000); // let the agent settle (its scan timers run) before reading its size
-    const split = rssSplit(agent.proc.pid);
-    return {
-      backend,
-      leases: n,
-      applyMs,
-      endToEndMs,
-      rssMiB: rssMiB(agent.proc.pid),
-      rssAnonMiB: split.anon,
-      rssFileMiB: split.file,
-      startToReadyMs,
-    };
-  } finally {
-    await lab.cleanup();
-  }
+${pathTable(results)}
+
+Idle: one agent per backend on etcd, no other node, measured over the span after its start settled (the
+background doctor runs once a minute at this size).
+
+${idleTable(idle)}
+
+${targetTable(
+  results,
+  idle,
+  idle.map((r) => r.rssMiB),
+)}
+
+What these figures mean and where the time and memory go: [CONTROL-PLANE.md](CONTROL-PLANE.md).`;
+
+if (values.raw) writeFileSync(values.raw, JSON.stringify({ results, idle }, null, 1));
+if (!values["no-write"]) {
+  const file = join(import.meta.dir, "RESULTS.md");
+  writeFileSync(file, withSection(readFileSync(file, "utf8"), section));
 }
+console.log(`\n${section}\n`);
+log(`done in ${Math.round((Date.now() - started) / 1000)} s`);

@@ -3,7 +3,7 @@
  * reference-vxlan and to host-gw, a Markdown table (bench/RESULTS.md) and an SVG bar
  * chart of the ratios. Pure apart from the file writes at the end.
  */
-import type { ControlPlaneResult } from "./control-plane.ts";
+import type { ControlPlaneResult } from "./control-plane/sqlite-batch.ts";
 import type { ConfigName } from "./topologies.ts";
 
 export interface Metric {

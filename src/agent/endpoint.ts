@@ -36,6 +36,23 @@ export function redactedOptions(o: AgentOptions): Record<string, unknown> {
   };
 }
 
+/**
+ * Peers the background doctor pings per run (every minute): a window that moves along
+ * the peers from run to run. Pinging all of them was a burst of one process per peer —
+ * 10,000 at once on a large cluster (bench/CONTROL-PLANE.md).
+ */
+export const DOCTOR_PROBES = 32;
+
+/**
+ * How long the background doctor waits between runs: a minute up to 1,000 leases, a
+ * minute per 1,000 leases beyond (10,000 → 10 min). A run reads kernel tables that grow
+ * with the cluster (the subnet map, routes, neighbours) and judges every lease: ~0.3 s of
+ * CPU at 10,000 leases (bench/CONTROL-PLANE.md); this keeps its average cost flat.
+ */
+export function doctorEveryMs(leases: number): number {
+  return 60_000 * Math.max(1, Math.ceil(leases / 1000));
+}
+
 /** A listen address that cannot be served: the agent cannot start. */
 export class ListenError extends Error {
   override name = "ListenError";
@@ -48,20 +65,25 @@ export class Endpoint {
 
   constructor(o: AgentOptions, agent: Agent, log: Logger) {
     const network = () => (agent.config ? JSON.parse(agent.config.raw) : null);
-    this.doctor = new LatestDoctor(() =>
-      runChecks({
-        input: doctorInputFromAgent(o),
-        fix: false,
-        strict: false,
-        probe: true,
-        probeTimeoutS: 1,
-        agent: async () => ({
-          status: await agent.status(),
-          options: redactedOptions(o),
-          network: network(),
+    let round = 0;
+    this.doctor = new LatestDoctor(
+      () =>
+        runChecks({
+          input: doctorInputFromAgent(o),
+          fix: false,
+          strict: false,
+          probe: true,
+          probeTimeoutS: 1,
+          agent: async () => ({
+            status: await agent.status(),
+            options: redactedOptions(o),
+            network: network(),
+          }),
+          registry: () => agent.registryView(),
+          probeSample: { max: DOCTOR_PROBES, round: round++ },
+          kubeView: () => (agent.source as Partial<KubeSource>).view?.() ?? null,
         }),
-        kubeView: () => (agent.source as Partial<KubeSource>).view?.() ?? null,
-      }),
+      () => doctorEveryMs(agent.sync?.leases.size ?? 0),
     );
     const app = createApp({
       doctor: () => this.doctor.latest(),

@@ -1,27 +1,51 @@
 /**
  * Follows every lease of the source (list, then watch from that revision), validates
- * each record once, and keeps the backend programmed with the diff between what the
- * source says and what is programmed. Bad records are skipped, counted and logged once;
- * a failed apply is retried; our own lease deleted (or taken by another PublicIP) is
- * reported so the keeper acquires again. A remote lease that vanishes stays programmed
- * for a short grace (removal-grace.ts), so a node re-acquiring its deleted lease never
- * loses its peers' routes.
+ * each record once, and keeps the backend programmed with what the source says.
+ *
+ * Constant work per change: a watch event updates the lease set and marks its key
+ * dirty; a reconcile diffs only the dirty keys. Events of a burst coalesce: the first one
+ * arms a short timer (`coalesceMs`) and everything that arrives before it fires (or
+ * while an apply runs) goes into the next apply. The first list and a resync are one
+ * full comparison and one apply. Long work — decoding a large list, diffing every key —
+ * runs in slices that yield to the event loop, so the HTTP endpoint keeps answering.
+ *
+ * Guarantees kept from the start: nothing is applied before the first full list; bad
+ * records are skipped, counted and logged once; a failed apply is retried with every key
+ * that became dirty meanwhile; our own lease deleted (or taken by another PublicIP) is
+ * reported so the keeper acquires again; `reprogramAll` after the datapath was rebuilt.
+ *
+ * A remote lease that vanishes stays programmed for a short grace (removal-grace.ts), so
+ * a node re-acquiring its deleted lease never loses its peers' routes: the keys in their
+ * grace are diffed again at every apply (they are few) until they come back or their
+ * grace ends.
  */
 import type { Backend } from "../backend/backend.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import { type DecodeResult, decodeLeaseRecord, type Lease } from "../lease/lease.ts";
-import { diffLeases, diffSubnets, isEmptyDiff, type LeaseDiff } from "../lease/reconcile.ts";
+import {
+  type DiffBuilder,
+  diffKey,
+  diffSize,
+  diffSubnets,
+  isEmptyDiff,
+  type LeaseDiff,
+  newDiff,
+} from "../lease/reconcile.ts";
 import { REMOVAL_GRACE_MS, RemovalGrace } from "../lease/removal-grace.ts";
 import type { LeaseEvent, LeaseRecord, LeaseSource, WatchHandle } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
+import { SLICE, yieldToLoop } from "../slices.ts";
 import type { AgentMetrics } from "../status/status.ts";
 import type { SourceHealth } from "./source-health.ts";
 import { StoppableSleep } from "./stoppable-sleep.ts";
 
-/** Changes in one apply from which a full GC follows it (see reconcile). */
+/** Changes in one apply from which a full GC follows it. */
 const LARGE_BATCH = 1000;
 /** Changes listed by subnet in the "programmed leases" line up to this many. */
 const LOGGED_SUBNETS = 8;
+
+/** Default coalescing window: a burst's events within it become one apply. */
+export const COALESCE_MS = 20;
 
 let collecting: ReturnType<typeof setTimeout> | null = null;
 function collectSoon(): void {
@@ -51,20 +75,34 @@ export interface LeaseSyncOptions {
   readonly onOwnLeaseGone: () => void;
   /** Wait before retrying a failed apply (default 1 s). */
   readonly retryMs?: number;
+  /** How long the first event of a burst waits for the rest (default COALESCE_MS). */
+  readonly coalesceMs?: number;
   /** How long a vanished remote lease stays programmed (default REMOVAL_GRACE_MS). */
   readonly removalGraceMs?: number;
 }
 
 export class LeaseSync {
-  readonly leases = new Map<string, Lease>();
+  #leases = new Map<string, Lease>();
+  /** Remote leases as the backend holds them (the same objects as in `leases` when in step). */
   readonly programmed = new Map<string, Lease>();
   revision = 0;
   /** true once the first full list has been applied and nothing is pending. */
   synced = false;
   #watch: WatchHandle | null = null;
+  /** Event batches, handled one after the other in arrival order. */
+  #events: Promise<void> = Promise.resolve();
+  /** Reconciles, one at a time. */
   #running: Promise<void> = Promise.resolve();
-  #dirty = false;
+  /** A reconcile is queued behind the running one (later requests join it). */
+  #queued: Promise<void> | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
   #retry: ReturnType<typeof setTimeout> | null = null;
+  /** Keys changed since the last apply. */
+  #dirty = new Set<string>();
+  /** The next reconcile compares every key (first list, resync, reprogramAll). */
+  #full = true;
+  /** The own key the last apply was computed for: when it changes, both keys are dirty. */
+  #appliedOwnKey: string | null = null;
   readonly #grace: RemovalGrace;
   #graceTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #sleep = new StoppableSleep();
@@ -79,12 +117,35 @@ export class LeaseSync {
   readonly #firstSync = new Promise<void>((r) => {
     this.#firstSynced = r;
   });
-  readonly #badSeen = new Map<string, string>();
+  /** Records skipped as invalid, by key: what was seen (to log it once) and why it was skipped. */
+  readonly #badSeen = new Map<string, { readonly seen: string; readonly reason: string }>();
   readonly #o: LeaseSyncOptions;
 
   constructor(o: LeaseSyncOptions) {
     this.#o = o;
     this.#grace = new RemovalGrace(o.removalGraceMs ?? REMOVAL_GRACE_MS);
+  }
+
+  /** Every valid lease (ours included), by subnet key. Replaced whole by a resync. */
+  get leases(): ReadonlyMap<string, Lease> {
+    return this.#leases;
+  }
+
+  /** Remote leases programmed and still wanted as programmed: counted over the few keys not in step. */
+  get programmedCount(): number {
+    let n = this.programmed.size;
+    const own = this.#ownKey();
+    if (own !== null && this.programmed.has(own)) n--;
+    const gone = (k: string) => k !== own && this.programmed.has(k) && !this.#leases.has(k);
+    for (const k of this.#dirty) if (gone(k)) n--;
+    // leases in their removal grace: still programmed, no longer wanted
+    for (const k of this.#grace.held.keys()) if (!this.#dirty.has(k) && gone(k)) n--;
+    return n;
+  }
+
+  /** The records skipped as invalid (still in the source) and why. */
+  invalidRecords(): { key: string; reason: string }[] {
+    return [...this.#badSeen].map(([key, b]) => ({ key, reason: b.reason }));
   }
 
   /**
@@ -94,11 +155,23 @@ export class LeaseSync {
   async start(): Promise<void> {
     const first = await this.#listUntilOk();
     if (!first) return;
-    this.#replace(first.records);
+    this.#leases = await this.#decodeAll(first.records);
     this.revision = first.revision;
     this.#loaded = true;
-    this.#watch = this.#o.source.watch(first.revision, {
-      onEvents: (events) => this.#onEvents(events),
+    this.#follow(first.revision);
+    await this.reconcile();
+    await this.#firstSync;
+  }
+
+  /**
+   * Starts the watch. Its callbacks are made here, not in `start`: closures there would
+   * keep the first list's records (every key and JSON value) alive as long as the watch.
+   */
+  #follow(revision: number): void {
+    this.#watch = this.#o.source.watch(revision, {
+      onEvents: (events) => {
+        this.#events = this.#events.then(() => this.#onEvents(events));
+      },
       onError: (e) => {
         this.#o.health.failed(e);
         this.#o.log.warn("registry watch failed; the datapath keeps what it has while it retries", {
@@ -110,8 +183,6 @@ export class LeaseSync {
         this.#o.log.info("registry watch recovered", { revision: this.revision });
       },
     });
-    await this.reconcile();
-    await this.#firstSync;
   }
 
   async #listUntilOk(): Promise<{ records: readonly LeaseRecord[]; revision: number } | null> {
@@ -137,89 +208,129 @@ export class LeaseSync {
       : decodeLeaseRecord(rec, this.#o.config);
   }
 
-  #accept(rec: LeaseRecord): void {
+  /**
+   * Puts the record's lease into `into` (or takes the key out when the record is bad);
+   * returns the key the lease is held under (the canonical form of the record's key).
+   */
+  #accept(rec: LeaseRecord, into: Map<string, Lease>): string {
     const d = this.#decode(rec);
     if (d.ok) {
       this.#badSeen.delete(rec.key);
-      this.leases.set(d.lease.key, d.lease);
-      return;
+      into.set(d.lease.key, d.lease);
+      return d.lease.key;
     }
-    this.leases.delete(rec.key);
+    into.delete(rec.key);
     const seen = `${rec.invalid ?? ""}\0${rec.value}`;
-    if (this.#badSeen.get(rec.key) !== seen) {
-      this.#badSeen.set(rec.key, seen);
+    if (this.#badSeen.get(rec.key)?.seen !== seen) {
+      this.#badSeen.set(rec.key, { seen, reason: d.reason });
       this.#o.metrics.invalidRecords++;
       this.#o.log.warn("skipping invalid registry record", { key: rec.key, reason: d.reason });
     }
+    return rec.key;
   }
 
-  #replace(records: readonly LeaseRecord[]): void {
-    this.leases.clear();
-    for (const r of records) this.#accept(r);
+  /** A whole list decoded into a new set, a slice at a time. */
+  async #decodeAll(records: readonly LeaseRecord[]): Promise<Map<string, Lease>> {
+    const out = new Map<string, Lease>();
+    for (let i = 0; i < records.length; i++) {
+      this.#accept(records[i]!, out);
+      if (i % SLICE === SLICE - 1) await yieldToLoop();
+    }
+    return out;
   }
 
-  #onEvents(events: readonly LeaseEvent[]): void {
+  async #onEvents(events: readonly LeaseEvent[]): Promise<void> {
     for (const e of events) {
+      if (this.#sleep.stopped) return;
       if (e.type === "resync") {
-        this.#replace(e.records);
+        // decoded aside and swapped in whole: a reconcile never sees half a set
+        const next = await this.#decodeAll(e.records);
+        if (this.#badSeen.size > 0) {
+          const present = new Set(e.records.map((r) => r.key));
+          for (const k of this.#badSeen.keys()) if (!present.has(k)) this.#badSeen.delete(k);
+        }
+        this.#leases = next;
+        this.#full = true;
         this.revision = e.revision;
-        this.#o.log.info("registry resync", { leases: this.leases.size, revision: e.revision });
+        this.#o.log.info("registry resync", { leases: next.size, revision: e.revision });
       } else if (e.type === "put") {
-        this.#accept(e.record);
+        this.#dirty.add(e.record.key);
+        this.#dirty.add(this.#accept(e.record, this.#leases));
         this.revision = e.record.revision;
       } else {
-        this.leases.delete(e.key);
+        this.#leases.delete(e.key);
         this.#badSeen.delete(e.key);
+        this.#dirty.add(e.key);
         this.revision = e.revision;
       }
     }
     this.#o.health.ok();
     const own = this.#o.ownLease();
-    const now = own ? this.leases.get(own.key) : undefined;
+    const now = own ? this.#leases.get(own.key) : undefined;
     // gone, or rewritten by a node with another PublicIP (ours expired and was taken)
     const ownGone = own !== null && (!now || now.attrs.publicIp !== own.attrs.publicIp);
-    void this.reconcile();
+    this.#soon();
     if (ownGone) this.#o.onOwnLeaseGone();
   }
 
-  /** Programs the diff; serialized, coalescing bursts; failures retry after `retryMs`. */
+  /** Arms the coalescing timer: what changes before it fires is applied together. */
+  #soon(): void {
+    if (this.#timer || this.#sleep.stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.reconcile();
+    }, this.#o.coalesceMs ?? COALESCE_MS);
+  }
+
+  /**
+   * Programs what changed; serialized (one apply at a time; requests made while one runs
+   * join the next). Failures retry after `retryMs` with everything still dirty.
+   */
   reconcile(): Promise<void> {
-    this.#dirty = true;
-    this.#running = this.#running.then(() => this.#reconcileOnce());
-    return this.#running;
+    if (this.#queued) return this.#queued;
+    const next = this.#running.then(() => {
+      this.#queued = null;
+      return this.#reconcileOnce();
+    });
+    this.#queued = next;
+    this.#running = next;
+    return next;
   }
 
   async #reconcileOnce(): Promise<void> {
-    if (!this.#dirty || this.#sleep.stopped || !this.#loaded) return;
-    this.#dirty = false;
-    const diff = this.#deferRemovals();
+    if (this.#sleep.stopped || !this.#loaded) return;
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    const ownKey = this.#ownKey();
+    const full = this.#full;
+    const keys = this.#dirty;
+    this.#full = false;
+    this.#dirty = new Set();
+    if (ownKey !== this.#appliedOwnKey) {
+      // our subnet changed: the old one may be a remote now, the new one is not
+      if (this.#appliedOwnKey !== null) keys.add(this.#appliedOwnKey);
+      if (ownKey !== null) keys.add(ownKey);
+    }
+    // the leases in their grace are compared again: came back, or their grace is over
+    for (const k of this.#grace.held.keys()) keys.add(k);
+    const diff = this.#deferRemovals(
+      full ? await this.#diffAll(ownKey) : this.#diffDirty(keys, ownKey),
+      ownKey,
+    );
     if (isEmptyDiff(diff) && !this.#fullApplyDue) {
-      this.#synced();
+      this.#appliedOwnKey = ownKey;
+      this.#markSynced();
       return;
     }
     const t0 = performance.now();
     try {
       await this.#o.backend.apply(diff);
-      this.#fullApplyDue = false;
-      for (const l of diff.remove) this.programmed.delete(l.key);
-      for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
-      this.#o.metrics.lastApplyMs = performance.now() - t0;
-      this.#synced();
-      const subnets = diffSubnets(diff, LOGGED_SUBNETS);
-      this.#o.log.info("programmed leases", {
-        added: diff.add.length,
-        updated: diff.update.length,
-        removed: diff.remove.length,
-        total: this.programmed.size,
-        ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
-        // which subnets, when few: an outage of one lease can be timed from its peers' logs
-        ...(subnets === null ? {} : { subnets }),
-      });
-      // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
-      // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
-      // heap and the allocators keep their high-water mark until the next GC.
-      if (diff.add.length + diff.update.length + diff.remove.length >= LARGE_BATCH) collectSoon();
     } catch (e) {
+      // everything of this attempt is dirty again, with what changed meanwhile
+      if (full) this.#full = true;
+      for (const k of keys) this.#dirty.add(k);
       this.synced = false;
       this.#o.metrics.applyErrors++;
       const retryMs = this.#o.retryMs ?? 1000;
@@ -229,13 +340,39 @@ export class LeaseSync {
       });
       if (this.#retry) clearTimeout(this.#retry);
       this.#retry = setTimeout(() => void this.reconcile(), retryMs);
+      return;
     }
+    this.#fullApplyDue = false;
+    this.#appliedOwnKey = ownKey;
+    for (const l of diff.remove) this.programmed.delete(l.key);
+    for (const l of diff.add) this.programmed.set(l.key, l);
+    for (const l of diff.update) this.programmed.set(l.key, l);
+    this.#o.metrics.lastApplyMs = performance.now() - t0;
+    this.#markSynced();
+    const subnets = diffSubnets(diff, LOGGED_SUBNETS);
+    this.#o.log.info("programmed leases", {
+      added: diff.add.length,
+      updated: diff.update.length,
+      removed: diff.remove.length,
+      total: this.programmed.size,
+      ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
+      // which subnets, when few: an outage of one lease can be timed from its peers' logs
+      ...(subnets === null ? {} : { subnets }),
+    });
+    // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
+    // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
+    // heap and the allocators keep their high-water mark until the next GC.
+    if (diffSize(diff) >= LARGE_BATCH) collectSoon();
+  }
+
+  /** Our subnet key, also while a lost lease is re-acquired. */
+  #ownKey(): string | null {
+    return this.#o.ownKey?.() ?? this.#o.ownLease()?.key ?? null;
   }
 
   /** The diff to apply now: removals of vanished remote leases wait out their grace (a timer comes back for them). */
-  #deferRemovals(): LeaseDiff {
-    const own = this.#o.ownKey?.() ?? this.#o.ownLease()?.key ?? null;
-    const d = this.#grace.defer(diffLeases(this.leases, this.programmed, own), own, Date.now());
+  #deferRemovals(full: LeaseDiff, ownKey: string | null): LeaseDiff {
+    const d = this.#grace.defer(full, ownKey, Date.now());
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#graceTimer = null;
     if (d.nextAt !== null && !this.#sleep.stopped) {
@@ -254,7 +391,29 @@ export class LeaseSync {
     return d.diff;
   }
 
-  #synced(): void {
+  #diffDirty(keys: ReadonlySet<string>, ownKey: string | null): DiffBuilder {
+    const out = newDiff();
+    for (const k of keys) diffKey(out, k, this.#leases.get(k), this.programmed.get(k), ownKey);
+    return out;
+  }
+
+  /** Every key compared, a slice at a time; keys that change meanwhile are dirty for the next round. */
+  async #diffAll(ownKey: string | null): Promise<DiffBuilder> {
+    const out = newDiff();
+    const desired = this.#leases;
+    let i = 0;
+    for (const [k, l] of desired) {
+      diffKey(out, k, l, this.programmed.get(k), ownKey);
+      if (++i % SLICE === 0) await yieldToLoop();
+    }
+    for (const [k, l] of this.programmed) {
+      if (!desired.has(k)) out.remove.push(l);
+      if (++i % SLICE === 0) await yieldToLoop();
+    }
+    return out;
+  }
+
+  #markSynced(): void {
     this.synced = true;
     this.#firstSynced();
   }
@@ -263,6 +422,7 @@ export class LeaseSync {
   reprogramAll(): Promise<void> {
     this.programmed.clear();
     this.#fullApplyDue = true;
+    this.#full = true;
     return this.reconcile();
   }
 
@@ -270,6 +430,7 @@ export class LeaseSync {
     this.#sleep.stop();
     this.#watch?.stop();
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#timer) clearTimeout(this.#timer);
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#firstSynced();
   }

@@ -5,7 +5,7 @@
  * stops: leaving the datapath in place, or — when the start failed — removing what this
  * start created.
  */
-import type { Backend, BackendAnnouncement, ExternalInterface } from "../backend/backend.ts";
+import type { Backend, BackendAnnouncement, BackendHealth, ExternalInterface } from "../backend/backend.ts";
 import { publishDatapath } from "../backend/datapath-file.ts";
 import { backendRefusal, createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
@@ -14,6 +14,7 @@ import { formatCidr6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { AgentOptions } from "../config/options.ts";
 import { type SubnetEnv, writeSubnetEnv } from "../config/subnet-env.ts";
+import type { RegistryFacts } from "../doctor/facts.ts";
 import type { Lease } from "../lease/lease.ts";
 import { nodeMemory, readStateFile } from "../lease/memory.ts";
 import { type LeaseSource, NetworkConfigError, SourceWaitingError } from "../lease/source.ts";
@@ -24,9 +25,20 @@ import { MasqKeeper } from "./ip-masq.ts";
 import { LeaseKeeper, WAIT_MAX_MS, WAIT_MIN_MS } from "./lease-keeper.ts";
 import { LeaseSync } from "./lease-sync.ts";
 import { type HeldLock, takeLock } from "./lock.ts";
-import { type AgentPhase, agentStatus } from "./snapshot.ts";
+import { type AgentPhase, agentStatus, leaseViewsSliced, type StatusFacts } from "./snapshot.ts";
 import { SourceHealth } from "./source-health.ts";
 import { StoppableSleep } from "./stoppable-sleep.ts";
+
+/** How long one datapath health answer serves status requests. */
+const HEALTH_TTL_MS = 1000;
+
+/** One datapath health check, shared by the status requests that come while it runs and, when ok, for HEALTH_TTL_MS after. */
+interface HealthAnswer {
+  readonly backend: Backend;
+  /** When the answer came (performance.now()); null while it is being asked. */
+  settledAt: number | null;
+  readonly value: Promise<BackendHealth>;
+}
 
 export interface AgentDeps {
   readonly o: AgentOptions;
@@ -55,6 +67,7 @@ export class Agent {
   #subnetWritten = false;
   #localSet = false;
   #bpffsLock: HeldLock | null = null;
+  #health: HealthAnswer | null = null;
   #lastBeat = Date.now();
   readonly #beat = setInterval(() => {
     this.#lastBeat = Date.now();
@@ -247,42 +260,81 @@ export class Agent {
     this.#localSet = true;
   }
 
-  async status(opts: { leases?: boolean } = {}): Promise<AgentStatus> {
+  /**
+   * The datapath's verdict, asked at most once per HEALTH_TTL_MS however many requests want
+   * it (a kernel backend's check runs `ip`): probes and scrapes share one answer.
+   */
+  #datapathHealth(): Promise<BackendHealth | null> {
     const b = this.backend;
-    const datapath = b ? await b.health().catch((e) => ({ ok: false, reason: errorText(e) })) : null;
-    const counters = b ? await b.counters().catch(() => ({})) : {};
-    return agentStatus(
-      {
-        node: this.#d.o.nodeName,
-        version: `${VERSION} (${COMMIT})`,
-        backend: this.backendName,
-        startedAt: this.started,
-        phase: this.phase,
-        stopping: this.stopping,
-        stalledMs: Date.now() - this.#lastBeat,
-        config: this.config,
-        source: {
-          description: this.health.description,
-          state: this.health.state,
-          lastError: this.health.lastError,
-          waiting: this.health.waitingFor,
-          skipped: this.#d.source.skippedByReason?.() ?? null,
-        },
-        revision: this.sync?.revision ?? 0,
-        own: this.keeper?.lease ?? null,
-        renewAt: this.keeper?.renewAt ?? null,
-        subnetFile: this.#d.o.subnetFile,
-        subnetWritten: this.#subnetWritten,
-        localSet: this.#localSet,
-        leases: this.sync?.leases ?? null,
-        programmed: this.sync?.programmed ?? null,
-        synced: this.sync?.synced ?? false,
-        datapath,
-        counters,
-        metrics: this.metrics,
+    if (!b) return Promise.resolve(null);
+    const c = this.#health;
+    // only a healthy answer is reused: a broken datapath (or one still being set up) is asked again
+    if (c?.backend === b && (c.settledAt === null || performance.now() - c.settledAt < HEALTH_TTL_MS))
+      return c.value;
+    const entry: HealthAnswer = {
+      backend: b,
+      settledAt: null,
+      value: b.health().catch((e): BackendHealth => ({ ok: false, reason: errorText(e) })),
+    };
+    void entry.value.then((h) => {
+      if (h.ok) entry.settledAt = performance.now();
+      else if (this.#health === entry) this.#health = null;
+    });
+    this.#health = entry;
+    return entry.value;
+  }
+
+  /**
+   * The status snapshot. `leases: false` leaves the per-lease list out (a probe, a scrape:
+   * no work per lease); `counters: false` skips reading the datapath counters (probes).
+   */
+  async status(opts: { leases?: boolean; counters?: boolean } = {}): Promise<AgentStatus> {
+    const b = this.backend;
+    const datapath = await this.#datapathHealth();
+    const counters = b && opts.counters !== false ? await b.counters().catch(() => ({})) : {};
+    const facts: StatusFacts = {
+      node: this.#d.o.nodeName,
+      version: `${VERSION} (${COMMIT})`,
+      backend: this.backendName,
+      startedAt: this.started,
+      phase: this.phase,
+      stopping: this.stopping,
+      stalledMs: Date.now() - this.#lastBeat,
+      config: this.config,
+      source: {
+        description: this.health.description,
+        state: this.health.state,
+        lastError: this.health.lastError,
+        waiting: this.health.waitingFor,
+        skipped: this.#d.source.skippedByReason?.() ?? null,
       },
-      opts.leases !== false,
-    );
+      revision: this.sync?.revision ?? 0,
+      own: this.keeper?.lease ?? null,
+      renewAt: this.keeper?.renewAt ?? null,
+      subnetFile: this.#d.o.subnetFile,
+      subnetWritten: this.#subnetWritten,
+      localSet: this.#localSet,
+      leases: this.sync?.leases ?? null,
+      programmed: this.sync?.programmed ?? null,
+      programmedCount: this.sync?.programmedCount,
+      synced: this.sync?.synced ?? false,
+      datapath,
+      counters,
+      metrics: this.metrics,
+    };
+    const summary = agentStatus(facts, false);
+    return opts.leases === false ? summary : { ...summary, leases: await leaseViewsSliced(facts) };
+  }
+
+  /** The registry as this agent follows it, for the doctor (no second client, no re-list). */
+  registryView(): RegistryFacts {
+    const sync = this.sync;
+    if (!sync) throw new Error("the agent has not listed the registry yet");
+    return {
+      description: this.health.description,
+      leases: [...sync.leases.values()],
+      invalid: sync.invalidRecords(),
+    };
   }
 
   /**

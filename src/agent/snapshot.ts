@@ -8,6 +8,7 @@ import { formatCidr, formatIp4 } from "../config/cidr.ts";
 import { formatCidr6, formatIp6 } from "../config/cidr6.ts";
 import type { BackendName, NetworkConfig } from "../config/network.ts";
 import type { Lease } from "../lease/lease.ts";
+import { SLICE, yieldToLoop } from "../slices.ts";
 import type { AgentMetrics, AgentStatus, LeaseView } from "../status/status.ts";
 
 export type AgentPhase = "starting" | "acquiring" | "running" | "failed";
@@ -40,6 +41,8 @@ export interface StatusFacts {
   /** Every valid lease (ours included) and the remote ones programmed; null before the lease sync exists. */
   readonly leases: ReadonlyMap<string, Lease> | null;
   readonly programmed: ReadonlyMap<string, Lease> | null;
+  /** Remote leases programmed and still wanted, when the lease sync keeps the count (else counted here). */
+  readonly programmedCount?: number;
   readonly synced: boolean;
   /** The datapath's own verdict; null when there is no backend (yet). */
   readonly datapath: BackendHealth | null;
@@ -85,9 +88,8 @@ function ipv6Fields(l: Lease): { subnet6?: string; publicIpv6?: string } {
   };
 }
 
-function leaseViews(f: StatusFacts): LeaseView[] {
-  const ownKey = f.own?.key;
-  return [...(f.leases?.values() ?? [])].map((l) => ({
+function leaseView(f: StatusFacts, l: Lease, ownKey: string | undefined): LeaseView {
+  return {
     subnet: formatCidr(l.subnet),
     ...ipv6Fields(l),
     publicIp: formatIp4(l.attrs.publicIp),
@@ -97,17 +99,41 @@ function leaseViews(f: StatusFacts): LeaseView[] {
     expiresAt: iso(l.expiresAt),
     own: l.key === ownKey,
     programmed: l.key === ownKey ? f.localSet : (f.programmed?.has(l.key) ?? false),
-  }));
+  };
+}
+
+function leaseViews(f: StatusFacts): LeaseView[] {
+  const ownKey = f.own?.key;
+  return [...(f.leases?.values() ?? [])].map((l) => leaseView(f, l, ownKey));
+}
+
+/**
+ * Every lease as the status shows it, built a slice at a time (50,000 leases are tens of
+ * milliseconds of formatting: the HTTP endpoint answers probes in between).
+ */
+export async function leaseViewsSliced(f: StatusFacts): Promise<LeaseView[]> {
+  const ownKey = f.own?.key;
+  const out: LeaseView[] = [];
+  for (const l of f.leases?.values() ?? []) {
+    out.push(leaseView(f, l, ownKey));
+    if (out.length % SLICE === 0) await yieldToLoop();
+  }
+  return out;
+}
+
+function programmedCount(f: StatusFacts): number {
+  if (f.programmedCount !== undefined) return f.programmedCount;
+  const ownKey = f.own?.key;
+  let n = 0;
+  if (f.programmed && f.leases) for (const k of f.programmed.keys()) if (k !== ownKey && f.leases.has(k)) n++;
+  return n;
 }
 
 /** The status snapshot; `withLeases: false` leaves the per-lease list out (counts stay). */
 export function agentStatus(f: StatusFacts, withLeases = true): AgentStatus {
   const health = healthReasons(f);
   const ready = readyReasons(f);
-  const ownKey = f.own?.key;
-  let programmed = 0;
-  if (f.programmed && f.leases)
-    for (const k of f.programmed.keys()) if (k !== ownKey && f.leases.has(k)) programmed++;
+  const programmed = programmedCount(f);
   const c6 = f.config?.ipv6 ?? null;
   let leases6 = 0;
   if (c6 && f.leases) for (const l of f.leases.values()) if (l.subnet6) leases6++;

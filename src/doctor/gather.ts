@@ -60,6 +60,16 @@ export interface GatherOptions {
   readonly probeTimeoutS: number;
   /** The agent's own view, when doctor runs inside the agent (no HTTP round trip to itself). */
   readonly agent?: () => Promise<AgentFacts>;
+  /**
+   * Inside the agent: its own view of the registry (the leases it follows, the records it
+   * skipped), instead of a second registry client listing every lease again each run.
+   */
+  readonly registry?: () => RegistryFacts;
+  /**
+   * Probe at most `max` peers this run: a window that moves by `max` with each `round`, so
+   * a large cluster is covered over successive runs (the agent's background doctor).
+   */
+  readonly probeSample?: { readonly max: number; readonly round: number };
   /** The agent's kube source, when doctor runs inside a --kube-subnet-mgr agent (no second Node list). */
   readonly kubeView?: () => KubeSourceView | null;
 }
@@ -140,6 +150,25 @@ async function readRegistry(
       config: configFrom(r.netConfigPath, null, agent, errorText(e)),
     };
   }
+}
+
+/** The registry as the agent follows it (doctor inside the agent), with the agent's network config. */
+async function agentRegistry(
+  r: ReturnType<typeof resolveSettings>,
+  agent: Fact<AgentFacts>,
+  view: () => RegistryFacts,
+): Promise<{ registry: Fact<RegistryFacts>; config: Fact<NetworkConfig> }> {
+  const source = agent.ok ? agent.value.status.registry : null;
+  const down =
+    source && source.state !== "ok"
+      ? factError<RegistryFacts>(
+          `${source.description}: ${source.lastError ?? "not reached yet"} (the agent keeps its last view)`,
+        )
+      : null;
+  return {
+    registry: down ?? (await attempt(view)),
+    config: configFrom(r.netConfigPath, null, agent, "the agent has no network config yet"),
+  };
 }
 
 async function readKubeFacts(r: Resolved, view: GatherOptions["kubeView"]) {
@@ -344,7 +373,11 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
   const s = r.settings;
   let underlayIp6: string | null = null;
   const [reg, underlay, kernel] = await Promise.all([
-    r.kube ? readKubeFacts(r, o.kubeView) : readRegistry(r, agent),
+    r.kube
+      ? readKubeFacts(r, o.kubeView)
+      : o.registry
+        ? agentRegistry(r, agent, o.registry)
+        : readRegistry(r, agent),
     attempt<UnderlayFacts>(async () => {
       const c = await findInterface(r.iface);
       underlayIp6 = c.ifaceIp6 === null ? null : formatIp6(c.ifaceIp6);
@@ -447,7 +480,8 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
   };
   if (!o.probe) return facts;
   const d = derive(facts);
-  const probes = await inBatches(d.peers, PROBES_AT_ONCE, (l) =>
+  const chosen = probeWindow(d.peers, o.probeSample);
+  const probes = await inBatches(chosen, PROBES_AT_ONCE, (l) =>
     probePeer(
       l,
       d.backend === "host-gw" ? formatIp4(l.attrs.publicIp) : formatIp4(l.subnet.ip),
@@ -455,6 +489,17 @@ export async function gatherFacts(o: GatherOptions): Promise<Facts> {
     ),
   );
   return { ...facts, probes };
+}
+
+/** The peers to probe: all of them, or `sample.max` of them in subnet order from where the last run stopped. */
+export function probeWindow<T extends { readonly subnet: { readonly ip: number } }>(
+  peers: readonly T[],
+  sample: GatherOptions["probeSample"],
+): T[] {
+  if (!sample || peers.length <= sample.max) return [...peers];
+  const sorted = [...peers].sort((a, b) => a.subnet.ip - b.subnet.ip);
+  const from = (sample.round * sample.max) % sorted.length;
+  return Array.from({ length: sample.max }, (_, i) => sorted[(from + i) % sorted.length]!);
 }
 
 /**

@@ -1,32 +1,47 @@
 /**
  * The latest doctor result inside the agent, for GET /v1/doctor: runs the checks
- * (never --fix) once at start and then every `everyMs`, one run at a time, and keeps
- * the last report. A request never waits for a run unless none has finished yet.
+ * (never --fix) once at start and then again `everyMs()` after each run ends, one run at
+ * a time, and keeps the last report. A request never waits for a run unless none has
+ * finished yet.
  */
 import type { DoctorReport } from "./report.ts";
 
 export class LatestDoctor {
   #latest: DoctorReport | null = null;
   #running: Promise<DoctorReport> | null = null;
-  #timer: ReturnType<typeof setInterval> | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #stopped = false;
   /** The last run's failure (the checks themselves never throw; gathering might). */
   lastError: string | null = null;
 
   constructor(
     private readonly run: () => Promise<DoctorReport>,
-    private readonly everyMs = 60_000,
+    /** The wait after a run before the next one (ms); asked again after every run. */
+    private readonly everyMs: () => number = () => 60_000,
   ) {}
 
   start(): void {
-    void this.refresh().catch(() => {});
-    if (!this.#timer) {
-      this.#timer = setInterval(() => void this.refresh().catch(() => {}), this.everyMs);
+    if (this.#timer || this.#stopped) return;
+    const next = () => {
+      this.#timer = setTimeout(() => {
+        void this.refresh()
+          .catch(() => {})
+          .finally(() => {
+            if (!this.#stopped) next();
+          });
+      }, this.everyMs());
       this.#timer.unref?.();
-    }
+    };
+    void this.refresh()
+      .catch(() => {})
+      .finally(() => {
+        if (!this.#stopped) next();
+      });
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
   }
 

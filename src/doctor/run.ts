@@ -8,9 +8,9 @@ import { DEFAULT_BRIDGE } from "../backend/facts.ts";
 import type { AgentOptions } from "../config/options.ts";
 import type { KubeSourceView } from "../lease/kube-source.ts";
 import { judge } from "./checks.ts";
-import type { AgentFacts } from "./facts.ts";
+import type { AgentFacts, RegistryFacts } from "./facts.ts";
 import { applyFixes } from "./fix.ts";
-import { gatherFacts } from "./gather.ts";
+import { type GatherOptions, gatherFacts } from "./gather.ts";
 import { type DoctorReport, exitCodeOf, type FixResult, summarize } from "./report.ts";
 import { type DoctorInput, SHARED_SETTINGS } from "./settings.ts";
 
@@ -24,6 +24,10 @@ export interface DoctorRunOptions {
   readonly probeTimeoutS: number;
   /** Inside the agent: its own status and options, instead of asking itself over HTTP. */
   readonly agent?: () => Promise<AgentFacts>;
+  /** Inside the agent: its own view of the registry (see GatherOptions.registry). */
+  readonly registry?: () => RegistryFacts;
+  /** Probe a rotating sample of the peers (see GatherOptions.probeSample). */
+  readonly probeSample?: GatherOptions["probeSample"];
   /** Inside a --kube-subnet-mgr agent: its Node list and watch, instead of listing every Node again. */
   readonly kubeView?: () => KubeSourceView | null;
 }
@@ -52,6 +56,8 @@ export async function runChecks(opts: DoctorRunOptions): Promise<DoctorReport> {
       probe: opts.probe,
       probeTimeoutS: opts.probeTimeoutS,
       agent: opts.agent,
+      registry: opts.registry,
+      probeSample: opts.probeSample,
       kubeView: opts.kubeView,
     });
   let facts = await gather();

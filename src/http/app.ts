@@ -9,14 +9,17 @@ import { type AgentStatus, formatMetrics } from "../status/status.ts";
 import { ValidationError } from "../validation.ts";
 import { formatDoctorMetrics } from "./doctor-metrics.ts";
 import { DoctorView } from "./doctor-view.ts";
+import { slicedJson } from "./json-slices.ts";
 import { ASSETS, SCRIPT, STYLE } from "./page/assets.ts";
 import { buildPage, parsePageQuery } from "./page/model.ts";
 import { renderPage } from "./page/render.ts";
 
 export interface AppDeps {
-  /** A fresh status snapshot (health checks included). */
-  /** A status snapshot; `leases: false` leaves the per-lease list out (counts stay). */
-  status(opts?: { leases?: boolean }): Promise<AgentStatus>;
+  /**
+   * A status snapshot; `leases: false` leaves the per-lease list out (counts stay),
+   * `counters: false` the datapath counters (probes need neither).
+   */
+  status(opts?: { leases?: boolean; counters?: boolean }): Promise<AgentStatus>;
   /** The effective configuration with secrets redacted. */
   config(): Record<string, unknown>;
   /** The latest `tartan doctor` report (runs the checks if none has finished yet). */
@@ -56,7 +59,7 @@ export function createApp(deps: AppDeps): Hono {
       return c.text(`${e.message}\n`, 400, { "x-content-type-options": "nosniff" });
     }
     const [s, report] = await Promise.all([deps.status(), doctor.current()]);
-    const page = renderPage(buildPage(s, report, query, Date.now()), {
+    const page = renderPage(await buildPage(s, report, query, Date.now()), {
       script: SCRIPT.url,
       style: STYLE.url,
     });
@@ -71,7 +74,7 @@ export function createApp(deps: AppDeps): Hono {
       }),
     );
   app.get("/healthz", async (c) => {
-    const s = await deps.status({ leases: false });
+    const s = await deps.status({ leases: false, counters: false });
     const body = {
       status: s.health.ok ? "ok" : "unhealthy",
       reasons: s.health.reasons,
@@ -80,18 +83,22 @@ export function createApp(deps: AppDeps): Hono {
     return c.json(body, s.health.ok ? 200 : 503);
   });
   app.get("/readyz", async (c) => {
-    const s = await deps.status({ leases: false });
+    const s = await deps.status({ leases: false, counters: false });
     return c.json(
       { status: s.ready.ok ? "ready" : "not ready", reasons: s.ready.reasons },
       s.ready.ok ? 200 : 503,
     );
   });
   app.get("/v1/config", (c) => c.json(deps.config()));
-  app.get("/v1/leases", async (c) => {
+  // every lease: written a slice at a time (see json-slices.ts)
+  app.get("/v1/leases", async () => {
     const s = await deps.status();
-    return c.json({ revision: s.registry.revision, leases: s.leases });
+    return slicedJson({ revision: s.registry.revision, leases: [] }, "leases", s.leases);
   });
-  app.get("/v1/status", async (c) => c.json(await deps.status()));
+  app.get("/v1/status", async () => {
+    const s = await deps.status();
+    return slicedJson({ ...s, leases: [] }, "leases", s.leases);
+  });
   app.get("/v1/doctor", async (c) => {
     if (!deps.doctor) return c.json({ error: "doctor is not available in this agent" }, 404);
     return c.json(await deps.doctor());

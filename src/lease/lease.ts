@@ -242,6 +242,22 @@ export function overlapping(lease: Lease, others: Iterable<Lease>): Lease[] {
   return out;
 }
 
+/** Do two leases publish the same thing? (What a backend programs: a change is an update.) */
 export function sameAttrs(a: LeaseAttrs, b: LeaseAttrs): boolean {
-  return encodeLeaseValue(a) === encodeLeaseValue(b);
+  return samePlain(a, b);
+}
+
+/**
+ * Structural equality of plain data (numbers, strings, null, plain objects, arrays): every
+ * field of LeaseAttrs counts, including ones added later, without encoding either side.
+ */
+function samePlain(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka)
+    if (!samePlain((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  return true;
 }

@@ -1,21 +1,19 @@
 /**
- * The resumable etcd watch behind `Registry.watch`: one gRPC watch stream on the
- * subnets prefix, its responses turned into WatchEvents in order, and the stream
+ * The resumable etcd watch behind `Registry.watch`: one watch stream (etcd-gateway.ts) on
+ * the subnets prefix, its responses turned into WatchEvents in order, and the stream
  * re-opened after any failure from the revision after the last one delivered, with
  * backoff, forever, until stopped. When etcd has compacted past that revision, or the
  * store is behind it (etcd was restored from a backup or recreated: its revisions start
  * again), the watch re-lists and delivers one `resync` with the live set.
  *
- * It drives etcd3's raw Watch RPC rather than etcd3's Watcher, because the Watcher
- * resumes from the revision in the *header* of the last response (and of the "created"
- * response), which can be past events not yet delivered (a catch-up batch that etcd cut
- * at 1000 revisions, or a stream that broke during a replay): events would be skipped.
- * Here the resume point is the mod revision of the last delivered event (or the
- * header revision of a progress notification, which etcd only sends to a watcher that
- * is caught up), so nothing is missed, and nothing is replayed twice.
+ * The resume point is the mod revision of the last delivered event (or the header
+ * revision of a progress notification, which etcd only sends to a watcher that is caught
+ * up), never the header revision of a response, which can be past events not yet
+ * delivered (a catch-up batch that etcd cut at 1000 revisions, or a stream that broke
+ * during a replay): nothing is missed, and nothing is replayed twice.
  */
-import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from "etcd3";
 import { errorText, type Logger } from "../log.ts";
+import type { GatewayWatch, WatchResponse } from "./etcd-gateway.ts";
 import {
   RegistryError,
   type RegistryRecord,
@@ -24,14 +22,17 @@ import {
   type WatchHandle,
 } from "./registry.ts";
 
+/** One event of a watch response, as the gateway writes it. */
+export type GatewayEvent = NonNullable<WatchResponse["events"]>[number];
+
 export interface EtcdWatchSource {
-  /** Opens a new Watch stream (rejects when no endpoint can be reached). */
-  openStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>>;
-  /** The watched range: the subnets prefix and its end. */
-  readonly key: Buffer;
-  readonly rangeEnd: Buffer;
+  /** Opens a watch stream with this create request (rejects when no endpoint can be reached). */
+  open(create: Record<string, unknown>): Promise<GatewayWatch>;
+  /** The watched range: the subnets prefix and its end (base64). */
+  readonly key: string;
+  readonly rangeEnd: string;
   /** Turns one response's events into WatchEvents (may do RPCs: lease expiries). */
-  toEvents(events: readonly IEvent[]): Promise<WatchEvent[]>;
+  toEvents(events: readonly GatewayEvent[]): Promise<WatchEvent[]>;
   /** A full, consistent list (for a resync after compaction). */
   relist(): Promise<{ records: RegistryRecord[]; revision: number }>;
   /** "etcd:http://…" — for error messages. */
@@ -60,7 +61,7 @@ export function startEtcdWatch(
   let stopped = false;
   let failing = false;
   let delay = backoff.initialMs;
-  let current: IDuplexStream<IWatchRequest, IWatchResponse> | null = null;
+  let current: GatewayWatch | null = null;
   let wake: (() => void) | null = null;
   const log = src.log.with({ registry: src.where });
 
@@ -102,9 +103,15 @@ export function startEtcdWatch(
 
   /** One stream, from `next`, until it fails, is compacted past, or the watch is stopped. */
   const session = async (): Promise<SessionEnd> => {
-    let stream: IDuplexStream<IWatchRequest, IWatchResponse>;
+    let stream: GatewayWatch;
     try {
-      stream = await src.openStream();
+      stream = await src.open({
+        key: src.key,
+        range_end: src.rangeEnd,
+        start_revision: next,
+        progress_notify: true,
+        fragment: true,
+      });
     } catch (cause) {
       return {
         kind: "failed",
@@ -116,97 +123,118 @@ export function startEtcdWatch(
       return { kind: "stopped" };
     }
     current = stream;
-    let finish!: (end: SessionEnd) => void;
-    const ended = new Promise<SessionEnd>((resolve) => {
-      finish = resolve;
-    });
-    let over = false;
-    const end = (e: SessionEnd) => {
-      if (over) return;
-      over = true;
-      finish(e);
-    };
-    let chain = Promise.resolve();
-    let pending: IEvent[] = [];
 
-    const handle = async (res: IWatchResponse) => {
-      if (over || stopped) return;
-      if (res.compact_revision && res.compact_revision !== "0") {
-        end({ kind: "resync", why: `etcd compacted its history up to revision ${res.compact_revision}` });
-        return;
-      }
-      if (res.canceled) {
-        end({
-          kind: "failed",
-          err: new RegistryError(
-            `etcd watch at ${src.where}: canceled by the server: ${res.cancel_reason || "no reason given"}`,
-          ),
-        });
-        return;
-      }
-      if (res.created) {
-        const current = Number(res.header?.revision ?? 0);
-        if (current < next - 1) {
-          // we have seen revisions this store never had: it was restored or recreated
-          end({ kind: "resync", why: `etcd is at revision ${current}, behind the ${next - 1} already seen` });
-          return;
+    // The stream is read as fast as it comes; responses that arrive while the previous
+    // ones are being turned into events (lease expiry lookups: a round trip each) wait
+    // in `inbox` and are taken together: their lookups run at once, not one after another.
+    const inbox: WatchResponse[] = [];
+    let readEnd: SessionEnd | null = null;
+    let wakeProcessor: (() => void) | null = null;
+    const signal = () => {
+      wakeProcessor?.();
+      wakeProcessor = null;
+    };
+    const reader = (async () => {
+      try {
+        for await (const res of stream.responses) {
+          inbox.push(res);
+          signal();
         }
-        recovered();
-        return;
+        readEnd = { kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream ended`) };
+      } catch (cause) {
+        readEnd = {
+          kind: "failed",
+          err: new RegistryError(`etcd watch at ${src.where}: stream failed`, { cause }),
+        };
       }
-      pending = pending.concat(res.events ?? []);
-      if (res.fragment) return;
-      const evs = pending;
-      pending = [];
-      if (evs.length === 0) {
-        // a progress notification: etcd has sent us everything up to this revision
-        const rev = Number(res.header?.revision ?? 0);
-        if (rev + 1 > next) next = rev + 1;
-        return;
+      signal();
+    })();
+
+    let pending: GatewayEvent[] = [];
+    /** Takes a batch of responses in order; the end of the session when one of them ends it. */
+    const take = async (batch: readonly WatchResponse[]): Promise<SessionEnd | null> => {
+      const evs: GatewayEvent[] = [];
+      let progress = 0;
+      let end: SessionEnd | null = null;
+      for (const res of batch) {
+        if (res.compact_revision && res.compact_revision !== "0") {
+          end = { kind: "resync", why: `etcd compacted its history up to revision ${res.compact_revision}` };
+          break;
+        }
+        if (res.canceled) {
+          end = {
+            kind: "failed",
+            err: new RegistryError(
+              `etcd watch at ${src.where}: canceled by the server: ${res.cancel_reason || "no reason given"}`,
+            ),
+          };
+          break;
+        }
+        if (res.created) {
+          const current = Number(res.header?.revision ?? 0);
+          // we have seen revisions this store never had: it was restored or recreated
+          if (current < next - 1) {
+            end = {
+              kind: "resync",
+              why: `etcd is at revision ${current}, behind the ${next - 1} already seen`,
+            };
+            break;
+          }
+          recovered();
+          continue;
+        }
+        for (const e of res.events ?? []) pending.push(e);
+        if (res.fragment) continue;
+        // an empty response is a progress notification: etcd has sent everything up to its revision
+        if (pending.length === 0) progress = Math.max(progress, Number(res.header?.revision ?? 0));
+        for (const e of pending) evs.push(e);
+        pending = [];
       }
-      const events = await src.toEvents(evs);
-      if (over || stopped) return;
-      deliver(events);
-      const last = Number(evs[evs.length - 1]!.kv.mod_revision);
-      if (last + 1 > next) next = last + 1;
+      if (evs.length > 0) {
+        const events = await src.toEvents(evs);
+        if (stopped) return { kind: "stopped" };
+        deliver(events);
+        const last = Number(evs[evs.length - 1]!.kv.mod_revision ?? 0);
+        if (last + 1 > next) next = last + 1;
+      }
+      if (progress + 1 > next) next = progress + 1;
+      return end;
     };
 
-    stream.on("data", (res) => {
-      chain = chain
-        .then(() => handle(res))
-        .catch((cause) =>
-          end({
-            kind: "failed",
-            err: new RegistryError(`etcd watch at ${src.where}: reading events`, { cause }),
-          }),
-        );
-    });
-    stream.on("error", (cause) =>
-      end({ kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream failed`, { cause }) }),
-    );
-    stream.on("end", () =>
-      end({ kind: "failed", err: new RegistryError(`etcd watch at ${src.where}: stream ended`) }),
-    );
-
-    stream.write({
-      create_request: {
-        key: src.key,
-        range_end: src.rangeEnd,
-        start_revision: next,
-        progress_notify: true,
-        fragment: true,
-      },
-    });
-    const result = await ended;
-    current = null;
+    let result: SessionEnd;
     try {
+      for (;;) {
+        if (stopped) {
+          result = { kind: "stopped" };
+          break;
+        }
+        if (inbox.length === 0) {
+          if (readEnd) {
+            result = readEnd;
+            break;
+          }
+          await new Promise<void>((r) => {
+            wakeProcessor = r;
+          });
+          continue;
+        }
+        const end = await take(inbox.splice(0));
+        if (end) {
+          result = end;
+          break;
+        }
+      }
+    } catch (cause) {
+      result = {
+        kind: "failed",
+        err: new RegistryError(`etcd watch at ${src.where}: reading events`, { cause }),
+      };
+    } finally {
+      current = null;
       stream.cancel();
-    } catch {
-      // already closed
     }
-    // let a response being handled settle, so `next` is exact; responses not yet
-    // delivered when the session ended are dropped here and replayed from `next`
-    await chain;
+    // the reader ends with the cancelled stream; what it read after the end is replayed from `next`
+    await reader;
     return stopped ? { kind: "stopped" } : result;
   };
 

@@ -11,16 +11,25 @@
  * created"; renew = grant a fresh lease, then "put only if the key exists" (flannel
  * renews by re-granting, never by keep-alive). Expiries come from the leases' TTLs,
  * cached per lease id (etcd-expiry.ts). The watch is resumable and survives outages and
- * compaction (etcd-watch.ts). Each call requires a member with a leader, and a member
- * that fails is skipped for a second only (etcd-calls.ts). Nothing is contacted until
+ * compaction (etcd-watch.ts). etcd is spoken to through its JSON gateway
+ * (etcd-gateway.ts; gRPC only where the gateway cannot work: etcd-grpc.ts). Each call
+ * requires a member with a leader, goes to the next member when one fails, and a lease
+ * write has a short deadline per attempt (etcd-calls.ts). Nothing is contacted until
  * the first call, so an agent can start while etcd is down.
  */
-import { setLogger as setGrpcLogger } from "@grpc/grpc-js";
-import { Etcd3, type IKeyValue, type IRequestOp, type IResponseHeader } from "etcd3";
 import type { Logger } from "../log.ts";
-import { attemptMs, memberBreaker, requireLeader } from "./etcd-calls.ts";
 import { LeaseExpiryCache, NO_LEASE } from "./etcd-expiry.ts";
-import { type EtcdSecurityOptions, etcdSecurity, ignoreIpServerNames, redactEndpoint } from "./etcd-tls.ts";
+import {
+  b64,
+  type EtcdTransport,
+  type GatewayHeader,
+  type GatewayKv,
+  type RangeResponse,
+  type TxnResponse,
+  unb64,
+} from "./etcd-gateway.ts";
+import { gatewayOrGrpc } from "./etcd-grpc.ts";
+import { type EtcdSecurityOptions, etcdSecurity, redactEndpoint } from "./etcd-tls.ts";
 import { startEtcdWatch } from "./etcd-watch.ts";
 import {
   type Registry,
@@ -43,8 +52,6 @@ export interface EtcdRegistryOptions extends EtcdSecurityOptions {
   pageSize?: number;
 }
 
-const enc = (s: string) => Buffer.from(s, "utf8");
-
 /** The end of etcd's range for "every key starting with `p`". */
 function prefixEnd(p: Buffer): Buffer {
   const end = Buffer.from(p);
@@ -57,29 +64,19 @@ function prefixEnd(p: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-const rev = (h: IResponseHeader | undefined) => Number(h?.revision ?? 0);
+const rev = (h: GatewayHeader | undefined) => Number(h?.revision ?? 0);
 
-/**
- * grpc-js (under the etcd3 client) prints its own lines to stderr ("E … rejected by
- * server because of excess pings"): route them into our logger instead — its errors at
- * warn (the registry reports failed operations itself), the rest at debug. The grpc
- * logger is global: the last registry opened in a process owns it.
- */
-export function routeGrpcLogs(log: Logger): void {
-  const line =
-    (level: "warn" | "debug") =>
-    (...parts: unknown[]) =>
-      log[level]("etcd client (grpc)", { detail: parts.map(String).join(" ").trim() });
-  setGrpcLogger({ error: line("warn"), info: line("debug"), debug: line("debug") });
-}
+/** A raw key as the gateway sends it, and the key after it (to page from). */
+const after = (b64Key: string) => b64(Buffer.concat([Buffer.from(b64Key, "base64"), Buffer.from([0])]));
 
 class EtcdRegistry implements Registry {
   readonly description: string;
-  readonly #client: Etcd3;
+  readonly #etcd: EtcdTransport;
   readonly #log: Logger;
-  readonly #configKey: Buffer;
-  readonly #subnetsKey: Buffer;
-  readonly #subnetsEnd: Buffer;
+  /** base64 of the config key, of the subnets prefix and of its range end */
+  readonly #configKey: string;
+  readonly #subnetsKey: string;
+  readonly #subnetsEnd: string;
   readonly #subnetsPrefix: string;
   readonly #pageSize: number;
   readonly #expiry: LeaseExpiryCache;
@@ -92,39 +89,25 @@ class EtcdRegistry implements Registry {
     if (opts.endpoints.length === 0) throw new RegistryError("etcd: no endpoints given (--etcd-endpoints)");
     this.description = `etcd:${opts.endpoints.map(redactEndpoint).join(",")}`;
     this.#log = opts.log.with({ registry: this.description });
-    routeGrpcLogs(this.#log);
     const prefix = opts.prefix.replace(/\/+$/, "");
-    this.#configKey = enc(`${prefix}/config`);
+    this.#configKey = b64(`${prefix}/config`);
     this.#subnetsPrefix = `${prefix}/subnets/`;
-    this.#subnetsKey = enc(this.#subnetsPrefix);
-    this.#subnetsEnd = prefixEnd(this.#subnetsKey);
+    this.#subnetsKey = b64(this.#subnetsPrefix);
+    this.#subnetsEnd = b64(prefixEnd(Buffer.from(this.#subnetsPrefix)));
     this.#pageSize = opts.pageSize ?? 1000;
-    const timeout = opts.requestTimeoutMs ?? 10_000;
     const security = etcdSecurity(opts);
-    if (security.credentials || opts.endpoints.some((e) => e.startsWith("https://"))) ignoreIpServerNames();
-    this.#client = new Etcd3({
-      hosts: opts.endpoints,
-      ...security,
-      // etcd3 asks for these per attempt: a retry gets a fresh deadline
-      defaultCallOptions: (ctx) => ({
-        interceptors: [requireLeader],
-        ...(ctx.isStream
-          ? {}
-          : { deadline: Date.now() + attemptMs(ctx, timeout, (id) => this.#writing.get(id)) }),
-      }),
-      faultHandling: { host: () => memberBreaker() },
-      grpcOptions: {
-        // notice a dead peer on an idle watch stream (etcd permits pings every 5 s)
-        "grpc.keepalive_time_ms": 10_000,
-        "grpc.keepalive_timeout_ms": 5_000,
-        "grpc.keepalive_permit_without_calls": 1,
-        // a catch-up watch batch or a list page of a large cluster can exceed grpc's 4 MiB default
-        "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    this.#etcd = gatewayOrGrpc(
+      {
+        endpoints: opts.endpoints,
+        ...security,
+        requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+        leaseTtlMs: (id) => this.#writing.get(id),
       },
-    });
+      this.#log,
+    );
     this.#expiry = new LeaseExpiryCache(async (id) => {
-      const r = await this.#client.leaseClient.leaseTimeToLive({ ID: id });
-      const ttl = Number(r.TTL);
+      const r = await this.#etcd.call<{ TTL?: string }>("/v3/lease/timetolive", { ID: id });
+      const ttl = Number(r.TTL ?? -1);
       return ttl < 0 ? null : ttl;
     });
   }
@@ -142,18 +125,24 @@ class EtcdRegistry implements Registry {
     }
   }
 
-  #fullKey(key: string): Buffer {
+  /** The full key of a subnet, base64. */
+  #fullKey(key: string): string {
     if (key.length === 0 || key.includes("/"))
       throw new RegistryError(`etcd: ${JSON.stringify(key)} is not a subnet key`);
-    return enc(this.#subnetsPrefix + key);
+    return b64(this.#subnetsPrefix + key);
   }
 
-  #record(kv: IKeyValue): RegistryRecord {
+  /** The subnet key of a raw key (the prefix cut off). */
+  #subnetOf(kv: GatewayKv): string {
+    return unb64(kv.key).slice(this.#subnetsPrefix.length);
+  }
+
+  #record(kv: GatewayKv): RegistryRecord {
     return {
-      key: kv.key.toString("utf8").slice(this.#subnetsPrefix.length),
-      value: kv.value.toString("utf8"),
-      expiresAt: this.#expiry.expiryOf(kv.lease || NO_LEASE),
-      revision: Number(kv.mod_revision),
+      key: this.#subnetOf(kv),
+      value: unb64(kv.value),
+      expiresAt: this.#expiry.expiryOf(kv.lease ?? NO_LEASE),
+      revision: Number(kv.mod_revision ?? 0),
     };
   }
 
@@ -161,8 +150,12 @@ class EtcdRegistry implements Registry {
   async #grant(ttlMs: number | null): Promise<{ id: string; expiresAt: number | null }> {
     if (ttlMs === null) return { id: NO_LEASE, expiresAt: null };
     const t0 = Date.now();
-    const g = await this.#client.leaseClient.leaseGrant({ TTL: Math.max(1, Math.ceil(ttlMs / 1000)), ID: 0 });
+    const g = await this.#etcd.call<{ ID?: string; TTL?: string; error?: string }>("/v3/lease/grant", {
+      TTL: Math.max(1, Math.ceil(ttlMs / 1000)),
+      ID: 0,
+    });
     if (g.error) throw new Error(`lease grant refused: ${g.error}`);
+    if (!g.ID) throw new Error("lease grant returned no lease id");
     // etcd counts from when it granted, which is after t0: this expiry is never late
     const expiresAt = t0 + Number(g.TTL) * 1000;
     this.#expiry.remember(g.ID, expiresAt);
@@ -173,7 +166,7 @@ class EtcdRegistry implements Registry {
   async #revokeQuietly(id: string): Promise<void> {
     if (id === NO_LEASE) return;
     try {
-      await this.#client.leaseClient.leaseRevoke({ ID: id });
+      await this.#etcd.call("/v3/lease/revoke", { ID: id });
     } catch (err) {
       this.#log.warn("could not revoke an unused etcd lease; it will expire by itself", { leaseId: id, err });
     }
@@ -181,38 +174,39 @@ class EtcdRegistry implements Registry {
 
   getConfig(): Promise<string | null> {
     return this.#op("read the network config", async () => {
-      const r = await this.#client.kv.range({ key: this.#configKey });
-      const kv = r.kvs[0];
-      return kv ? kv.value.toString("utf8") : null;
+      const r = await this.#etcd.call<RangeResponse>("/v3/kv/range", { key: this.#configKey });
+      const kv = r.kvs?.[0];
+      return kv ? unb64(kv.value) : null;
     });
   }
 
   setConfig(json: string): Promise<void> {
     return this.#op("write the network config", async () => {
-      await this.#client.kv.put({ key: this.#configKey, value: enc(json) });
+      await this.#etcd.call("/v3/kv/put", { key: this.#configKey, value: b64(json) });
     });
   }
 
   list(): Promise<{ records: RegistryRecord[]; revision: number }> {
     return this.#op("list the subnets", async () => {
       // page through at one revision, so the whole list is one consistent snapshot
-      const kvs: IKeyValue[] = [];
+      const kvs: GatewayKv[] = [];
       let revision = 0;
       let from = this.#subnetsKey;
       for (;;) {
-        const r = await this.#client.kv.range({
+        const r = await this.#etcd.call<RangeResponse>("/v3/kv/range", {
           key: from,
           range_end: this.#subnetsEnd,
           limit: this.#pageSize,
           revision,
         });
         if (revision === 0) revision = rev(r.header);
-        kvs.push(...r.kvs);
-        const last = r.kvs[r.kvs.length - 1];
+        const page = r.kvs ?? [];
+        for (const kv of page) kvs.push(kv);
+        const last = page[page.length - 1];
         if (!r.more || !last) break;
-        from = Buffer.concat([last.key, Buffer.from([0])]);
+        from = after(last.key);
       }
-      const ids = new Set(kvs.map((kv) => kv.lease || NO_LEASE));
+      const ids = new Set(kvs.map((kv) => kv.lease ?? NO_LEASE));
       await this.#expiry.resolve(ids);
       this.#expiry.retainOnly(ids);
       return { records: kvs.map((kv) => this.#record(kv)), revision };
@@ -223,11 +217,11 @@ class EtcdRegistry implements Registry {
     return this.#op(`create lease ${key}`, async () => {
       const k = this.#fullKey(key);
       const lease = await this.#grant(ttlMs);
-      let r: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
+      let r: TxnResponse;
       try {
-        r = await this.#client.kv.txn({
-          compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
-          success: [{ request_put: { key: k, value: enc(value), lease: lease.id } }],
+        r = await this.#etcd.call<TxnResponse>("/v3/kv/txn", {
+          compare: [{ key: k, target: "CREATE", result: "EQUAL", create_revision: 0 }],
+          success: [{ request_put: { key: k, value: b64(value), lease: lease.id } }],
           failure: [{ request_range: { key: k } }],
         });
       } catch (err) {
@@ -238,18 +232,15 @@ class EtcdRegistry implements Registry {
         this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
-        const existing = r.responses[0]?.response_range?.kvs[0];
+        const existing = r.responses?.[0]?.response_range?.kvs?.[0];
         // a retried transaction whose first attempt did commit: the key is ours
         const ours =
-          existing &&
-          lease.id !== NO_LEASE &&
-          existing.lease === lease.id &&
-          existing.value.toString() === value;
+          existing && lease.id !== NO_LEASE && existing.lease === lease.id && unb64(existing.value) === value;
         if (!ours) {
           await this.#revokeQuietly(lease.id);
           return null;
         }
-        return { key, value, expiresAt: lease.expiresAt, revision: Number(existing.mod_revision) };
+        return { key, value, expiresAt: lease.expiresAt, revision: Number(existing.mod_revision ?? 0) };
       }
       return { key, value, expiresAt: lease.expiresAt, revision: rev(r.header) };
     });
@@ -259,12 +250,11 @@ class EtcdRegistry implements Registry {
     return this.#op(`renew lease ${key}`, async () => {
       const k = this.#fullKey(key);
       const lease = await this.#grant(ttlMs);
-      const put: IRequestOp = { request_put: { key: k, value: enc(value), lease: lease.id } };
-      let r: Awaited<ReturnType<Etcd3["kv"]["txn"]>>;
+      let r: TxnResponse;
       try {
-        r = await this.#client.kv.txn({
-          compare: [{ key: k, target: "Create", result: "Greater", create_revision: 0 }],
-          success: [put],
+        r = await this.#etcd.call<TxnResponse>("/v3/kv/txn", {
+          compare: [{ key: k, target: "CREATE", result: "GREATER", create_revision: 0 }],
+          success: [{ request_put: { key: k, value: b64(value), lease: lease.id } }],
         });
       } catch (err) {
         await this.#revokeQuietly(lease.id);
@@ -283,21 +273,18 @@ class EtcdRegistry implements Registry {
 
   delete(key: string): Promise<boolean> {
     return this.#op(`delete lease ${key}`, async () => {
-      const r = await this.#client.kv.deleteRange({ key: this.#fullKey(key) });
-      return Number(r.deleted) > 0;
+      const r = await this.#etcd.call<{ deleted?: string }>("/v3/kv/deleterange", {
+        key: this.#fullKey(key),
+      });
+      return Number(r.deleted ?? 0) > 0;
     });
   }
 
-  async #toEvents(evs: readonly { type: string; kv: IKeyValue }[]): Promise<WatchEvent[]> {
-    await this.#expiry.resolve(evs.filter((e) => e.type !== "Delete").map((e) => e.kv.lease || NO_LEASE));
+  async #toEvents(evs: readonly { type?: string; kv: GatewayKv }[]): Promise<WatchEvent[]> {
+    await this.#expiry.resolve(evs.filter((e) => e.type !== "DELETE").map((e) => e.kv.lease ?? NO_LEASE));
     return evs.map((e): WatchEvent => {
-      if (e.type === "Delete") {
-        return {
-          type: "delete",
-          key: e.kv.key.toString("utf8").slice(this.#subnetsPrefix.length),
-          revision: Number(e.kv.mod_revision),
-        };
-      }
+      if (e.type === "DELETE")
+        return { type: "delete", key: this.#subnetOf(e.kv), revision: Number(e.kv.mod_revision ?? 0) };
       return { type: "put", record: this.#record(e.kv) };
     });
   }
@@ -306,7 +293,7 @@ class EtcdRegistry implements Registry {
     if (this.#closed) throw new RegistryError(`${this.description}: watch: the registry is closed`);
     const inner = startEtcdWatch(
       {
-        openStream: () => this.#client.watchClient.watch(),
+        open: (create) => this.#etcd.watch(create),
         key: this.#subnetsKey,
         rangeEnd: this.#subnetsEnd,
         toEvents: (evs) => this.#toEvents(evs),
@@ -331,7 +318,7 @@ class EtcdRegistry implements Registry {
     if (this.#closed) return;
     for (const w of [...this.#watches]) w.stop();
     this.#closed = true;
-    this.#client.close();
+    this.#etcd.close();
   }
 }
 

@@ -28,9 +28,24 @@ export const CASES: MatrixCase[] = [
   { name: "3 nodes host-gw, sqlite", backends: ["host-gw", "host-gw", "host-gw"], registry: "sqlite" },
   { name: "3 nodes vxlan, etcd", backends: ["vxlan", "vxlan", "vxlan"], registry: "etcd", churn: true },
   { name: "3 nodes host-gw, etcd", backends: ["host-gw", "host-gw", "host-gw"], registry: "etcd" },
-  { name: "3 nodes ebpf-vxlan, sqlite", backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"], registry: "sqlite", churn: true },
-  { name: "3 nodes ebpf-vxlan, etcd", backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"], registry: "etcd", churn: true },
-  { name: "mixed ebpf-vxlan + vxlan, sqlite", backends: ["ebpf-vxlan", "vxlan", "ebpf-vxlan"], registry: "sqlite", churn: true },
+  {
+    name: "3 nodes ebpf-vxlan, sqlite",
+    backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"],
+    registry: "sqlite",
+    churn: true,
+  },
+  {
+    name: "3 nodes ebpf-vxlan, etcd",
+    backends: ["ebpf-vxlan", "ebpf-vxlan", "ebpf-vxlan"],
+    registry: "etcd",
+    churn: true,
+  },
+  {
+    name: "mixed ebpf-vxlan + vxlan, sqlite",
+    backends: ["ebpf-vxlan", "vxlan", "ebpf-vxlan"],
+    registry: "sqlite",
+    churn: true,
+  },
   { name: "mixed vxlan + ebpf-vxlan, etcd", backends: ["vxlan", "ebpf-vxlan", "vxlan"], registry: "etcd" },
 ];
 
@@ -110,9 +125,21 @@ export function connectivityMatrix(c: MatrixCase): void {
         const dev = node.backend === "vxlan" ? "flannel.1" : "tartan.1";
         const before = (await status(cl.lab, node.ns)).metrics.repairs;
         await cl.lab.must(node.ns, ["ip", "link", "del", dev]);
-        await until(async () => (await status(cl.lab, node.ns)).metrics.repairs > before, `${node.ns} to rebuild ${dev}`, 30_000);
-        await until(async () => (await ping(cl.lab, node.pods[0]!.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1, "traffic again", 15_000);
-        await until(async () => (await ping(cl.lab, node.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1, "host traffic again", 15_000);
+        await until(
+          async () => (await status(cl.lab, node.ns)).metrics.repairs > before,
+          `${node.ns} to rebuild ${dev}`,
+          30_000,
+        );
+        await until(
+          async () => (await ping(cl.lab, node.pods[0]!.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1,
+          "traffic again",
+          15_000,
+        );
+        await until(
+          async () => (await ping(cl.lab, node.ns, n(1).pods[0]!.ip, { count: 1 })).received === 1,
+          "host traffic again",
+          15_000,
+        );
       }, 60_000);
 
       test("a node added to the running cluster is reachable from all; a deleted lease is unprogrammed everywhere", async () => {

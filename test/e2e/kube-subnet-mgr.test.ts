@@ -44,6 +44,16 @@ interface KubeNode {
   readonly pods: Pod[];
 }
 
+/** The subnets in an ebpf-vxlan node's subnet map, sorted (null when it has none pinned). */
+async function subnetMap(bpffs: string): Promise<string[] | null> {
+  const { readSubnetMap } = await import("../../src/backend/ebpf-vxlan/inspect.ts");
+  return (
+    readSubnetMap(bpffs)
+      ?.map(([k]) => `${formatIp4(k.addr)}/${k.prefixLen}`)
+      .sort() ?? null
+  );
+}
+
 describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () => {
   const lab = new Lab("kb");
   let api: NamespacedKubeApi;

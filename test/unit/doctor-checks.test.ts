@@ -25,6 +25,7 @@ import {
   staleEntries,
 } from "../../src/doctor/checks.ts";
 import { type BpfFacts, type Facts, fact, factError, type SubnetMapEntry } from "../../src/doctor/facts.ts";
+import { probeWindow } from "../../src/doctor/gather.ts";
 import { parseNftJson } from "../../src/doctor/nft-rules.ts";
 import { healthy, lease, MAC1, MAC2, NOW, OWN, PEER, withLink } from "./doctor-fixture.ts";
 
@@ -651,5 +652,22 @@ describe("peers", () => {
   test("answers carry their round trip", () => {
     expect(checkPeers(healthy()).finding).toBe("198.19.2.0 (lease 198.19.2.0/24, node 198.18.0.2): 0.120 ms");
     expect(checkPeers({ ...healthy(), probes: null }).finding).toContain("not probed");
+  });
+  test("a window of the peers probed says how many of how many", () => {
+    const f = healthy();
+    const more = [3, 4, 5].map((i) => lease(`198.19.${i}.0/24`, `198.18.0.${i}`, MAC2));
+    const registry = fact({ description: "sqlite:/reg.db", leases: [OWN, PEER, ...more], invalid: [] });
+    expect(checkPeers({ ...f, registry }).finding).toStartWith(
+      "1 of 4 peers probed this run (a window that moves each run): 198.19.2.0",
+    );
+  });
+  test("the probe window moves along the peers in subnet order and wraps around", () => {
+    const peers = [5, 1, 4, 2, 3].map((i) => lease(`198.19.${i}.0/24`, `198.18.0.${i}`, MAC2));
+    const third = (round: number) => probeWindow(peers, { max: 2, round }).map((l) => l.key);
+    expect(third(0)).toEqual(["198.19.1.0-24", "198.19.2.0-24"]);
+    expect(third(1)).toEqual(["198.19.3.0-24", "198.19.4.0-24"]);
+    expect(third(2)).toEqual(["198.19.5.0-24", "198.19.1.0-24"]);
+    expect(probeWindow(peers, undefined)).toHaveLength(5);
+    expect(probeWindow(peers, { max: 10, round: 3 })).toHaveLength(5);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { LatestDoctor } from "../../src/doctor/latest.ts";
 import type { DoctorReport } from "../../src/doctor/report.ts";
+import { until } from "../helpers/netns.ts";
 
 const report = (n: number): DoctorReport => ({
   node: `run${n}`,
@@ -55,5 +56,25 @@ describe("latest doctor result (GET /v1/doctor)", () => {
     await expect(d.refresh()).rejects.toThrow("ip: not found");
     expect(d.lastError).toBe("ip: not found");
     expect((await d.latest()).node).toBe("run1");
+  });
+
+  test("runs at start, then again after the wait it is given after each run; stop ends it", async () => {
+    let runs = 0;
+    const waits: number[] = [];
+    const d = new LatestDoctor(
+      async () => report(++runs),
+      () => {
+        waits.push(runs);
+        return 5;
+      },
+    );
+    d.start();
+    await until(() => runs >= 3, "three runs");
+    d.stop();
+    const after = runs;
+    // the wait is asked once a run has ended, with what that run left behind
+    expect(waits.slice(0, 3)).toEqual([1, 2, 3]);
+    await Bun.sleep(30);
+    expect(runs).toBeLessThanOrEqual(after + 1);
   });
 });

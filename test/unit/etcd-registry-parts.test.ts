@@ -5,8 +5,9 @@
  */
 import { describe, expect, test } from "bun:test";
 import type { CallContext } from "etcd3";
-import { attemptMs, requireLeader } from "../../src/registry/etcd-calls.ts";
+import { attemptMs, isMemberFault, MemberOrder } from "../../src/registry/etcd-calls.ts";
 import { LeaseExpiryCache, NO_LEASE } from "../../src/registry/etcd-expiry.ts";
+import { requireLeader } from "../../src/registry/etcd-grpc-calls.ts";
 import { etcdSecurity, redactEndpoint } from "../../src/registry/etcd-tls.ts";
 import { RegistryError } from "../../src/registry/registry.ts";
 
@@ -86,16 +87,14 @@ describe("etcd endpoints and security options", () => {
 describe("grpc-js log lines", () => {
   test("go to our logger (errors at warn), never straight to stderr", async () => {
     const { experimental, logVerbosity } = await import("@grpc/grpc-js");
-    const { createEtcdRegistry } = await import("../../src/registry/etcd.ts");
+    const { grpcTransport } = await import("../../src/registry/etcd-grpc.ts");
     const { createLogger } = await import("../../src/log.ts");
     const lines: string[] = [];
-    const log = createLogger({ level: "debug", write: (l) => lines.push(l) });
-    // opening the registry contacts nothing, but takes over grpc's logger
-    const reg = await createEtcdRegistry({
-      endpoints: ["http://127.0.0.1:1"],
-      prefix: "/coreos.com/network",
-      log,
+    const log = createLogger({ level: "debug", write: (l) => lines.push(l) }).with({
+      registry: "etcd:http://127.0.0.1:1",
     });
+    // making the gRPC transport contacts nothing, but takes over grpc's logger
+    const reg = await grpcTransport({ endpoints: ["http://127.0.0.1:1"] }, log);
     const stderr = console.error;
     const direct: unknown[] = [];
     console.error = (...a: unknown[]) => direct.push(a);
@@ -106,7 +105,7 @@ describe("grpc-js log lines", () => {
       );
     } finally {
       console.error = stderr;
-      await reg.close();
+      reg.close();
     }
     expect(direct).toEqual([]);
     expect(lines).toHaveLength(1);
@@ -156,5 +155,28 @@ describe("etcd calls on a cluster of members", () => {
     const call = requireLeader({} as never, () => next as never);
     call.start(new Metadata(), {});
     expect(sent.map((m) => m.get("hasleader"))).toEqual([["true"]]);
+  });
+});
+
+describe("the order of members (gateway)", () => {
+  test("from the one that answered last; one that failed is tried last for a second, then in turn", () => {
+    const m = new MemberOrder(3, 1000);
+    expect(m.order(0)).toEqual([0, 1, 2]);
+    m.failed(0, 0);
+    expect(m.order(10)).toEqual([1, 2, 0]);
+    m.failed(1, 10);
+    expect(m.order(20)).toEqual([2, 0, 1]);
+    m.ok(2);
+    // member 0's second is over: in turn again, after the current one
+    expect(m.order(1005)).toEqual([2, 0, 1]);
+    expect(m.order(1011)).toEqual([2, 0, 1]);
+    m.failed(2, 1011);
+    expect(m.order(1012)).toEqual([0, 1, 2]);
+  });
+
+  test("the member's faults (unreached, no leader, timeouts), not the request's", () => {
+    expect([null, 14, 4, 13].map(isMemberFault)).toEqual([true, true, true, true]);
+    // invalid argument, permission denied, out of range (compacted), unauthenticated
+    expect([3, 7, 11, 16].map(isMemberFault)).toEqual([false, false, false, false]);
   });
 });

@@ -135,3 +135,24 @@ describe("HTTP endpoint", () => {
       }
   });
 });
+
+describe("large responses", () => {
+  test("/v1/status and /v1/leases with 2,500 leases (several slices) are exactly their JSON", async () => {
+    const { statusWithLeases } = await import("../helpers/status-fixture.ts");
+    const big = statusWithLeases(2500);
+    const app = createApp({ status: async () => big, config: () => ({}) });
+    const r = await app.request("/v1/status");
+    expect(r.headers.get("content-type")).toContain("application/json");
+    expect(await r.text()).toBe(JSON.stringify(big));
+    const l = await app.request("/v1/leases");
+    expect(await l.text()).toBe(JSON.stringify({ revision: big.registry.revision, leases: big.leases }));
+  });
+
+  test("no leases, and look-alikes of the field elsewhere: the same bytes as JSON.stringify", async () => {
+    const { slicedJson } = await import("../../src/http/json-slices.ts");
+    const empty = { a: 1, b: { leases: [] }, leases: [], c: '"leases":[]' };
+    expect(await slicedJson(empty, "leases", []).text()).toBe(JSON.stringify(empty));
+    const some = { b: { leases: [] }, leases: [1, 2], c: 3 };
+    expect(await slicedJson(some, "leases", [1, 2]).text()).toBe(JSON.stringify(some));
+  });
+});

@@ -13,7 +13,7 @@ const SRC = resolve(import.meta.dir, "../../src");
 
 /** Lowest first. Units on one line are peers: neither may import the other. */
 const LAYERS: readonly (readonly string[])[] = [
-  ["log.ts", "validation.ts", "version.ts", "files.ts"],
+  ["log.ts", "validation.ts", "version.ts", "files.ts", "slices.ts"],
   ["config"],
   ["net"],
   ["bpf"],

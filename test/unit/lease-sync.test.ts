@@ -5,6 +5,9 @@
  * applies retried, our own lease gone reported, reprogramAll, and the removal grace
  * (a vanished remote lease stays programmed a while; taken by another node, it is
  * updated at once; our own key is never programmed as a remote, also while re-acquired).
+ * Bursts: many events become few applies, each with only the keys that changed; deletes,
+ * a resync, our own lease and a failed apply inside a burst; a lease in its grace while
+ * other keys change.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { LeaseSync } from "../../src/agent/lease-sync.ts";
@@ -35,6 +38,9 @@ function setup(
     own?: () => Lease | null;
     ownKey?: () => string | null;
     source?: LeaseSource;
+    retryMs?: number;
+    /** As the lease keeper does: a loss reported drops the lease until it is acquired again. */
+    dropOwnWhenGone?: boolean;
     /** The removal grace; 0 (removals at once) unless a test is about the grace. */
     graceMs?: number;
   } = {},
@@ -63,8 +69,11 @@ function setup(
     health,
     ownLease: opts.own ?? (() => own),
     ownKey: opts.ownKey,
-    onOwnLeaseGone: () => gone.push("gone"),
-    retryMs: 20,
+    onOwnLeaseGone: () => {
+      gone.push("gone");
+      if (opts.dropOwnWhenGone) own = null;
+    },
+    retryMs: opts.retryMs ?? 20,
     removalGraceMs: opts.graceMs ?? 0,
   });
   syncs.push(sync);
@@ -75,6 +84,21 @@ function setup(
 }
 
 const applied = (b: RecordingBackend) => [...b.programmed.keys()].sort();
+
+/** Subnet key i of the bursts below: 198.19.<i>.0-24. */
+const key = (i: number) => `198.19.${i}.0-24`;
+const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, j) => key(from + j)).sort();
+
+/**
+ * Each write reaches the lease sync as its own watch delivery (the registry flushes its
+ * queue in a microtask): a burst of separate events, all before any timer can fire.
+ */
+async function burst(writes: (() => unknown)[]): Promise<void> {
+  for (const w of writes) {
+    await w();
+    await Promise.resolve();
+  }
+}
 
 describe("lease sync", () => {
   test("lists first, then watches from the list's revision; start resolves once the list is programmed", async () => {
@@ -267,6 +291,152 @@ describe("lease sync", () => {
   });
 });
 
+describe("lease sync: bursts", () => {
+  test("a burst of single puts becomes one apply; the next burst applies only its own keys", async () => {
+    const { registry, backend, sync } = setup();
+    await sync.start();
+    const before = backend.applies.length;
+    await burst(
+      Array.from({ length: 50 }, (_, i) => () => registry.put(key(10 + i), value(`198.18.1.${i}`))),
+    );
+    await until(() => backend.programmed.size === 50, "the burst to be programmed");
+    expect(backend.applies.slice(before)).toEqual([{ add: keys(10, 60), update: [], remove: [] }]);
+    // a second burst: 20 new nodes and one existing node with a new VTEP MAC
+    await burst([
+      ...Array.from({ length: 20 }, (_, i) => () => registry.put(key(100 + i), value(`198.18.2.${i}`))),
+      () => registry.put(key(10), value("198.18.1.0", "0e:00:00:00:00:99")),
+    ]);
+    await until(() => backend.programmed.size === 70, "the second burst to be programmed");
+    expect(backend.applies.slice(before + 1)).toEqual([
+      { add: keys(100, 120), update: [key(10)], remove: [] },
+    ]);
+    expect(sync.revision).toBe(registry.revision);
+    expect(sync.synced).toBe(true);
+  });
+
+  test("deletes during a burst: removed from the datapath in the same apply; a key put and deleted in one window is never applied", async () => {
+    const { registry, backend, sync } = setup();
+    registry.put(key(1), value("198.18.0.1"));
+    registry.put(key(2), value("198.18.0.2"));
+    await sync.start();
+    const before = backend.applies.length;
+    await burst([
+      () => registry.put(key(3), value("198.18.0.3")),
+      () => registry.delete(key(1)),
+      () => registry.put(key(4), value("198.18.0.4")),
+      () => registry.put(key(5), value("198.18.0.5")),
+      () => registry.delete(key(4)),
+    ]);
+    await until(() => backend.programmed.has(key(5)), "the burst to be programmed");
+    expect(backend.applies.slice(before)).toEqual([{ add: [key(3), key(5)], update: [], remove: [key(1)] }]);
+    expect(applied(backend)).toEqual([key(2), key(3), key(5)]);
+  });
+
+  test("a put and a delete of the same key within one window apply nothing", async () => {
+    const { registry, backend, sync } = setup();
+    registry.put(key(1), value("198.18.0.1"));
+    await sync.start();
+    const before = backend.applies.length;
+    await burst([() => registry.put(key(7), value("198.18.0.7")), () => registry.delete(key(7))]);
+    // a later change, in a window of its own, shows what was applied since
+    await Bun.sleep(50);
+    registry.put(key(8), value("198.18.0.8"));
+    await until(() => backend.programmed.has(key(8)), "the later put to be programmed");
+    expect(backend.applies.slice(before)).toEqual([{ add: [key(8)], update: [], remove: [] }]);
+    expect(sync.leases.has(key(7))).toBe(false);
+  });
+
+  test("a resync in the middle of a burst: one apply ends at exactly the live set", async () => {
+    const { registry, backend, sync } = setup();
+    registry.put(key(1), value("198.18.0.1"));
+    registry.put(key(2), value("198.18.0.2"));
+    await sync.start();
+    const before = backend.applies.length;
+    await burst([
+      () => registry.put(key(3), value("198.18.0.3")),
+      () => {
+        // changes the watch never delivers (compacted away), then the whole set
+        registry.records.delete(key(1));
+        registry.records.set(key(9), {
+          key: key(9),
+          value: value("198.18.0.9"),
+          expiresAt: null,
+          revision: ++registry.revision,
+        });
+        registry.resync();
+      },
+      () => registry.put(key(4), value("198.18.0.4")),
+      () => registry.delete(key(2)),
+    ]);
+    await until(() => backend.programmed.has(key(4)), "the burst to be programmed");
+    expect(applied(backend)).toEqual([key(3), key(4), key(9)]);
+    expect(backend.applies.slice(before)).toEqual([
+      { add: [key(3), key(4), key(9)], update: [], remove: [key(1), key(2)] },
+    ]);
+    expect(sync.revision).toBe(registry.revision);
+  });
+
+  test("our own lease in a burst: renewed, it is nothing; deleted or taken, it is reported; never programmed while ours", async () => {
+    const { registry, backend, sync, gone, setOwn } = setup({ dropOwnWhenGone: true });
+    const own = decodeLeaseRecord(registry.put(OWN, value("198.18.0.1")), cfg);
+    if (!own.ok) throw new Error(own.reason);
+    setOwn(own.lease);
+    await sync.start();
+    const before = backend.applies.length;
+    await burst([
+      () => registry.put(key(20), value("198.18.0.20")),
+      () => registry.put(OWN, value("198.18.0.1")), // our own renewal
+      () => registry.put(key(21), value("198.18.0.21")),
+    ]);
+    await until(() => backend.programmed.has(key(21)), "the first burst to be programmed");
+    expect(gone).toEqual([]);
+    await burst([
+      () => registry.put(key(22), value("198.18.0.22")),
+      () => registry.delete(OWN),
+      () => registry.put(key(23), value("198.18.0.23")),
+    ]);
+    await until(() => backend.programmed.has(key(23)), "the second burst to be programmed");
+    expect(gone).toEqual(["gone"]); // once, though more events came while we held no lease
+    // the keeper takes it again; later another node takes our subnet
+    registry.put(OWN, value("198.18.0.1"));
+    await until(() => sync.leases.get(OWN)?.revision === registry.revision, "our lease back");
+    setOwn(sync.leases.get(OWN)!);
+    await burst([
+      () => registry.put(key(24), value("198.18.0.24")),
+      () => registry.put(OWN, value("198.18.0.77")),
+    ]);
+    await until(() => gone.length === 2, "the foreign owner to be reported");
+    expect(backend.applies.slice(before, before + 2)).toEqual([
+      { add: [key(20), key(21)], update: [], remove: [] },
+      { add: [key(22), key(23)], update: [], remove: [] },
+    ]);
+    // held by another node now (and no longer ours): a remote like any other
+    await until(
+      () => backend.programmed.get(OWN)?.attrs.publicIp === parseIp4("198.18.0.77"),
+      "the subnet's new owner to be programmed",
+    );
+  });
+
+  test("an apply that fails during a burst is retried with everything dirty since, in one apply", async () => {
+    const { registry, backend, sync, metrics } = setup({ retryMs: 60_000 });
+    await sync.start();
+    const before = backend.applies.length;
+    backend.failNext = 1;
+    await burst([
+      () => registry.put(key(30), value("198.18.0.30")),
+      () => registry.put(key(31), value("198.18.0.31")),
+    ]);
+    await until(() => backend.failures === 1, "the apply to fail");
+    expect(sync.synced).toBe(false);
+    // more of the burst arrives: its apply carries what failed as well (long before the retry timer)
+    await burst([() => registry.put(key(32), value("198.18.0.32")), () => registry.delete(key(31))]);
+    await until(() => backend.programmed.has(key(32)), "the retry to be programmed");
+    expect(backend.applies.slice(before)).toEqual([{ add: [key(30), key(32)], update: [], remove: [] }]);
+    expect(metrics.applyErrors).toBe(1);
+    expect(sync.synced).toBe(true);
+  });
+});
+
 describe("lease sync: the removal grace", () => {
   const PEER = "198.19.2.0-24";
   /** The watch has delivered everything written so far, and what it asked for is applied. */
@@ -345,5 +515,28 @@ describe("lease sync: the removal grace", () => {
     await settled(registry, sync);
     expect(sync.leases.has(OWN)).toBe(true);
     expect(backend.programmed.has(OWN)).toBe(false);
+  });
+
+  test("a lease in its grace is still removed when its grace ends, though other keys were applied meanwhile; it is not counted as programmed", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 300 });
+    registry.put(PEER, value("198.18.0.2"));
+    registry.put(key(3), value("198.18.0.3"));
+    await sync.start();
+    expect(sync.programmedCount).toBe(2);
+    await registry.delete(PEER);
+    await settled(registry, sync);
+    expect(backend.programmed.has(PEER)).toBe(true);
+    expect(sync.programmedCount).toBe(1);
+    // an apply of other keys only (the dirty ones) while PEER waits out its grace
+    await burst([
+      () => registry.put(key(4), value("198.18.0.4")),
+      () => registry.put(key(3), value("198.18.0.3", "0e:00:00:00:00:33")),
+    ]);
+    await until(() => backend.programmed.has(key(4)), "the other keys to be applied");
+    expect(backend.programmed.has(PEER)).toBe(true);
+    await until(() => !backend.programmed.has(PEER), "the removal once the grace is over");
+    expect(removals(backend, PEER)).toEqual([{ add: [], update: [], remove: [PEER] }]);
+    expect(applied(backend)).toEqual([key(3), key(4)]);
+    expect(sync.programmedCount).toBe(2);
   });
 });

@@ -9,7 +9,7 @@ import { formatIp6 } from "../../config/cidr6.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
-import { getLink } from "../../net/ip.ts";
+import { linkState } from "../../net/link-state.ts";
 import { loadRouteLookup, loadRouteLookup6, type RouteLookup6 } from "../../net/routes.ts";
 import { enableForwarding, enableForwarding6 } from "../../net/sysctl.ts";
 import type { Backend, BackendContext } from "../backend.ts";
@@ -94,8 +94,8 @@ export function createHostGwBackend(ctx: BackendContext): Backend {
       }
     },
     async health() {
-      const link = await getLink(extIface.name);
-      return link?.flags.includes("UP")
+      // asked every few seconds by the watchdog: an ioctl, not an `ip` process
+      return linkState(extIface.name)?.up
         ? { ok: true }
         : { ok: false, reason: `underlay ${extIface.name} is down or gone` };
     },

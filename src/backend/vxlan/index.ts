@@ -11,7 +11,8 @@ import { formatIp6 } from "../../config/cidr6.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
 import { applyBatch, removeBatch } from "../../net/batch.ts";
-import { deleteLink, getLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
+import { deleteLink, ip, ipJson, listAddrs } from "../../net/ip.ts";
+import { linkState } from "../../net/link-state.ts";
 import { loadRouteLookup, loadRouteLookup6, type RouteLookup, type RouteLookup6 } from "../../net/routes.ts";
 import { enableForwarding, enableForwarding6, writeSysctl } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
@@ -193,12 +194,13 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
 }
 
 /** Why a vxlan device is not fit to carry traffic (missing, down, not the MAC we announce), or null. */
+/** The watchdog asks every few seconds: an ioctl (link-state.ts), not an `ip` process. */
 async function deviceProblem(device: string, mac: string): Promise<string | null> {
-  const link = await getLink(device);
+  const link = linkState(device);
   if (!link) return `vxlan device ${device} is missing`;
-  if (!link.flags.includes("UP")) return `vxlan device ${device} is down`;
-  if (mac && link.address !== mac)
-    return `vxlan device ${device} has MAC ${link.address}, our lease announces ${mac}`;
+  if (!link.up) return `vxlan device ${device} is down`;
+  if (mac && link.mac !== mac.toLowerCase())
+    return `vxlan device ${device} has MAC ${link.mac}, our lease announces ${mac}`;
   return null;
 }
 

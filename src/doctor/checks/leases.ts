@@ -10,7 +10,7 @@ import { hostGwRoute } from "../../backend/host-gw/facts.ts";
 import { expectedEntries, type VxlanPlanInput } from "../../backend/vxlan/facts.ts";
 import { cidrEquals, containsCidr, formatCidr, formatIp4, parseCidr } from "../../config/cidr.ts";
 import type { Lease } from "../../lease/lease.ts";
-import type { Route } from "../../net/ip.ts";
+import type { FdbEntry, Neigh, Route } from "../../net/ip.ts";
 import { routeLookup } from "../../net/routes.ts";
 import type { Facts } from "../facts.ts";
 import { type Check, cannot, type Derived, derive, firstFew, leaseName, ok, RESTART } from "./common.ts";
@@ -30,35 +30,71 @@ export function vxlanPlanInput(f: Facts, d: Derived): VxlanPlanInput {
 
 const haveRoute = (r: Route | undefined) => (r ? ` (have: via ${r.gateway ?? "-"} dev ${r.dev ?? "-"})` : "");
 
+/**
+ * The kernel tables keyed for lookups, built once per Facts: a check of 10,000 peers
+ * against 10,000 routes, neighbours and FDB entries by scanning each table per peer was
+ * 3·10⁸ comparisons — tens of seconds inside the agent (bench/CONTROL-PLANE.md).
+ */
+interface KernelIndex {
+  readonly routeTo: ReadonlyMap<string, Route>;
+  readonly neighbour: ReadonlyMap<string, Neigh>;
+  readonly fdbByMac: ReadonlyMap<string, FdbEntry>;
+  readonly plan: VxlanPlanInput;
+  readonly isDirect: (ip: number) => boolean;
+}
+
+const indexes = new WeakMap<Facts, KernelIndex>();
+
+function kernelIndex(f: Facts, d: Derived): KernelIndex {
+  const known = indexes.get(f);
+  if (known) return known;
+  const routes = f.routes.ok ? f.routes.value : [];
+  const first = <T>(items: readonly T[], key: (x: T) => string) => {
+    const m = new Map<string, T>();
+    for (const x of items) if (!m.has(key(x))) m.set(key(x), x);
+    return m;
+  };
+  const lookup = routeLookup(routes);
+  const index: KernelIndex = {
+    routeTo: first(routes, (r) => r.dst),
+    neighbour: first(f.neighbours.ok ? f.neighbours.value : [], (n) => n.dst),
+    fdbByMac: first(f.fdb.ok ? f.fdb.value : [], (e) => e.mac.toLowerCase()),
+    plan: vxlanPlanInput(f, d),
+    isDirect: (ip) => lookup.isDirect(ip),
+  };
+  indexes.set(f, index);
+  return index;
+}
+
 /** What the backend must have programmed for one peer lease (its facts' entries); the missing parts. */
 export function missingFor(f: Facts, d: Derived, l: Lease): string[] {
-  const routes = f.routes.ok ? f.routes.value : [];
-  const routeTo = routes.find((r) => r.dst === leaseName(l));
+  const k = kernelIndex(f, d);
+  const routeTo = k.routeTo.get(leaseName(l));
   const ul = f.underlay.ok ? f.underlay.value.name : null;
   if (d.backend === "host-gw") {
     const want = hostGwRoute(l, ul ?? "");
     if (routeTo?.gateway === want.gateway && (!ul || routeTo.dev === ul)) return [];
     const spec = ul ? routeLine(want) : `${want.dst} via ${want.gateway}`;
-    const direct = routeLookup(routes).isDirect(l.attrs.publicIp);
+    const direct = k.isDirect(l.attrs.publicIp);
     return [
       `route ${spec} missing${haveRoute(routeTo)}${direct ? "" : `: ${want.gateway} is not on this node's L2, host-gw cannot reach it (use vxlan)`}`,
     ];
   }
   if (d.backend !== "vxlan") return [];
-  const e = expectedEntries(l, vxlanPlanInput(f, d));
+  const e = expectedEntries(l, k.plan);
   const out: string[] = [];
   if (!(routeTo && routeTo.gateway === e.route.gateway && routeTo.dev === e.route.dev))
     out.push(`route ${routeLine(e.route)} missing${haveRoute(routeTo)}`);
   if (e.neigh) {
     const mac = e.neigh.lladdr.toLowerCase();
-    const n = (f.neighbours.ok ? f.neighbours.value : []).find((x) => x.dst === e.neigh!.dst);
+    const n = k.neighbour.get(e.neigh.dst);
     if (!n) out.push(`neigh ${e.neigh.dst} lladdr ${mac} dev ${e.neigh.dev} missing`);
     else if ((n.lladdr ?? "").toLowerCase() !== mac)
       out.push(`neigh ${e.neigh.dst} dev ${e.neigh.dev} has lladdr ${n.lladdr ?? "none"}, lease says ${mac}`);
   }
   if (e.fdb) {
     const mac = e.fdb.mac.toLowerCase();
-    const entry = (f.fdb.ok ? f.fdb.value : []).find((x) => x.mac.toLowerCase() === mac);
+    const entry = k.fdbByMac.get(mac);
     const dst = entry ? (entry as { dst?: string }).dst : undefined;
     if (!entry) out.push(`fdb ${mac} dev ${e.fdb.dev} dst ${e.fdb.dst} missing`);
     else if (dst !== e.fdb.dst)
@@ -211,6 +247,11 @@ export function checkPeers(f: Facts): Check {
   const why = `pods reach other nodes only if VXLAN (UDP ${d.port}) passes between the nodes; a firewall or security group that drops it black-holes pod traffic while the nodes still ping each other`;
   if (f.probes === null) return ok(id, "not probed (--no-probe)", why);
   if (f.probes.length === 0) return ok(id, "no remote peers to probe", why);
+  // the agent probes a window of its peers per run (gather.ts probeSample): say so
+  const sampled =
+    f.probes.length < d.peers.length
+      ? `${f.probes.length} of ${d.peers.length} peers probed this run (a window that moves each run): `
+      : "";
   const bad = f.probes.filter((p) => !p.ok);
   const items = f.probes.map(
     (p) =>
@@ -220,7 +261,7 @@ export function checkPeers(f: Facts): Check {
     return {
       id,
       status: "problem",
-      finding: `${bad.length} of ${f.probes.length} peer(s) do not answer through the overlay: ${firstFew(
+      finding: `${sampled}${bad.length} of ${f.probes.length} peer(s) do not answer through the overlay: ${firstFew(
         bad.map((p) => `${p.target} (node ${p.publicIp})`),
         3,
       )}`,
@@ -229,5 +270,5 @@ export function checkPeers(f: Facts): Check {
       fixable: false,
       details: items,
     };
-  return { ...ok(id, firstFew(items, 4), why), details: items };
+  return { ...ok(id, sampled + firstFew(items, 4), why), details: items };
 }

@@ -6,6 +6,7 @@
  */
 import * as v from "valibot";
 import type { DoctorReport } from "../../doctor/report.ts";
+import { SLICE, yieldToLoop } from "../../slices.ts";
 import { type AgentStatus, isVerdictCounter, type LeaseView } from "../../status/status.ts";
 import { issuesText, ValidationError } from "../../validation.ts";
 import { type PeerProbe, peerProbes } from "../peer-probes.ts";
@@ -123,21 +124,33 @@ function matches(l: LeaseRow, q: PageQuery): boolean {
   );
 }
 
-export function buildPage(
+/**
+ * The page's model. Async: the per-lease passes (sort keys, rows, the filter, the counts)
+ * run a slice at a time with yields between, so 50,000 leases never hold up a probe.
+ */
+export async function buildPage(
   status: AgentStatus,
   doctor: DoctorReport | null,
   query: PageQuery,
   now: number,
-): PageModel {
+): Promise<PageModel> {
   const probes = peerProbes(doctor);
-  const keyed = status.leases.map((l) => ({ l, k: subnetOrder(l.subnet) }));
-  keyed.sort((a, b) => a.k - b.k);
-  const all: LeaseRow[] = keyed.map(({ l }, index) => ({
-    ...l,
-    probe: l.own ? null : (probes.get(l.subnet) ?? null),
-    index,
-  }));
-  const matching = query.q || query.show !== "all" ? all.filter((l) => matches(l, query)) : all;
+  const leases = status.leases;
+  const order = await sortedOrder(leases);
+  const all: LeaseRow[] = new Array(leases.length);
+  const filtered = query.q !== "" || query.show !== "all";
+  const matching: LeaseRow[] = filtered ? [] : all;
+  let unprogrammed = 0;
+  let unreachable = 0;
+  for (let index = 0; index < order.length; index++) {
+    const l = leases[order[index]!]!;
+    const row: LeaseRow = { ...l, probe: l.own ? null : (probes.get(l.subnet) ?? null), index };
+    all[index] = row;
+    if (isUnprogrammed(row)) unprogrammed++;
+    if (row.probe?.rttMs === null) unreachable++;
+    if (filtered && matches(row, query)) matching.push(row);
+    if (index % SLICE === SLICE - 1) await yieldToLoop();
+  }
   const pages = Math.max(1, Math.ceil(matching.length / query.limit));
   const page = Math.min(query.page, pages);
   const names = Object.keys(status.counters).sort();
@@ -149,8 +162,8 @@ export function buildPage(
     matched: matching.length,
     rows: matching.slice((page - 1) * query.limit, page * query.limit),
     pages,
-    unprogrammed: all.filter(isUnprogrammed).length,
-    unreachable: all.filter((l) => l.probe?.rttMs === null).length,
+    unprogrammed,
+    unreachable,
     counters: names.map((name) => ({
       name,
       value: status.counters[name]!,
@@ -160,4 +173,27 @@ export function buildPage(
     })),
     now,
   };
+}
+
+/**
+ * Indices of `leases` in subnet order. Subnets are distinct, so their sort keys are: the
+ * keys sort natively (a typed array, no comparator calls) and map back to their leases;
+ * should two keys ever be equal (unparseable subnets), a comparator sort decides.
+ */
+async function sortedOrder(leases: readonly LeaseView[]): Promise<Uint32Array> {
+  const keys = new Float64Array(leases.length);
+  const at = new Map<number, number>();
+  for (let i = 0; i < leases.length; i++) {
+    keys[i] = subnetOrder(leases[i]!.subnet);
+    at.set(keys[i]!, i);
+    if (i % SLICE === SLICE - 1) await yieldToLoop();
+  }
+  const order = new Uint32Array(leases.length);
+  if (at.size !== leases.length) {
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    return order.sort((a, b) => keys[a]! - keys[b]! || a - b);
+  }
+  const sorted = keys.slice().sort();
+  for (let i = 0; i < sorted.length; i++) order[i] = at.get(sorted[i]!)!;
+  return order;
 }
