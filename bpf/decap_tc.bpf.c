@@ -19,10 +19,31 @@
 #include "csum.h"
 #include "parsing.h"
 #include "vxlan.h"
+#include "vxlan6.h"
 
 static __always_inline int verdict(__u32 reason)
 {
 	tartan_count(reason);
+	return decap_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/* VXLAN over IPv6 (dual stack): the same checks and verdicts, counted in the IPv6 block;
+ * decapsulated packets go to the stack. */
+static __always_inline int decap6(struct __sk_buff *skb, const struct config *cfg)
+{
+	struct ipv6hdr *ip6;
+	struct hdr_cursor c;
+	__u32 reason;
+
+	tc_pull_cursor(skb, TARTAN_DECAP6_PULL, &c);
+	reason = decap_check6(&c, skb->len, cfg, &ip6);
+	if (reason == CNT_MAX &&
+	    bpf_skb_adjust_room(skb, -(int)(sizeof(struct vxlan6_frame) - ETH_HLEN), BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO))
+		reason = CNT_DECAP_DROP_ADJUST;
+	if (reason == CNT_MAX)
+		reason = CNT_DECAP_STACK;
+	tartan_count(decap6_counter(reason));
 	return decap_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
@@ -40,6 +61,8 @@ int tartan_decap_tc(struct __sk_buff *skb)
 	cfg = tartan_cfg();
 	if (!cfg)
 		return verdict(CNT_DECAP_PASS_NOT_READY);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6) && (cfg->flags & TARTAN_CFG_IPV6))
+		return decap6(skb, cfg);
 	tc_pull_cursor(skb, TARTAN_DECAP_PULL, &c);
 	reason = decap_check(&c, skb->len, cfg, &ip);
 	if (reason != CNT_MAX)
