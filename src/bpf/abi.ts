@@ -51,8 +51,15 @@ export const CONSTANTS = {
   /** How long the programs trust a cached next hop (tartan_nexthops) before asking bpf_fib_lookup again. */
   NEXTHOP_TTL_NS: 1_000_000_000,
 } as const;
-export const { ABI_VERSION, VXLAN_OVERHEAD, VXLAN6_OVERHEAD, SUBNET_LOCAL, CFG_READY, CFG_IPV6, NEXTHOP_TTL_NS } =
-  CONSTANTS;
+export const {
+  ABI_VERSION,
+  VXLAN_OVERHEAD,
+  VXLAN6_OVERHEAD,
+  SUBNET_LOCAL,
+  CFG_READY,
+  CFG_IPV6,
+  NEXTHOP_TTL_NS,
+} = CONSTANTS;
 
 /** Counter names, index = enum tartan_counter value (CNT_ENCAP_OK → "encap_ok"). */
 export const COUNTER_NAMES = [

@@ -100,12 +100,17 @@ export type RemoteEntry6 = { key: Subnet6Key; value: Subnet6Value };
  * without one (an IPv4-only node: its IPv4 side still counts), or the reason it cannot
  * be reached.
  */
-export function remoteEntry6(lease: Lease, vni: number, subnet6Len: number): RemoteEntry6 | { skip: string } | null {
+export function remoteEntry6(
+  lease: Lease,
+  vni: number,
+  subnet6Len: number,
+): RemoteEntry6 | { skip: string } | null {
   const sn6 = lease.subnet6 ?? null;
   const pub6 = lease.attrs.publicIpv6 ?? null;
   const vx6 = lease.attrs.vxlan6 ?? null;
   if (sn6 === null || pub6 === null || vx6 === null) return null;
-  if (lease.attrs.backendType !== "vxlan") return { skip: `backend type ${lease.attrs.backendType} is not vxlan` };
+  if (lease.attrs.backendType !== "vxlan")
+    return { skip: `backend type ${lease.attrs.backendType} is not vxlan` };
   if (vx6.VNI !== vni) return { skip: `IPv6 VNI ${vx6.VNI} differs from ours (${vni})` };
   if (sn6.len !== subnet6Len)
     return { skip: `IPv6 prefix length /${sn6.len} differs from the network's IPv6SubnetLen /${subnet6Len}` };
@@ -113,7 +118,11 @@ export function remoteEntry6(lease: Lease, vni: number, subnet6Len: number): Rem
 }
 
 /** What tartan_subnets6 holds for remote leases (the local entry aside), by IPv6 subnet address. */
-export function expectedSubnets6(peers: readonly Lease[], vni: number, subnet6Len: number): Map<Ip6, Subnet6Value> {
+export function expectedSubnets6(
+  peers: readonly Lease[],
+  vni: number,
+  subnet6Len: number,
+): Map<Ip6, Subnet6Value> {
   const out = new Map<Ip6, Subnet6Value>();
   for (const l of peers) {
     const r = remoteEntry6(l, vni, subnet6Len);

@@ -4,8 +4,8 @@
  * the fast path on), loose reverse-path filtering on the underlay and IPv4 forwarding.
  */
 import { CFG_IPV6, CFG_READY, type Config } from "../../bpf/abi.ts";
-import type { Ip6 } from "../../config/cidr6.ts";
 import type { BpfMap } from "../../bpf/map.ts";
+import type { Ip6 } from "../../config/cidr6.ts";
 import type { Logger } from "../../log.ts";
 import { confKey, ensureSysctl, readSysctl, writeSysctl } from "../../net/sysctl.ts";
 import type { ExternalInterface } from "../backend.ts";
@@ -48,10 +48,7 @@ export function writeConfig(config: BpfMap<number, Config>, s: DatapathSettings)
     vtepMac: s.vtepMac,
     ttl,
     subnetLen: s.subnetLen,
-    v6:
-      v6 === null
-        ? null
-        : { ...v6, hopLimit: sysctlNumber(confKey(s.ext.name, "hop_limit", "ipv6"), 64) },
+    v6: v6 === null ? null : { ...v6, hopLimit: sysctlNumber(confKey(s.ext.name, "hop_limit", "ipv6"), 64) },
   });
 }
 

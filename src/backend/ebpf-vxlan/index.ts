@@ -23,9 +23,9 @@ import type { Subnet6Key, SubnetKey } from "../../bpf/abi.ts";
 import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import { formatCidr } from "../../config/cidr.ts";
 import { formatCidr6 } from "../../config/cidr6.ts";
-import { enableForwarding6 } from "../../net/sysctl.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { LeaseDiff } from "../../lease/reconcile.ts";
+import { enableForwarding6 } from "../../net/sysctl.ts";
 import type { Backend, BackendAnnouncement, BackendContext, BackendHealth } from "../backend.ts";
 import { DEFAULT_BRIDGE, type PeerScope, podMtu } from "../facts.ts";
 import { dualStackMtu } from "../vxlan/facts.ts";
@@ -143,7 +143,11 @@ class EbpfVxlanBackend implements Backend {
         subnetLen: this.#scope.subnetLen,
       });
     }
-    const found6 = this.#maps6.adopt(d.subnets6.entries(), d.members6.entries(), this.#scope6?.subnet6Len ?? -1);
+    const found6 = this.#maps6.adopt(
+      d.subnets6.entries(),
+      d.members6.entries(),
+      this.#scope6?.subnet6Len ?? -1,
+    );
     this.#adoptedLocal6 = found6.local;
     if (found6.stale.length > 0) d.subnets6.deleteBatch(found6.stale);
     log.info("adopted the pinned datapath of a previous run", {
@@ -193,7 +197,8 @@ class EbpfVxlanBackend implements Backend {
     const { extIface: ext } = this.#ctx;
     if (this.#scope6 === null) return null;
     const local6 = ext.ifaceIpv6 ?? null;
-    if (local6 === null) throw new Error(`ebpf-vxlan: dual stack needs an IPv6 address on ${ext.name}; it has none`);
+    if (local6 === null)
+      throw new Error(`ebpf-vxlan: dual stack needs an IPv6 address on ${ext.name}; it has none`);
     return { localIp6: local6, subnet6Len: this.#scope6.subnet6Len };
   }
 
@@ -292,7 +297,9 @@ class EbpfVxlanBackend implements Backend {
       ...this.#dp.readCounters(),
       subnets: this.#maps.subnets.size,
       members: this.#maps.members.size,
-      ...(this.#scope6 !== null ? { subnets6: this.#maps6.subnets.size, members6: this.#maps6.members.size } : {}),
+      ...(this.#scope6 !== null
+        ? { subnets6: this.#maps6.subnets.size, members6: this.#maps6.members.size }
+        : {}),
     };
   }
 

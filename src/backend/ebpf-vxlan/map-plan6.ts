@@ -92,7 +92,12 @@ export function planMapWrites6(state: ProgrammedMaps6, diff: LeaseDiff, scope: S
   const subnetWrites: Array<readonly [Subnet6Key, Subnet6Value]> = [];
   for (const r of upserts) {
     const old = state.subnets.get(r.key.addr);
-    if (old && old.nodeIp6 === r.value.nodeIp6 && old.vtepMac === r.value.vtepMac && old.flags === r.value.flags)
+    if (
+      old &&
+      old.nodeIp6 === r.value.nodeIp6 &&
+      old.vtepMac === r.value.vtepMac &&
+      old.flags === r.value.flags
+    )
       continue;
     if (old?.nodeIp6 !== r.value.nodeIp6) {
       if (old) count(old.nodeIp6, -1);

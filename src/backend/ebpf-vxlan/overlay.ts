@@ -10,10 +10,10 @@
 import type { Cidr } from "../../config/cidr.ts";
 import type { Cidr6 } from "../../config/cidr6.ts";
 import type { Logger } from "../../log.ts";
+import { run } from "../../net/exec.ts";
 import { deleteLink, getLink, ip, listAddrs } from "../../net/ip.ts";
 import { mainRouteVia } from "../../net/routes.ts";
 import { confKey, ensureSysctl } from "../../net/sysctl.ts";
-import { run } from "../../net/exec.ts";
 import { routeArgs, routeLine, vtepAddress, vtepAddress6 } from "../facts-shape.ts";
 import { overlayDeviceName, overlayPeerName, overlayRoute, overlayRoute6 } from "./facts.ts";
 
