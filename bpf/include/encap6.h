@@ -14,8 +14,11 @@
  * is still left to the offload (CHECKSUM_PARTIAL) or not. That needs L4 right after the
  * IPv6 header (others pass: CNT_ENCAP6_PASS_L4), and one packet per frame: a GSO packet
  * would need SKB_GSO_UDP_TUNNEL_CSUM, which bpf_skb_adjust_room cannot set, so GSO
- * packets pass to the stack, which routes them to the overlay device; it segments them
- * (TSO6 off there) and its peer's program encapsulates each segment.
+ * packets go to the overlay device (redirected there from the bridge or the pod; routed
+ * there for the host's own), which segments them (TSO6 off there), and its peer's
+ * ingress program encapsulates each segment. Redirected, not passed to the stack: the
+ * flow's other packets never see netfilter, so neither may these (a NAT rule, such as
+ * the bridge plugin's ipMasq, would rewrite only part of a connection).
  */
 #ifndef TARTAN_ENCAP6_H
 #define TARTAN_ENCAP6_H
@@ -26,6 +29,7 @@
 #include <linux/in.h>
 #include <linux/ipv6.h>
 #include <linux/udp.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "tartan.h"
@@ -47,11 +51,11 @@ _Static_assert(CNT_HOST6_PASS_L4 - CNT_HOST6_ENCAP_OK == CNT_ENCAP6_PASS_L4 - CN
 	       "the IPv6 host counters must mirror the IPv6 encap counters");
 
 /* The IPv6 blocks' own reasons, named as encap_counter() takes them (offsets past CNT_ENCAP_DROP_FIB). */
-#define ENCAP6_PASS_GSO (CNT_ENCAP_OK + (CNT_ENCAP6_PASS_GSO - CNT_ENCAP6_OK))
+#define ENCAP6_GSO      (CNT_ENCAP_OK + (CNT_ENCAP6_GSO - CNT_ENCAP6_OK))
 #define ENCAP6_PASS_L4  (CNT_ENCAP_OK + (CNT_ENCAP6_PASS_L4 - CNT_ENCAP6_OK))
 
 /* Bytes encap6 reads directly: Ethernet + IPv6. */
-#define ENCAP6_PULL (ETH_HLEN + sizeof(struct ipv6hdr))
+#define ENCAP6_PULL (ETH_HLEN + sizeof(struct ipv6hdr) + sizeof(struct tcphdr))
 
 /* As ENCAP_FLAGS, with an IPv6 outer header. */
 #define ENCAP6_FLAGS                                                                     \
@@ -76,8 +80,18 @@ static __always_inline __u32 encap_route_ipv6(struct __sk_buff *skb, const struc
 		return CNT_ENCAP_PASS_LOCAL;
 	if (forwarding && ip6->hop_limit <= 1)
 		return CNT_ENCAP_PASS_TTL;
-	if (skb->gso_size)
-		return ENCAP6_PASS_GSO;
+	if (skb->gso_size) {
+		/* segments (the headers are in the same linear area as the IPv6 header) must fit */
+		struct tcphdr *tcp = (void *)(ip6 + 1);
+		__u32 hdrs = sizeof(*ip6) + sizeof(struct udphdr);
+
+		if (ip6->nexthdr == IPPROTO_TCP) {
+			if ((void *)(tcp + 1) > (void *)(long)skb->data_end)
+				return CNT_ENCAP_PASS_TOO_BIG;
+			hdrs = sizeof(*ip6) + tcp->doff * 4;
+		}
+		return skb->gso_size + hdrs <= cfg->overlay_mtu ? ENCAP6_GSO : CNT_ENCAP_PASS_TOO_BIG;
+	}
 	if (l3 > cfg->overlay_mtu)
 		return CNT_ENCAP_PASS_TOO_BIG;
 	/* the checksum below covers exactly the IPv6 packet: no trailing bytes, L4 next */
@@ -220,6 +234,12 @@ static __always_inline int encap6(struct __sk_buff *skb, const struct config *cf
 	if (parse_ethhdr(&c, &eth) != bpf_htons(ETH_P_IPV6) || parse_ipv6hdr(&c, skb->len - ETH_HLEN, &ip6) < 0)
 		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
 	reason = encap_route_ipv6(skb, cfg, ip6, forwarding, &to);
+	if (reason == ENCAP6_GSO && forwarding) {
+		/* to the overlay device as the kernel would route it (hop limit and all), minus netfilter */
+		ip6->hop_limit--;
+		tartan_count(encap_counter(base, reason));
+		return bpf_redirect(cfg->overlay_ifindex, 0);
+	}
 	if (reason != CNT_MAX)
 		return encap_pass(base, reason);
 	return encap_send_ipv6(skb, cfg, ip6, to, forwarding, base);

@@ -145,6 +145,7 @@ struct config {
 	__u8 subnet6_len;     /* prefix length of every tartan_subnets6 key (IPv6SubnetLen) */
 	__u8 hop_limit;       /* outer IPv6 hop limit */
 	__u8 pad6[2];
+	__u32 overlay_ifindex;/* the overlay device: IPv6 GSO packets are sent there to be segmented */
 };
 
 /* Counter ids: index into tartan_counters (per-CPU __u64). Names in abi.ts (COUNTER_NAMES). */
@@ -223,7 +224,7 @@ enum tartan_counter {
 	CNT_ENCAP6_PASS_TOO_BIG,   /* the stack answers ICMPv6 packet-too-big (overlay device MTU) */
 	CNT_ENCAP6_DROP_ADJUST,
 	CNT_ENCAP6_DROP_FIB,
-	CNT_ENCAP6_PASS_GSO,       /* GSO: the overlay device segments it, its peer's program encapsulates each segment */
+	CNT_ENCAP6_GSO,            /* GSO: redirected to the overlay device, which segments it; its peer's program encapsulates each segment */
 	CNT_ENCAP6_PASS_L4,        /* not TCP/UDP/ICMPv6 right after the IPv6 header: no outer UDP checksum from here */
 	/* IPv6 host traffic at the overlay device (egress, and its peer's ingress for segments): as CNT_ENCAP6_* */
 	CNT_HOST6_ENCAP_OK,
@@ -237,7 +238,7 @@ enum tartan_counter {
 	CNT_HOST6_PASS_TOO_BIG,
 	CNT_HOST6_DROP_ADJUST,
 	CNT_HOST6_DROP_FIB,
-	CNT_HOST6_PASS_GSO,
+	CNT_HOST6_GSO,             /* GSO at the overlay device: passed, to be segmented */
 	CNT_HOST6_PASS_L4,
 	/* decapsulation of VXLAN over IPv6 (TC and XDP): the reasons of CNT_DECAP_*, in the same
 	 * order (NOT_READY and NOT_IPV4 count in the IPv4 block: they are decided before the

@@ -126,7 +126,7 @@ export const COUNTER_NAMES = [
   "encap6_pass_too_big",
   "encap6_drop_adjust",
   "encap6_drop_fib",
-  "encap6_pass_gso",
+  "encap6_gso",
   "encap6_pass_l4",
   "host6_encap_ok",
   "host6_encap_ok_neigh",
@@ -139,7 +139,7 @@ export const COUNTER_NAMES = [
   "host6_pass_too_big",
   "host6_drop_adjust",
   "host6_drop_fib",
-  "host6_pass_gso",
+  "host6_gso",
   "host6_pass_l4",
   "decap6_redirect_peer",
   "decap6_stack",
@@ -178,7 +178,7 @@ export const LAYOUTS = {
   member6_key: { size: 16, fields: { node_ip6: [0, 16] } },
   nexthop6_key: { size: 16, fields: { node_ip6: [0, 16] } },
   config: {
-    size: 76,
+    size: 80,
     fields: {
       flags: [0, 4],
       local_ip_be: [4, 4],
@@ -197,6 +197,7 @@ export const LAYOUTS = {
       subnet6_len: [72, 1],
       hop_limit: [73, 1],
       pad6: [74, 2],
+      overlay_ifindex: [76, 4],
     },
   },
 } as const satisfies Record<string, Layout>;
@@ -290,6 +291,8 @@ export interface Config6 {
   readonly subnet6Len: number;
   /** Outer IPv6 hop limit. */
   readonly hopLimit: number;
+  /** The overlay device: IPv6 GSO packets go there to be segmented. */
+  readonly overlayIfindex: number;
 }
 export interface Config {
   readonly flags: number;
@@ -453,6 +456,7 @@ export const configCodec: Codec<Config> = {
       putIp6(v, o + off("config", "subnet6_mask"), maskOf6(c6.subnet6Len));
       v.setUint8(o + off("config", "subnet6_len"), c6.subnet6Len);
       v.setUint8(o + off("config", "hop_limit"), c6.hopLimit);
+      v.setUint32(o + off("config", "overlay_ifindex"), c6.overlayIfindex, true);
     }
   },
   decode: (v, o) => ({
@@ -472,6 +476,7 @@ export const configCodec: Codec<Config> = {
             localIp6: getIp6(v, o + off("config", "local_ip6")),
             subnet6Len: v.getUint8(o + off("config", "subnet6_len")),
             hopLimit: v.getUint8(o + off("config", "hop_limit")),
+            overlayIfindex: v.getUint32(o + off("config", "overlay_ifindex"), true),
           }
         : null,
   }),

@@ -3,8 +3,9 @@
  * and as text for a person: one line per check, then for every check that is not ok
  * why it matters and how to fix it, then what --fix changed. Pure.
  */
-import type { ProbeResult } from "./facts.ts";
+
 import type { Check, CheckStatus } from "./checks.ts";
+import type { ProbeResult } from "./facts.ts";
 
 export interface FixResult {
   readonly id: string;

@@ -18,7 +18,11 @@ export interface DatapathSettings {
   readonly vtepMac: string;
   readonly subnetLen: number;
   /** Dual stack: the underlay's own IPv6 address (outer source, decap destination) and IPv6SubnetLen. */
-  readonly v6?: { readonly localIp6: Ip6; readonly subnet6Len: number } | null;
+  readonly v6?: {
+    readonly localIp6: Ip6;
+    readonly subnet6Len: number;
+    readonly overlayIfindex: number;
+  } | null;
 }
 
 /** A sysctl's number, or `fallback` when it cannot be read. */

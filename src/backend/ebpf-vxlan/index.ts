@@ -163,9 +163,9 @@ class EbpfVxlanBackend implements Backend {
     const { vni } = this.#scope;
     const port = config.backend.port;
     const d = await this.#load();
+    await this.#overlay.ensure();
     const v6 = this.#v6Settings();
     writeConfig(d.config, { ext, ...this.#scope, port, mtu: this.#mtu, vtepMac: this.#vtepMac, v6 });
-    await this.#overlay.ensure();
     tcAttach(this.#overlay.ifindex, this.#overlay.name, "egress", d.progFd("encapHost"));
     if (v6 !== null) {
       // IPv6 GSO packets reach the peer as segments: its ingress encapsulates them
@@ -199,7 +199,7 @@ class EbpfVxlanBackend implements Backend {
     const local6 = ext.ifaceIpv6 ?? null;
     if (local6 === null)
       throw new Error(`ebpf-vxlan: dual stack needs an IPv6 address on ${ext.name}; it has none`);
-    return { localIp6: local6, subnet6Len: this.#scope6.subnet6Len };
+    return { localIp6: local6, subnet6Len: this.#scope6.subnet6Len, overlayIfindex: this.#overlay.ifindex };
   }
 
   async setLocal(lease: Lease): Promise<void> {

@@ -1,0 +1,172 @@
+/**
+ * Dual stack on ebpf-vxlan, end to end: two ebpf-vxlan nodes and one kernel-vxlan node
+ * (flannel.1 + flannel-v6.1, as flanneld programs them), all dual stack on an IPv6 ULA
+ * underlay, CNI pods with both families. Pods reach each other over IPv4 and IPv6 in
+ * every pair and both directions (so VXLAN over IPv6 from the eBPF programs is what the
+ * kernel's flannel-v6 device accepts, and the other way round), TCP crosses over IPv6
+ * (GSO packets take the overlay device's segmentation), the node reaches remote pods and
+ * gets ICMPv6 packet-too-big above the MTU, the IPv6 counters move, and agents
+ * SIGKILLed and restarted under a continuous IPv6 ping lose nothing.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { formatCidr6 } from "../../src/config/cidr6.ts";
+import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { Cluster, type ClusterNode } from "../helpers/cluster.ts";
+import { until } from "../helpers/netns.ts";
+import { ping } from "../helpers/pods.ts";
+import { isRoot, status, waitReady } from "../helpers/tartan.ts";
+import { tcpBulk } from "../helpers/traffic.ts";
+
+const MTU = 1430; // dual stack: underlay 1500 − 70 (IPv6 VXLAN), both backends
+
+async function macOf(cl: Cluster, ns: string, dev: string): Promise<string> {
+  const j = JSON.parse(await cl.lab.must(ns, ["ip", "-json", "link", "show", "dev", dev])) as {
+    address: string;
+  }[];
+  return j[0]!.address;
+}
+
+for (const registry of ["sqlite", "etcd"] as const)
+  describe.skipIf(!isRoot())(
+    `dual stack on ebpf-vxlan: 2 ebpf-vxlan nodes + 1 vxlan node, ${registry}`,
+    () => {
+      let cl: Cluster;
+      beforeAll(async () => {
+        cl = await Cluster.create({
+          backends: ["ebpf-vxlan", "ebpf-vxlan", "vxlan"],
+          registry,
+          ipv6: true,
+          pods: "cni",
+          tag: "d6",
+        });
+      }, 120_000);
+      afterAll(async () => {
+        await cl?.close();
+      });
+      const n = (i: number) => cl.nodes[i]!;
+      const pod = (i: number) => n(i).pods[0]!;
+      const counters = async (i: number) => (await status(cl.lab, n(i).ns)).counters;
+      const reach = async (fromNs: string, to: string) => {
+        await until(
+          async () => (await ping(cl.lab, fromNs, to, { count: 1 })).received === 1,
+          `${fromNs} → ${to}`,
+          15_000,
+        );
+        return (await ping(cl.lab, fromNs, to)).received;
+      };
+
+      test("the lease announces BackendV6Data with the overlay device's MAC; subnet.env has one MTU for both families", async () => {
+        for (const i of [0, 1]) {
+          const s = await status(cl.lab, n(i).ns);
+          const mac = await macOf(cl, n(i).ns, "tartan.1");
+          expect(s.lease?.publicIpv6).toBe(n(i).ip6!);
+          expect(s.lease?.subnet6).toMatch(/^fd00:19:0:[0-9a-f]{1,2}::\/64$/);
+          const env = parseSubnetEnv(readFileSync(n(i).subnetFile, "utf8"));
+          expect(env.mtu).toBe(MTU);
+          expect(formatCidr6(env.subnet6!)).toBe(s.lease!.subnet6!);
+          // the kernel vxlan node programmed this node's IPv6 side from the lease, as flanneld does
+          const neigh = await cl.lab.must(n(2).ns, ["ip", "-6", "neigh", "show", "dev", "flannel-v6.1"]);
+          expect(neigh).toContain(`lladdr ${mac} PERMANENT`);
+          expect(await cl.lab.must(n(2).ns, ["bridge", "fdb", "show", "dev", "flannel-v6.1"])).toContain(
+            `${mac} dst ${n(i).ip6} self permanent`,
+          );
+        }
+      });
+
+      test("pods reach each other over IPv4 and IPv6 in every pair, both ways (eBPF ↔ eBPF, eBPF ↔ kernel vxlan)", async () => {
+        for (const [a, b] of [
+          [0, 1],
+          [1, 0],
+          [0, 2],
+          [2, 0],
+          [1, 2],
+          [2, 1],
+        ] as const) {
+          expect(await reach(pod(a).ns, pod(b).ip)).toBe(3);
+          expect(await reach(pod(a).ns, pod(b).ip6!)).toBe(3);
+        }
+        // the IPv6 packets took the eBPF programs: encapsulated in BPF, decapsulated in BPF
+        for (const i of [0, 1]) {
+          const c = await counters(i);
+          expect(c.encap6_ok! + c.encap6_ok_neigh!).toBeGreaterThan(0);
+          expect(c.decap6_stack! + c.decap6_redirect_peer!).toBeGreaterThan(0);
+          expect(c.decap6_drop_non_member).toBe(0);
+          expect(c.subnets6).toBe(2);
+          expect(c.members6).toBe(2);
+        }
+      }, 90_000);
+
+      test("TCP across nodes over IPv6 (GSO segmented by the overlay device) and over IPv4", async () => {
+        const bytes = 20_000_000;
+        const before = (await counters(0)).host6_encap_ok!;
+        for (const [a, b] of [
+          [0, 1],
+          [1, 0],
+          [0, 2],
+          [2, 0],
+        ] as const)
+          expect(await tcpBulk(cl.lab, pod(a).ns, pod(b).ns, pod(b).ip6!, bytes)).toBe(bytes);
+        expect(await tcpBulk(cl.lab, pod(0).ns, pod(2).ns, pod(2).ip, bytes)).toBe(bytes);
+        // bulk IPv6 TCP arrives as GSO packets: their segments are encapsulated at the overlay device's peer
+        expect((await counters(0)).host6_encap_ok! - before).toBeGreaterThan(1000);
+      }, 120_000);
+
+      test("node → remote pod over IPv6; MTU-sized IPv6 packets cross, bigger ones get ICMPv6 packet-too-big", async () => {
+        for (const b of [1, 2]) expect(await reach(n(0).ns, pod(b).ip6!)).toBe(3);
+        // ICMPv6 echo: 40 bytes of IPv6 header and 8 of ICMPv6 header
+        for (const b of [1, 2])
+          expect((await ping(cl.lab, pod(0).ns, pod(b).ip6!, { size: MTU - 48 })).received).toBe(3);
+        // a pod with a larger MTU than the overlay's: the program leaves the packet to the
+        // stack, whose route via the overlay device answers packet-too-big with its MTU
+        const before = (await counters(0)).encap6_pass_too_big!;
+        await cl.lab.must(pod(0).ns, ["ip", "link", "set", "dev", "eth0", "mtu", "1500"]);
+        try {
+          const over = await ping(cl.lab, pod(0).ns, pod(1).ip6!, { size: 1500 - 48, count: 2 });
+          expect(over.received).toBe(0);
+          expect(over.out).toMatch(new RegExp(`mtu ?= ?${MTU}|[Pp]acket too big`));
+          expect((await counters(0)).encap6_pass_too_big! - before).toBeGreaterThan(0);
+          const route = await cl.lab.must(pod(0).ns, ["ip", "-6", "route", "get", pod(1).ip6!]);
+          expect(route).toContain(`mtu ${MTU}`);
+        } finally {
+          await cl.lab.must(pod(0).ns, ["ip", "link", "set", "dev", "eth0", "mtu", String(MTU)]);
+        }
+      }, 60_000);
+
+      test("ebpf-vxlan agents SIGKILLed and restarted under a continuous IPv6 ping lose nothing", async () => {
+        const count = 1000; // 10 s: both restarts fall inside it
+        const pingers = [1, 2].map((b) =>
+          cl.lab.spawn(pod(0).ns, `ping6-${b}`, [
+            "ping",
+            "-n",
+            "-c",
+            String(count),
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            pod(b).ip6!,
+          ]),
+        );
+        for (const p of pingers)
+          await until(
+            async () => (await cl.lab.log(p)).includes("icmp_seq=20 ") || undefined,
+            "ping running",
+          );
+        for (const i of [0, 1]) {
+          const node: ClusterNode = n(i);
+          await cl.lab.stop(node.agent!, "SIGKILL");
+          node.agent = cl.startAgent(node, `agent-${i}-restarted`);
+          await waitReady(cl.lab, node.ns, node.agent, 8471, 30_000);
+        }
+        for (const p of pingers) {
+          await p.proc.exited;
+          const m = /(\d+) packets transmitted, (\d+) received/.exec(await cl.lab.log(p));
+          expect(m).not.toBeNull();
+          expect([Number(m![1]), Number(m![2])]).toEqual([count, count]);
+        }
+        for (const i of [0, 1])
+          expect(await cl.lab.log(n(i).agent!)).toContain("adopted the pinned datapath");
+      }, 90_000);
+    },
+  );
