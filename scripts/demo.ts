@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { attachments } from "../test/helpers/bpf-attachments.ts";
 import { Lab } from "../test/helpers/netns.ts";
 import { addPodViaCni, ping } from "../test/helpers/pods.ts";
 import { TARTAN, startAgent, waitReady } from "../test/helpers/tartan.ts";
@@ -87,8 +88,9 @@ try {
         if (r.received === 0) failed = true;
       }
     if (backend === "ebpf-vxlan") {
-      step("eBPF programs attached on node1 (bpftool net)");
-      show(await lab.must(nodes[0]!.node.ns, ["bpftool", "net", "show"]));
+      // tcx attachments: bpftool before 7.3 (Debian 12 ships 7.1) does not list them
+      step("eBPF programs attached on node1 (device, hook, program)");
+      show((await attachments(lab, nodes[0]!.node.ns)).join("\n"));
     }
   }
 

@@ -42,6 +42,8 @@ export class LeaseKeeper {
   #lease: Lease | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #reacquiring = false;
+  /** While a lost lease is re-acquired: its subnet key (see `key`). */
+  #reacquiringKey: string | null = null;
   readonly #sleep = new StoppableSleep();
   readonly #o: LeaseKeeperOptions;
   readonly #owned: Set<string>;
@@ -56,6 +58,15 @@ export class LeaseKeeper {
 
   get lease(): Lease | null {
     return this.#lease;
+  }
+
+  /**
+   * Our subnet key: the lease held, or while a lost one is re-acquired the one we are
+   * trying to get back — not null in between, or the source's put of our own lease could
+   * be programmed as a remote one (and then removed, with our local entry, once we hold it).
+   */
+  get key(): string | null {
+    return this.#lease?.key ?? this.#reacquiringKey;
   }
 
   get renewAt(): number | null {
@@ -170,6 +181,7 @@ export class LeaseKeeper {
     if (this.#reacquiring || this.#sleep.stopped) return;
     this.#reacquiring = true;
     const old = this.#lease;
+    this.#reacquiringKey = old?.key ?? null;
     this.#lease = null;
     if (this.#timer) clearTimeout(this.#timer);
     try {
@@ -190,6 +202,7 @@ export class LeaseKeeper {
       });
     } finally {
       this.#reacquiring = false;
+      this.#reacquiringKey = null;
     }
   }
 

@@ -3,12 +3,15 @@
  * each record once, and keeps the backend programmed with the diff between what the
  * source says and what is programmed. Bad records are skipped, counted and logged once;
  * a failed apply is retried; our own lease deleted (or taken by another PublicIP) is
- * reported so the keeper acquires again.
+ * reported so the keeper acquires again. A remote lease that vanishes stays programmed
+ * for a short grace (removal-grace.ts), so a node re-acquiring its deleted lease never
+ * loses its peers' routes.
  */
 import type { Backend } from "../backend/backend.ts";
 import type { NetworkConfig } from "../config/network.ts";
 import { type DecodeResult, decodeLeaseRecord, type Lease } from "../lease/lease.ts";
-import { diffLeases, isEmptyDiff } from "../lease/reconcile.ts";
+import { diffLeases, diffSubnets, isEmptyDiff, type LeaseDiff } from "../lease/reconcile.ts";
+import { REMOVAL_GRACE_MS, RemovalGrace } from "../lease/removal-grace.ts";
 import type { LeaseEvent, LeaseRecord, LeaseSource, WatchHandle } from "../lease/source.ts";
 import { errorText, type Logger } from "../log.ts";
 import type { AgentMetrics } from "../status/status.ts";
@@ -17,6 +20,8 @@ import { StoppableSleep } from "./stoppable-sleep.ts";
 
 /** Changes in one apply from which a full GC follows it (see reconcile). */
 const LARGE_BATCH = 1000;
+/** Changes listed by subnet in the "programmed leases" line up to this many. */
+const LOGGED_SUBNETS = 8;
 
 let collecting: ReturnType<typeof setTimeout> | null = null;
 function collectSoon(): void {
@@ -37,10 +42,17 @@ export interface LeaseSyncOptions {
   readonly health: SourceHealth;
   /** Our lease, or null while we hold none. */
   readonly ownLease: () => Lease | null;
+  /**
+   * Our subnet key, also while a lost lease is re-acquired (default: ownLease's): the
+   * source's put of our own lease is then never programmed as a remote one.
+   */
+  readonly ownKey?: () => string | null;
   /** Our lease vanished from the source or now carries another PublicIP. */
   readonly onOwnLeaseGone: () => void;
   /** Wait before retrying a failed apply (default 1 s). */
   readonly retryMs?: number;
+  /** How long a vanished remote lease stays programmed (default REMOVAL_GRACE_MS). */
+  readonly removalGraceMs?: number;
 }
 
 export class LeaseSync {
@@ -53,6 +65,8 @@ export class LeaseSync {
   #running: Promise<void> = Promise.resolve();
   #dirty = false;
   #retry: ReturnType<typeof setTimeout> | null = null;
+  readonly #grace: RemovalGrace;
+  #graceTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #sleep = new StoppableSleep();
   /**
    * Nothing is applied before the first full list: an apply of an empty "desired" set
@@ -70,6 +84,7 @@ export class LeaseSync {
 
   constructor(o: LeaseSyncOptions) {
     this.#o = o;
+    this.#grace = new RemovalGrace(o.removalGraceMs ?? REMOVAL_GRACE_MS);
   }
 
   /**
@@ -177,7 +192,7 @@ export class LeaseSync {
   async #reconcileOnce(): Promise<void> {
     if (!this.#dirty || this.#sleep.stopped || !this.#loaded) return;
     this.#dirty = false;
-    const diff = diffLeases(this.leases, this.programmed, this.#o.ownLease()?.key ?? null);
+    const diff = this.#deferRemovals();
     if (isEmptyDiff(diff) && !this.#fullApplyDue) {
       this.#synced();
       return;
@@ -190,12 +205,15 @@ export class LeaseSync {
       for (const l of [...diff.add, ...diff.update]) this.programmed.set(l.key, l);
       this.#o.metrics.lastApplyMs = performance.now() - t0;
       this.#synced();
+      const subnets = diffSubnets(diff, LOGGED_SUBNETS);
       this.#o.log.info("programmed leases", {
         added: diff.add.length,
         updated: diff.update.length,
         removed: diff.remove.length,
         total: this.programmed.size,
         ms: Math.round(this.#o.metrics.lastApplyMs * 10) / 10,
+        // which subnets, when few: an outage of one lease can be timed from its peers' logs
+        ...(subnets === null ? {} : { subnets }),
       });
       // A large batch (a first sync, a resync) leaves megabytes of garbage behind:
       // records, parsed JSON, diff arrays. Collect it now, once, rather than let the
@@ -214,6 +232,28 @@ export class LeaseSync {
     }
   }
 
+  /** The diff to apply now: removals of vanished remote leases wait out their grace (a timer comes back for them). */
+  #deferRemovals(): LeaseDiff {
+    const own = this.#o.ownKey?.() ?? this.#o.ownLease()?.key ?? null;
+    const d = this.#grace.defer(diffLeases(this.leases, this.programmed, own), own, Date.now());
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    if (d.nextAt !== null && !this.#sleep.stopped) {
+      this.#graceTimer = setTimeout(() => void this.reconcile(), Math.max(0, d.nextAt - Date.now()));
+      this.#graceTimer.unref?.();
+    }
+    if (d.newlyHeld.length > 0)
+      this.#o.log.info(
+        "remote leases gone from the registry stay programmed for a grace, in case their node re-acquires them",
+        {
+          held: d.newlyHeld.slice(0, LOGGED_SUBNETS).join(" "),
+          count: this.#grace.held.size,
+          graceMs: this.#grace.graceMs,
+        },
+      );
+    return d.diff;
+  }
+
   #synced(): void {
     this.synced = true;
     this.#firstSynced();
@@ -230,6 +270,7 @@ export class LeaseSync {
     this.#sleep.stop();
     this.#watch?.stop();
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
     this.#firstSynced();
   }
 }

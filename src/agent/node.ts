@@ -141,6 +141,7 @@ export class Agent {
       metrics: this.metrics,
       health: this.health,
       ownLease: () => keeper.lease,
+      ownKey: () => keeper.key,
       onOwnLeaseGone: () => {
         log.warn("our lease was removed from the registry; re-acquiring", { subnet: keeper.lease?.key });
         void keeper.lost();

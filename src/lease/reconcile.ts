@@ -39,3 +39,17 @@ export function diffLeases(
   for (const [key, lease] of programmed) if (key === ownKey || !desired.has(key)) remove.push(lease);
   return { add, update, remove };
 }
+
+/**
+ * The subnets a diff changes as "+added ~updated -removed" keys, or null when it
+ * changes none or more than `max` (a peer's log then times an outage of one lease).
+ */
+export function diffSubnets(d: LeaseDiff, max: number): string | null {
+  const n = d.add.length + d.update.length + d.remove.length;
+  if (n === 0 || n > max) return null;
+  return [
+    ...d.add.map((l) => `+${l.key}`),
+    ...d.update.map((l) => `~${l.key}`),
+    ...d.remove.map((l) => `-${l.key}`),
+  ].join(" ");
+}

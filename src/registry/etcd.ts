@@ -11,12 +11,14 @@
  * created"; renew = grant a fresh lease, then "put only if the key exists" (flannel
  * renews by re-granting, never by keep-alive). Expiries come from the leases' TTLs,
  * cached per lease id (etcd-expiry.ts). The watch is resumable and survives outages and
- * compaction (etcd-watch.ts). Nothing is contacted until the first call, so an agent can
- * start while etcd is down.
+ * compaction (etcd-watch.ts). Each call requires a member with a leader, and a member
+ * that fails is skipped for a second only (etcd-calls.ts). Nothing is contacted until
+ * the first call, so an agent can start while etcd is down.
  */
 import { setLogger as setGrpcLogger } from "@grpc/grpc-js";
 import { Etcd3, type IKeyValue, type IRequestOp, type IResponseHeader } from "etcd3";
 import type { Logger } from "../log.ts";
+import { attemptMs, memberBreaker, requireLeader } from "./etcd-calls.ts";
 import { LeaseExpiryCache, NO_LEASE } from "./etcd-expiry.ts";
 import { type EtcdSecurityOptions, etcdSecurity, ignoreIpServerNames, redactEndpoint } from "./etcd-tls.ts";
 import { startEtcdWatch } from "./etcd-watch.ts";
@@ -81,6 +83,8 @@ class EtcdRegistry implements Registry {
   readonly #subnetsPrefix: string;
   readonly #pageSize: number;
   readonly #expiry: LeaseExpiryCache;
+  /** Leases granted for a put not yet done: id → TTL (ms), for the put's deadline (attemptMs). */
+  readonly #writing = new Map<string, number>();
   readonly #watches = new Set<WatchHandle>();
   #closed = false;
 
@@ -101,7 +105,14 @@ class EtcdRegistry implements Registry {
     this.#client = new Etcd3({
       hosts: opts.endpoints,
       ...security,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      // etcd3 asks for these per attempt: a retry gets a fresh deadline
+      defaultCallOptions: (ctx) => ({
+        interceptors: [requireLeader],
+        ...(ctx.isStream
+          ? {}
+          : { deadline: Date.now() + attemptMs(ctx, timeout, (id) => this.#writing.get(id)) }),
+      }),
+      faultHandling: { host: () => memberBreaker() },
       grpcOptions: {
         // notice a dead peer on an idle watch stream (etcd permits pings every 5 s)
         "grpc.keepalive_time_ms": 10_000,
@@ -155,6 +166,7 @@ class EtcdRegistry implements Registry {
     // etcd counts from when it granted, which is after t0: this expiry is never late
     const expiresAt = t0 + Number(g.TTL) * 1000;
     this.#expiry.remember(g.ID, expiresAt);
+    this.#writing.set(String(g.ID), ttlMs);
     return { id: g.ID, expiresAt };
   }
 
@@ -222,6 +234,8 @@ class EtcdRegistry implements Registry {
         // whether or not the put happened, revoking the lease leaves no key behind
         await this.#revokeQuietly(lease.id);
         throw err;
+      } finally {
+        this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
         const existing = r.responses[0]?.response_range?.kvs[0];
@@ -255,6 +269,8 @@ class EtcdRegistry implements Registry {
       } catch (err) {
         await this.#revokeQuietly(lease.id);
         throw err;
+      } finally {
+        this.#writing.delete(String(lease.id));
       }
       if (!r.succeeded) {
         await this.#revokeQuietly(lease.id);

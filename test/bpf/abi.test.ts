@@ -3,13 +3,15 @@
  * what tartan.h compiled to, read from the BTF of build/tartan.bpf.o with bpftool.
  * Constants and counter ids equal tartan.h's, and the libbpf and kernel structs and
  * flags the FFI writes by hand (src/bpf/structs.ts) and the errno table equal the
- * installed headers', asked of the compiler through a probe (probe.ts). A field or
+ * installed headers', asked of the compiler through a probe (probe.ts); the tcx attach
+ * types, newer than those headers, equal the running kernel's (its BTF). A field or
  * value added or changed on one side only fails here.
  */
 import { beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { CONSTANTS, COUNTER_NAMES, LAYOUTS, MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
 import { ENOTSUPP, ERRNO } from "../../src/bpf/errors.ts";
-import { LIBBPF_CONSTANTS, LIBBPF_STRUCTS } from "../../src/bpf/structs.ts";
+import { LIBBPF_CONSTANTS, LIBBPF_STRUCTS, TCX_CONSTANTS } from "../../src/bpf/structs.ts";
 import { ensureObject } from "./harness.ts";
 import { type ProbeResult, runProbe } from "./probe.ts";
 
@@ -143,6 +145,28 @@ describe("the structs and flags the FFI writes by hand == libbpf's and the kerne
   test("flag and enum values", () => {
     const got = Object.fromEntries(Object.keys(LIBBPF_CONSTANTS).map((k) => [k, probe.values[k]]));
     expect(got).toEqual(LIBBPF_CONSTANTS);
+  });
+
+  test("tcx attach types (Linux 6.6, newer than the headers) == the running kernel's enum bpf_attach_type", async () => {
+    const vmlinux = "/sys/kernel/btf/vmlinux";
+    if (!existsSync(vmlinux)) {
+      console.log(`skipped: ${vmlinux} is missing (a kernel without BTF); tcx attach types not checked`);
+      return;
+    }
+    const p = Bun.spawn(["bpftool", "btf", "dump", "file", vmlinux], { stdout: "pipe" });
+    const text = await new Response(p.stdout).text();
+    expect(await p.exited).toBe(0);
+    // [id] ENUM 'bpf_attach_type' … then one "\t'NAME' val=N" line per value
+    const block = /ENUM 'bpf_attach_type'[^\n]*\n((?:\t[^\n]*\n)+)/.exec(text)?.[1] ?? "";
+    const values = Object.fromEntries(
+      [...block.matchAll(/'(\w+)' val=(\d+)/g)].map((m) => [m[1], Number(m[2])]),
+    );
+    const { BPF_F_BEFORE: _flag, ...types } = TCX_CONSTANTS; // a flag, not in BTF: loader.test.ts checks what it does
+    if (values.BPF_TCX_INGRESS === undefined) {
+      console.log("skipped: this kernel has no tcx (before 6.6); the agent uses clsact here");
+      return;
+    }
+    expect(Object.fromEntries(Object.keys(types).map((k) => [k, values[k]]))).toEqual(types);
   });
 
   test("errno numbers and libbpf's error codes", () => {

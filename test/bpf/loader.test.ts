@@ -15,6 +15,9 @@ import {
   tcAttach,
   tcDetach,
   tcQuery,
+  tcxAttach,
+  tcxDetach,
+  tcxQuery,
   xdpAttach,
   xdpDetach,
   xdpQuery,
@@ -311,6 +314,40 @@ describe("attach", () => {
     expect(tcDetach(ifx, "ul0", "ingress")).toBe(true);
     expect(tcQuery(ifx, "ul0", "ingress")).toBeNull();
     expect(tcDetach(ifx, "ul0", "ingress")).toBe(false);
+  });
+
+  test("tcx: attach without a qdisc, query, replace atomically, detach", async () => {
+    const ifx = h.underlayIfindex;
+    const decap = objectId(h.prog.decapTc);
+    const fwd = objectId(h.prog.encapFwd);
+    const qdiscs = () =>
+      Bun.spawnSync(["tc", "qdisc", "show", "dev", "ul1"], { stdout: "pipe" }).stdout.toString();
+    const before = qdiscs();
+    const ul1 = (
+      JSON.parse(
+        Bun.spawnSync(["ip", "-j", "link", "show", "ul1"], { stdout: "pipe" }).stdout.toString(),
+      ) as { ifindex: number }[]
+    )[0]!.ifindex;
+    expect(tcxQuery(ifx, "ul0", "ingress")).toEqual([]);
+    tcxAttach(ifx, "ul0", "ingress", h.prog.decapTc);
+    expect(tcxQuery(ifx, "ul0", "ingress")).toEqual([decap]);
+    tcxAttach(ifx, "ul0", "ingress", h.prog.decapTc); // the same program again: already there
+    expect(tcxQuery(ifx, "ul0", "ingress")).toEqual([decap]);
+    tcxAttach(ifx, "ul0", "ingress", h.prog.encapFwd, decap);
+    expect(tcxQuery(ifx, "ul0", "ingress")).toEqual([fwd]);
+    // without a program to replace, a new one goes first in run order (BPF_F_BEFORE)
+    tcxAttach(ifx, "ul0", "ingress", h.prog.decapTc);
+    expect(tcxQuery(ifx, "ul0", "ingress")).toEqual([decap, fwd]);
+    expect(tcxDetach(ifx, "ul0", "ingress", decap)).toBe(true);
+    expect(tcxQuery(ifx, "ul0", "egress")).toEqual([]);
+    tcxAttach(ul1, "ul1", "egress", h.prog.encapHost);
+    // no qdisc was created on a device that had none (creating clsact stalls the device)
+    expect(qdiscs()).toBe(before);
+    expect(qdiscs()).not.toContain("clsact");
+    expect(tcxDetach(ul1, "ul1", "egress", objectId(h.prog.encapHost))).toBe(true);
+    expect(tcxDetach(ifx, "ul0", "ingress", fwd)).toBe(true);
+    expect(tcxQuery(ifx, "ul0", "ingress")).toEqual([]);
+    expect(tcxDetach(ifx, "ul0", "ingress", fwd)).toBe(false);
   });
 
   test("xdp: native on a veth, query, detach", () => {

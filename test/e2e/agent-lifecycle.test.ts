@@ -11,6 +11,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatCidr } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { attachments } from "../helpers/bpf-attachments.ts";
 import { Cluster, type ClusterNode } from "../helpers/cluster.ts";
 import { type Lab, type LabProcess, until } from "../helpers/netns.ts";
 import { NotifyListener } from "../helpers/notify-socket.ts";
@@ -209,9 +210,8 @@ describe.skipIf(!isRoot())("agent start and stop", () => {
     expect(log).toContain("datapath attached");
     expect(log).toContain(`carries our public IP ${cl.nodes[1]!.ip}`);
     expect(await cl.lab.must(node.ns, ["ip", "-o", "link", "show"])).toBe(linksBefore);
-    for (const dir of ["ingress", "egress"])
-      expect(await cl.lab.must(node.ns, ["tc", "filter", "show", "dev", "eth0", dir])).toBe("");
-    expect(await cl.lab.must(node.ns, ["ip", "-d", "link", "show", "eth0"])).not.toContain("xdp");
+    // no program on any hook (tcx, clsact, XDP) of any link
+    expect(await attachments(cl.lab, node.ns)).toEqual([]);
     expect(existsSync(bpffs)).toBe(false);
   }, 60_000);
 

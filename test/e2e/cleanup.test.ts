@@ -1,12 +1,13 @@
 /**
  * `tartan cleanup` on a node that ran every backend (vxlan with --ip-masq, host-gw,
  * ebpf-vxlan) and had pods through the CNI plugin: afterwards `ip link`, `ip route`,
- * `nft list ruleset`, bpffs and the CNI directories are as they were before Tartan. A
- * second run finds nothing.
+ * `nft list ruleset`, the BPF programs on every link (tcx, clsact, XDP), bpffs and the
+ * CNI directories are as they were before Tartan. A second run finds nothing.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { attachments } from "../helpers/bpf-attachments.ts";
 import { Lab } from "../helpers/netns.ts";
 import { addPodViaCni, removePodViaCni } from "../helpers/pods.ts";
 import { isRoot, requireBinary, startAgent, tartan, waitReady } from "../helpers/tartan.ts";
@@ -45,6 +46,8 @@ describe.skipIf(!isRoot())("tartan cleanup", () => {
         .sort(),
       routes: (await lab.must(node.ns, ["ip", "route", "show"])).trim().split("\n").sort(),
       nft: (await lab.must(node.ns, ["nft", "list", "ruleset"])).trim(),
+      // through libbpf: bpftool 7.1 and tc do not list tcx programs
+      programs: await attachments(lab, node.ns),
       bpffs: existsSync(bpffs),
       cni: [cni.data, cni.ipam, cni.conf, cni.bin].filter(existsSync),
     });
@@ -100,8 +103,9 @@ describe.skipIf(!isRoot())("tartan cleanup", () => {
       await removePodViaCni(lab, { ns: node.ns, index: 1 }, subnetFile, pod, { binary: requireBinary() });
       for (const a of agents) await lab.stop(a);
     }
-    // the ip-masq table and pod bridge are really there before cleanup
+    // the ip-masq table, the programs and the pod bridge are really there before cleanup
     expect(await lab.must(node.ns, ["nft", "list", "ruleset"])).toContain("table ip tartan");
+    expect(await attachments(lab, node.ns)).toContain("eth0 tcx/ingress tartan_decap_tc");
     expect((await lab.exec(node.ns, ["ip", "link", "show", "cni0"])).code).toBe(0);
 
     const args = [

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { containsIp, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { attachments } from "../helpers/bpf-attachments.ts";
 import { type ExecResult, Lab, type LabProcess, until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
 import { isRoot, requireBinary, startAgent, status, TARTAN, waitReady } from "../helpers/tartan.ts";
@@ -494,12 +495,9 @@ for (const backend of DATAPATH_BACKENDS) {
           const veth = (add.json.interfaces as { name: string; sandbox?: string }[]).find(
             (x) => !x.sandbox && x.name !== "cni0",
           )!.name;
-          const net = await lab.must(n.node.ns, ["bpftool", "-j", "net", "show", "dev", veth]);
-          const [tc] = (JSON.parse(net) as { tc: { kind: string; id: number }[] }[])[0]!.tc;
-          const prog = await lab.must(n.node.ns, ["bpftool", "-j", "prog", "show", "id", String(tc!.id)]);
-          expect([tc!.kind, (JSON.parse(prog) as { name: string }).name]).toEqual([
-            "clsact/ingress",
-            "tartan_encap_pod",
+          // through tcx: no clsact qdisc on the veth (creating one stalls the device)
+          expect((await attachments(lab, n.node.ns)).filter((a) => a.startsWith(`${veth} `))).toEqual([
+            `${veth} tcx/ingress tartan_encap_pod`,
           ]);
         }
       }

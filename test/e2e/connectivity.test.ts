@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { REMOVAL_GRACE_MS } from "../../src/lease/removal-grace.ts";
 import { Cluster, EXTERNAL_IP } from "../helpers/cluster.ts";
 import { until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
@@ -74,7 +75,9 @@ export function connectivityMatrix(c: MatrixCase): void {
       );
       const u = await udpStream(cl.lab, n(1).pods[0]!.ns, n(2).pods[1]!.ns, n(2).pods[1]!.ip);
       expect(u.packets).toBeGreaterThan(0);
-      expect(u.lost).toBeLessThan(u.packets / 10);
+      // what the receiving socket dropped itself (buffer full: iperf3 starved on a loaded
+      // machine, seen as SKB_DROP_REASON_SOCKET_RCVBUFF in traces) is not the network's loss
+      expect(u.lost - u.overflowed).toBeLessThan(u.packets / 10);
     }, 60_000);
 
     test("node → remote pod and remote pod → node", async () => {
@@ -127,8 +130,13 @@ export function connectivityMatrix(c: MatrixCase): void {
             async () => (await status(cl.lab, other.ns)).leases.length === cl.nodes.length - 1,
             `${other.ns} to drop ${key}`,
           );
-          const routes = await cl.lab.must(other.ns, ["ip", "route", "show"]);
-          expect(routes).not.toContain(key.replace("-", "/"));
+          // the datapath lets it go when the removal grace ends (REMOVAL_GRACE_MS)
+          await until(
+            async () =>
+              !(await cl.lab.must(other.ns, ["ip", "route", "show"])).includes(key.replace("-", "/")) &&
+              (await ping(cl.lab, other.pods[0]!.ns, added.pods[0]!.ip, { count: 1 })).received === 0,
+            `${other.ns} to unprogram ${key} once the removal grace (${REMOVAL_GRACE_MS} ms) is over`,
+          );
           expect((await ping(cl.lab, other.pods[0]!.ns, added.pods[0]!.ip, { count: 2 })).received).toBe(0);
         }
       }, 90_000);

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { containsCidr, parseCidr } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { attachments } from "../helpers/bpf-attachments.ts";
 import { Lab, until } from "../helpers/netns.ts";
 import { isRoot, requireBinary, startAgent, status, tartan, waitReady } from "../helpers/tartan.ts";
 
@@ -287,7 +288,7 @@ describe.skipIf(!isRoot())("one binary", () => {
       const s = await status(lab, node.ns);
       expect(s.backend).toBe("ebpf-vxlan");
       expect(s.health.ok).toBe(true);
-      expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_decap_tc")).toBe(true);
+      expect(await attachments(lab, node.ns)).toContain("eth0 tcx/ingress tartan_decap_tc");
       await lab.stop(p);
       // every path cleanup may remove lives in the lab
       const cleanup = [
@@ -303,7 +304,7 @@ describe.skipIf(!isRoot())("one binary", () => {
       const c = await lab.exec(node.ns, cleanup);
       expect(c.code).toBe(0);
       expect(c.stdout).toContain("removed eBPF programs");
-      expect((await lab.must(node.ns, ["bpftool", "net", "show"])).includes("tartan_")).toBe(false);
+      expect((await attachments(lab, node.ns)).filter((x) => x.includes("tartan_"))).toEqual([]);
       const again = await lab.exec(node.ns, cleanup);
       expect(again.code).toBe(0);
       expect(again.stdout).toContain("nothing to remove");

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { REMOVAL_GRACE_MS } from "../../src/lease/removal-grace.ts";
 import { Cluster } from "../helpers/cluster.ts";
 import { until } from "../helpers/netns.ts";
 import { isRoot, status, waitReady } from "../helpers/tartan.ts";
@@ -75,7 +76,11 @@ describe.skipIf(!isRoot())("agents on etcd", () => {
         async () => !(await status(cl.lab, n.ns)).leases.some((l) => l.subnet === "198.19.200.0/24"),
         `${n.ns} drops it`,
       );
-      expect((await cl.lab.must(n.ns, ["ip", "route", "show", "198.19.200.0/24"])).trim()).toBe("");
+      // the route goes when the removal grace ends (a node re-acquiring its lease keeps it)
+      await until(
+        async () => (await cl.lab.must(n.ns, ["ip", "route", "show", "198.19.200.0/24"])).trim() === "",
+        `${n.ns} removes its route once the removal grace (${REMOVAL_GRACE_MS} ms) is over`,
+      );
     }
   });
 

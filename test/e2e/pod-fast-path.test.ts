@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PROGRAMS } from "../../src/bpf/abi.ts";
+import { attachments, hooked } from "../helpers/bpf-attachments.ts";
 import { Cluster, type ClusterNode } from "../helpers/cluster.ts";
 import { pinnedCounters } from "../helpers/ebpf-lab.ts";
 import { until } from "../helpers/netns.ts";
@@ -62,12 +63,14 @@ describe.skipIf(!isRoot())("the send fast path at the pod (ebpf-vxlan)", () => {
   const viaCni = (n: ClusterNode, name: string) =>
     addPodViaCni(cl.lab, n, n.subnetFile, { binary: requireBinary(), name });
 
-  /** The id of the program on the veth's TC ingress, or null. */
+  /**
+   * The id of the one program on the veth's TC ingress (through tcx: never a clsact
+   * qdisc on a pod's veth), or null; more than one, or any other hook, fails.
+   */
   const programOn = async (n: ClusterNode, veth: string) => {
-    const net = JSON.parse(await cl.lab.must(n.ns, ["bpftool", "-j", "net", "show", "dev", veth])) as Array<{
-      tc: Array<{ kind: string; id: number }>;
-    }>;
-    return net[0]?.tc.find((x) => x.kind === "clsact/ingress")?.id ?? null;
+    const on = (await hooked(cl.lab, n.ns)).filter((h) => h.dev === veth);
+    expect(on.map((h) => h.hook)).toEqual(on.length === 0 ? [] : ["tcx/ingress"]);
+    return on[0]?.id ?? null;
   };
   /** The id of the program the node's agent pinned (the one it attaches). */
   const pinnedId = async (n: ClusterNode, prog: string = PROGRAMS.encapPod) =>
@@ -255,8 +258,7 @@ describe.skipIf(!isRoot())("the send fast path at the pod (ebpf-vxlan)", () => {
       `--docker-env=${join(cl.lab.dir, "cleanup", "docker_opts.env")}`,
     ]);
     expect(r.code).toBe(0);
-    const net = await cl.lab.must(n1.ns, ["bpftool", "-j", "net", "show"]);
-    expect(net).not.toContain("tartan_");
+    expect(await attachments(cl.lab, n1.ns)).toEqual([]);
     for (const p of [pods.cni1, pods.br1])
       expect((await cl.lab.exec(n1.ns, ["ip", "link", "show", p.hostVeth])).code).toBe(0);
   }, 30_000);

@@ -21,6 +21,31 @@ const TTL_RUN_MS = SOAK ? 120_000 : 15_000;
 const subnetOf = (n: ClusterNode) => formatCidr(parseSubnetEnv(readFileSync(n.subnetFile, "utf8")).subnet);
 const keyOf = (cidr: string) => cidr.replace("/", "-");
 
+/**
+ * How long a peer's datapath had no route to `key` after `since` (ms), from the peer's
+ * "programmed leases" lines (they list the subnets of small changes: -removed, +added,
+ * ~updated; each logged when the apply completed). 0 when it was never removed; until
+ * `end` when it was removed and not put back.
+ */
+function routeGoneMs(log: string, key: string, since: number, end: number): number {
+  let gone: number | null = null;
+  let total = 0;
+  for (const line of log.split("\n")) {
+    if (!line.includes('msg="programmed leases"')) continue;
+    const t = Date.parse(/^time=(\S+)/.exec(line)?.[1] ?? "");
+    // logfmt: quoted when it holds several (space-separated) subnets
+    const m = / subnets=(?:"([^"]*)"|(\S+))/.exec(line);
+    const subnets = (m?.[1] ?? m?.[2])?.split(" ") ?? [];
+    if (!(t >= since)) continue;
+    if (gone === null && subnets.includes(`-${key}`)) gone = t;
+    else if (gone !== null && (subnets.includes(`+${key}`) || subnets.includes(`~${key}`))) {
+      total += t - gone;
+      gone = null;
+    }
+  }
+  return gone === null ? total : total + (end - gone);
+}
+
 for (const registry of REGISTRIES)
   describe.skipIf(!isRoot() || !backendAvailable())(`faults: own lease (${BACKEND}, ${registry})`, () => {
     let cl: Cluster;
@@ -35,6 +60,7 @@ for (const registry of REGISTRIES)
       const n = cl.nodes[1]!;
       const before = subnetOf(n);
       const mon = await TrafficMonitor.start(cl.lab, cl.nodes);
+      const deletedAt = Date.now();
       await cl.deleteLease(keyOf(before));
       const { ms } = await timed(async () => {
         await until(
@@ -57,7 +83,14 @@ for (const registry of REGISTRIES)
       const addrs = stopped ? "" : await cl.lab.must(n.ns, ["ip", "-4", "-o", "addr", "show"]);
       const noticed = /lease (is gone|was removed)/.test(log);
       const sameSubnet = after === before;
-      const ok = noticed && (stopped ? n.agent.proc.exitCode !== 0 : sameSubnet);
+      // the time each peer spent without a route to the node (the other nodes' view)
+      const end = Date.now();
+      const peers = cl.nodes.filter((p) => p !== n);
+      const routeGone = await Promise.all(
+        peers.map(async (p) => routeGoneMs(await cl.lab.log(p.agent), keyOf(before), deletedAt, end)),
+      );
+      const zeroLoss = r.lost === 0 && r.tcpIntact && routeGone.every((g) => g === 0);
+      const ok = noticed && (stopped ? n.agent.proc.exitCode !== 0 : sameSubnet && zeroLoss);
       record({
         fault: "own lease deleted by hand",
         backend: BACKEND,
@@ -67,8 +100,9 @@ for (const registry of REGISTRIES)
         convergeMs: ms,
         result: ok
           ? `pass (${stopped ? "agent stopped loudly" : "re-acquired the same subnet"})`
-          : `fail: noticed=${noticed} stopped=${stopped} before=${before} after=${after}`,
+          : `fail: noticed=${noticed} stopped=${stopped} before=${before} after=${after}; ${summary(r)}`,
         detail: {
+          routeGoneMs: routeGone,
           longestGapMs: r.longestGapMs,
           longestSilenceMs: r.longestSilenceMs,
           tcpBytes: r.tcp.received,
@@ -78,6 +112,13 @@ for (const registry of REGISTRIES)
       expect(noticed).toBe(true);
       if (stopped) expect(n.agent.proc.exitCode).not.toBe(0);
       else {
+        // peers keep the route through the re-acquisition (the removal grace): nothing lost
+        expect({ lost: r.lost, tcp: r.tcpIntact, routeGone, summary: summary(r) }).toEqual({
+          lost: 0,
+          tcp: true,
+          routeGone: peers.map(() => 0),
+          summary: summary(r),
+        });
         expect(after).toBe(before);
         // never forwarding for a subnet it does not hold: its subnet.env and device agree with the lease
         expect(subnetOf(n)).toBe(after!);

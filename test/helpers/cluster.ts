@@ -1,12 +1,12 @@
 /**
- * A Tartan cluster in a box: N node namespaces on one underlay, a registry (sqlite file
- * or a real etcd in its own namespace), one real `dist/tartan agent` per node with the
- * backend asked for, pods on each node's cni0, and an "external" host outside the
- * cluster network. With `ipv6` the network is dual stack (flannel's EnableIPv6): nodes get
- * fd00:18::<n> on the underlay too, pods an address of fd00:19::/56. Everything is removed
- * by `close()`; agent logs are attached to errors.
+ * A Tartan cluster in a box: N node namespaces on one underlay, a registry (sqlite file,
+ * or a real etcd of one or more members, each in its own namespace), one real
+ * `dist/tartan agent` per node with the backend asked for, pods on each node's cni0, and
+ * an "external" host outside the cluster network. With `ipv6` the network is dual stack
+ * (flannel's EnableIPv6): nodes get fd00:18::<n> on the underlay too, pods an address of
+ * fd00:19::/56. Everything is removed by `close()`; agent logs are attached to errors.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, type LabProcess, until } from "./netns.ts";
 import { addPod, addPodViaBridgePlugin, addPodViaCni, type Pod } from "./pods.ts";
@@ -29,6 +29,8 @@ export interface ClusterOptions {
   /** One backend per node. */
   readonly backends: readonly string[];
   readonly registry?: "sqlite" | "etcd";
+  /** etcd members (each in its own namespace, 198.18.254.<i>); agents get every endpoint. Default 1. */
+  readonly etcdMembers?: number;
   readonly ipMasq?: boolean;
   readonly podsPerNode?: number;
   /** Extra agent flags for every node. */
@@ -60,9 +62,14 @@ export class Cluster {
   registryFlag = "";
   externalNs = "";
   #etcd: import("./etcd.ts").TestEtcd | null = null;
-  /** The real etcd, when the cluster runs on one. */
+  #etcdCluster: import("./etcd.ts").TestEtcdCluster | null = null;
+  /** The real etcd, when the cluster runs on one member. */
   get etcd(): import("./etcd.ts").TestEtcd | null {
     return this.#etcd;
+  }
+  /** The etcd cluster, when the cluster runs on several members. */
+  get etcdCluster(): import("./etcd.ts").TestEtcdCluster | null {
+    return this.#etcdCluster;
   }
   readonly #o: ClusterOptions;
 
@@ -93,18 +100,21 @@ export class Cluster {
     const v6 = this.#o.ipv6 ? { EnableIPv6: true, IPv6Network: IPV6_NETWORK } : {};
     writeFileSync(netConf, JSON.stringify({ Network: "198.19.0.0/16", ...v6, Backend: { Type: wire } }));
     if ((this.#o.registry ?? "sqlite") === "etcd") {
-      const { startEtcd } = await import("./etcd.ts");
-      const etcdNs = await lab.addHost("etcd", "198.18.254.1");
-      const etcd = await startEtcd({ netns: etcdNs, host: "198.18.254.1" });
-      this.#etcd = etcd;
+      const { startEtcd, startEtcdCluster } = await import("./etcd.ts");
+      const n = this.#o.etcdMembers ?? 1;
+      const specs = [];
+      for (let i = 1; i <= n; i++) {
+        const host = `198.18.254.${i}`;
+        specs.push({ netns: await lab.addHost(n === 1 ? "etcd" : `etcd${i}`, host), host });
+      }
+      // cluster-wide etcdctl from the external host: a member cut off by a test does not cut it off
+      const etcd =
+        n === 1 ? await startEtcd(specs[0]!) : await startEtcdCluster(specs, { ctlNetns: this.externalNs });
+      if (n === 1) this.#etcd = etcd as import("./etcd.ts").TestEtcd;
+      else this.#etcdCluster = etcd as import("./etcd.ts").TestEtcdCluster;
       this.registry = etcd.endpoint;
       this.registryFlag = `--etcd-endpoints=${etcd.endpoint}`;
-      const r = await lab.exec(etcdNs, [
-        "bash",
-        "-c",
-        `ETCDCTL_API=3 etcdctl --endpoints=${etcd.endpoint} put /coreos.com/network/config < ${netConf}`,
-      ]);
-      if (r.code !== 0) throw new Error(`etcdctl put config: ${r.stderr}`);
+      await etcd.etcdctl(["put", "/coreos.com/network/config"], { stdin: readFileSync(netConf, "utf8") });
     } else {
       this.registry = `sqlite:${join(lab.dir, "registry.db")}`;
       this.registryFlag = `--registry=${this.registry}`;
@@ -186,8 +196,9 @@ export class Cluster {
 
   /** Deletes a lease record by hand, as an operator would (sqlite file or etcdctl). */
   async deleteLease(key: string): Promise<void> {
-    if (this.#etcd) {
-      await this.#etcd.etcdctl(["del", `/coreos.com/network/subnets/${key}`]);
+    const etcd = this.#etcd ?? this.#etcdCluster;
+    if (etcd) {
+      await etcd.etcdctl(["del", `/coreos.com/network/subnets/${key}`]);
       return;
     }
     const { SqliteRegistry } = await import("../../src/registry/sqlite.ts");
@@ -209,6 +220,7 @@ export class Cluster {
   async close(): Promise<void> {
     for (const p of this.lab.processes) await this.lab.stop(p, "SIGKILL");
     await this.#etcd?.close();
+    await this.#etcdCluster?.close();
     await this.lab.cleanup();
   }
 }

@@ -1,8 +1,10 @@
 /**
- * A real, single-member etcd for tests: Debian's etcd-server, on a free loopback port
- * pair (or in a test network namespace), data in a fresh temp dir. It can be stopped
- * and started again on the same data (outage tests), compacted, and driven with
- * etcdctl. `close()` stops it by PID and removes the temp dir (call it in afterAll).
+ * A real etcd for tests: Debian's etcd-server, on a free loopback port pair (or in a
+ * test network namespace), data in a fresh temp dir. It can be stopped (or killed) and
+ * started again on the same data (outage tests), compacted, and driven with etcdctl.
+ * `startEtcdCluster` runs several members, each in its own namespace, as one cluster
+ * (leader and quorum faults, member replacement). `close()` stops it by PID and removes
+ * the temp dir (call it in afterAll).
  * etcd runs under `setpriv --pdeathsig SIGKILL`, so it dies with the test process even
  * when a run is killed before close() (bun test fires no process "exit" event).
  */
@@ -34,6 +36,12 @@ export interface StartEtcdOptions {
   tls?: EtcdTls;
   /** How long start() waits for etcd to answer; default 30 s. */
   readyTimeoutMs?: number;
+  /** The member's name (default tartan-test). */
+  name?: string;
+  /** --initial-cluster (default: this member alone). */
+  initialCluster?: string;
+  /** --initial-cluster-state (default new; "existing" for a member added to a live cluster). */
+  initialClusterState?: "new" | "existing";
 }
 
 export interface EtcdctlOptions {
@@ -54,8 +62,10 @@ export interface TestEtcd {
   readonly logFile: string;
   /** The running etcd's PID, or null when stopped. */
   readonly pid: number | null;
-  /** Stops etcd (SIGTERM, then SIGKILL); the data stays. */
-  stop(): Promise<void>;
+  /** This member's peer URL. */
+  readonly peerUrl: string;
+  /** Stops etcd (SIGTERM, then SIGKILL; or SIGKILL at once); the data stays. */
+  stop(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
   /** Starts etcd again on the same data dir and waits until it answers. */
   start(): Promise<void>;
   /** Compacts the history up to the current revision; returns that revision. */
@@ -98,7 +108,9 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
   let logOffset = 0;
   let closed = false;
 
+  const name = opts.name ?? "tartan-test";
   const endpointOf = () => `${scheme}://${host}:${clientPort}`;
+  const peerOf = () => `http://${host}:${peerPort}`;
   const ctlFlags = () => {
     const f = [`--endpoints=${endpointOf()}`, "--dial-timeout=2s", "--command-timeout=5s"];
     if (opts.tls) f.push(`--cacert=${opts.tls.caFile}`);
@@ -133,19 +145,19 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
   const spawnOnce = async (): Promise<boolean> => {
     if (clientPort === 0) clientPort = await freePort(host);
     if (peerPort === 0) peerPort = await freePort(host);
-    const peer = `http://${host}:${peerPort}`;
+    const peer = peerOf();
     const args = [
       // dies with us if we die without close()
       ...(hasSetpriv ? ["setpriv", "--pdeathsig", "SIGKILL", "--"] : []),
       "etcd",
-      "--name=tartan-test",
+      `--name=${name}`,
       `--data-dir=${dataDir}`,
       `--listen-client-urls=${endpointOf()}`,
       `--advertise-client-urls=${endpointOf()}`,
       `--listen-peer-urls=${peer}`,
       `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=tartan-test=${peer}`,
-      "--initial-cluster-state=new",
+      `--initial-cluster=${opts.initialCluster ?? `${name}=${peer}`}`,
+      `--initial-cluster-state=${opts.initialClusterState ?? "new"}`,
       "--logger=zap",
       "--log-outputs=stderr",
     ];
@@ -180,11 +192,11 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
     throw new Error(`etcd did not become ready at ${endpointOf()}:\n${logTail()}`);
   };
 
-  const stop = async () => {
+  const stop = async (signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
     const p = proc;
     if (!p) return;
     proc = null;
-    p.kill("SIGTERM");
+    p.kill(signal);
     const killer = setTimeout(() => p.kill("SIGKILL"), 10_000);
     await p.exited;
     clearTimeout(killer);
@@ -210,6 +222,9 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
   const etcd: TestEtcd = {
     get endpoint() {
       return endpointOf();
+    },
+    get peerUrl() {
+      return peerOf();
     },
     dataDir,
     tmpDir: tmp,
@@ -243,4 +258,169 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<TestEtcd> 
     throw err;
   }
   return etcd;
+}
+
+export interface EtcdMemberSpec {
+  /** The member's namespace (on the lab's underlay) and its address there. */
+  readonly netns: string;
+  readonly host: string;
+}
+
+export interface TestEtcdCluster {
+  /** Every member's client URL, comma-separated: what agents get as --etcd-endpoints. */
+  readonly endpoint: string;
+  /** The members in start order; a replaced member is removed, its successor appended. */
+  readonly members: TestEtcd[];
+  /** etcdctl against every running member (it fails over); throws with stderr on failure. */
+  etcdctl(args: string[], opts?: EtcdctlOptions): Promise<string>;
+  /** The index in `members` of the current leader (null when no running member knows one). */
+  leader(): Promise<number | null>;
+  /**
+   * Replaces member `i`: `etcdctl member remove`, then `member add` of a new member at
+   * `spec` and starts it with --initial-cluster-state=existing. Returns the new member.
+   */
+  replace(i: number, spec: EtcdMemberSpec): Promise<TestEtcd>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts one etcd member per spec as one cluster, all at once (a lone member waits for
+ * quorum). Cluster-wide etcdctl runs in `ctlNetns` (default: the first live member's
+ * namespace), so a test can cut a member off without cutting etcdctl off too.
+ */
+export async function startEtcdCluster(
+  specs: readonly EtcdMemberSpec[],
+  opts: { ctlNetns?: string } = {},
+): Promise<TestEtcdCluster> {
+  const names = specs.map((_, i) => `m${i + 1}`);
+  const initialCluster = specs.map((s, i) => `${names[i]}=http://${s.host}:2380`).join(",");
+  const members: TestEtcd[] = [];
+  const nameOf = new Map<TestEtcd, string>();
+  const started = await Promise.allSettled(
+    specs.map((s, i) => startEtcd({ netns: s.netns, host: s.host, name: names[i], initialCluster })),
+  );
+  for (const [i, r] of started.entries())
+    if (r.status === "fulfilled") {
+      members.push(r.value);
+      nameOf.set(r.value, names[i]!);
+    }
+  const close = async () => {
+    for (const m of members) await m.close();
+  };
+  const failed = started.find((r) => r.status === "rejected");
+  if (failed) {
+    await close();
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  let added = specs.length;
+
+  const etcdctl = async (args: string[], o: EtcdctlOptions = {}): Promise<string> => {
+    const live = members.filter((m) => m.pid !== null);
+    if (live.length === 0) throw new Error(`etcdctl ${args.join(" ")}: no etcd member is running`);
+    const all = live.map((m) => m.endpoint).join(",");
+    if (!opts.ctlNetns)
+      return live[0]!.etcdctl(args, { ...o, flags: [`--endpoints=${all}`, ...(o.flags ?? [])] });
+    const p = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        opts.ctlNetns,
+        "etcdctl",
+        `--endpoints=${all}`,
+        "--dial-timeout=2s",
+        "--command-timeout=5s",
+        ...(o.flags ?? []),
+        ...args,
+      ],
+      {
+        env: { ...process.env, ETCDCTL_API: "3" },
+        stdin: o.stdin === undefined ? "ignore" : new TextEncoder().encode(o.stdin),
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    const [out, err, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    if (code !== 0) throw new Error(`etcdctl ${args.join(" ")} exited ${code}: ${err.trim()}`);
+    return out;
+  };
+
+  /**
+   * `etcdctl member list` as {id (hex, as etcdctl takes it), peer URL}: the simple format,
+   * because the JSON one carries 64-bit ids as numbers, which JSON.parse rounds.
+   */
+  const memberList = async () =>
+    (await etcdctl(["member", "list"]))
+      .trim()
+      .split("\n")
+      .map((l) => l.split(", "))
+      .map((f) => ({ id: f[0]!, peerUrl: f[3]! }));
+
+  /**
+   * A membership change, retried until `done()` says it took effect: etcd refuses one
+   * while a member has been connected for less than 5 s ("unhealthy cluster"), and one
+   * proposed during a leader election times out (it may still have been applied).
+   */
+  const reconfigure = async (args: string[], done: () => Promise<boolean>) => {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      try {
+        await etcdctl(args);
+        return;
+      } catch (e) {
+        if (await done().catch(() => false)) return;
+        if (Date.now() > end) throw e;
+        await sleep(500);
+      }
+    }
+  };
+
+  return {
+    get endpoint() {
+      return members.map((m) => m.endpoint).join(",");
+    },
+    members,
+    etcdctl,
+    async leader() {
+      // each running member's own view: "ENDPOINT, ID, VERSION, DB SIZE, IS LEADER, ..."
+      for (const [i, m] of members.entries()) {
+        if (m.pid === null) continue;
+        const line = await m.etcdctl(["endpoint", "status"]).catch(() => "");
+        if (line.split(", ")[4] === "true") return i;
+      }
+      return null;
+    },
+    async replace(i: number, spec: EtcdMemberSpec) {
+      const old = members[i]!;
+      const id = (await memberList()).find((m) => m.peerUrl === old.peerUrl)?.id;
+      if (id === undefined) throw new Error(`no etcd member with peer URL ${old.peerUrl}`);
+      await reconfigure(["member", "remove", id], async () =>
+        (await memberList()).every((m) => m.peerUrl !== old.peerUrl),
+      );
+      await old.close();
+      members.splice(i, 1);
+      nameOf.delete(old);
+      const name = `m${++added}`;
+      const peer = `http://${spec.host}:2380`;
+      await reconfigure(["member", "add", name, `--peer-urls=${peer}`], async () =>
+        (await memberList()).some((m) => m.peerUrl === peer),
+      );
+      const initial = [...members.map((m) => `${nameOf.get(m)}=${m.peerUrl}`), `${name}=${peer}`];
+      const fresh = await startEtcd({
+        netns: spec.netns,
+        host: spec.host,
+        name,
+        initialCluster: initial.join(","),
+        initialClusterState: "existing",
+      });
+      members.push(fresh);
+      nameOf.set(fresh, name);
+      return fresh;
+    },
+    close,
+  };
 }

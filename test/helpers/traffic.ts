@@ -91,16 +91,35 @@ export async function tcpBulk(
   }
 }
 
-/** UDP datagrams sent and lost for a short paced stream. */
+/** The namespace's UDP RcvbufErrors (/proc/net/snmp): datagrams dropped because a socket's buffer was full. */
+async function udpRcvbufErrors(lab: Lab, ns: string): Promise<number> {
+  const rows = (await lab.must(ns, ["cat", "/proc/net/snmp"]))
+    .split("\n")
+    .filter((l) => l.startsWith("Udp:"));
+  const names = rows[0]?.split(/\s+/) ?? [];
+  const values = rows[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf("RcvbufErrors");
+  if (i < 0) throw new Error(`no Udp RcvbufErrors in /proc/net/snmp of ${ns}`);
+  return Number(values[i]);
+}
+
+/**
+ * UDP datagrams sent and lost for a short paced stream (20 Mbit/s, 1 MB), and how many
+ * of the lost ones the receiver's own socket dropped because its buffer was full
+ * (`overflowed`: the kernel's SOCKET_RCVBUFF drop, an iperf3 not scheduled in time on a
+ * loaded machine — delivered by the network, not read by the process).
+ */
 export async function udpStream(
   lab: Lab,
   fromNs: string,
   toNs: string,
   toIp: string,
-): Promise<{ packets: number; lost: number }> {
+): Promise<{ packets: number; lost: number; overflowed: number }> {
+  const before = await udpRcvbufErrors(lab, toNs);
   const j = await iperf(lab, fromNs, toNs, toIp, ["-u", "-b", "20M", "-n", "1M", "-l", "1200"]);
   if (j.error) throw new Error(`iperf3 UDP to ${toIp}: ${j.error}`);
-  return { packets: j.end?.sum?.packets ?? 0, lost: j.end?.sum?.lost_packets ?? 0 };
+  const overflowed = (await udpRcvbufErrors(lab, toNs)) - before;
+  return { packets: j.end?.sum?.packets ?? 0, lost: j.end?.sum?.lost_packets ?? 0, overflowed };
 }
 
 /** Starts a who-am-I server in `ns` (on IPv6 too with `ipv6`); returns its port. */

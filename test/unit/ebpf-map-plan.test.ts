@@ -215,6 +215,7 @@ describe("our own subnet's entry", () => {
   const own = { nodeIp: ip("198.18.0.1"), vtepMac: MAC_A };
   test("written flagged local; the subnet held before and adopted local entries that are not ours go", () => {
     const r = planLocalEntry(
+      new ProgrammedMaps(),
       parseCidr("198.19.4.0/24"),
       [key("198.19.5.0/24"), key("198.19.6.0/24")],
       parseCidr("198.19.6.0/24")!,
@@ -224,7 +225,67 @@ describe("our own subnet's entry", () => {
     expect(r.write).toEqual([key("198.19.6.0/24"), { ...own, flags: SUBNET_LOCAL }]);
   });
   test("the same subnet again deletes nothing", () => {
-    const r = planLocalEntry(parseCidr("198.19.6.0/24"), [], parseCidr("198.19.6.0/24")!, own);
+    const r = planLocalEntry(
+      new ProgrammedMaps(),
+      parseCidr("198.19.6.0/24"),
+      [],
+      parseCidr("198.19.6.0/24")!,
+      own,
+    );
     expect(r.deletes).toEqual([]);
+  });
+  test("the subnet held before, already programmed for the node that took it over, is not deleted", () => {
+    // our lease was lost; another node took 198.19.4.0/24 and its lease was programmed
+    // before we moved to our new subnet: deleting "our old entry" would cut that node off
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [lease("198.19.4.0/24", NODE_B, MAC_B)] });
+    const r = planLocalEntry(s, parseCidr("198.19.4.0/24"), [], parseCidr("198.19.7.0/24")!, own);
+    expect(r.deletes).toEqual([]);
+    expect(r.write).toEqual([key("198.19.7.0/24"), { ...own, flags: SUBNET_LOCAL }]);
+    // still ours (no remote lease there): it goes
+    const alone = planLocalEntry(
+      new ProgrammedMaps(),
+      parseCidr("198.19.4.0/24"),
+      [],
+      parseCidr("198.19.7.0/24")!,
+      own,
+    );
+    expect(alone.deletes).toEqual([key("198.19.4.0/24")]);
+  });
+  test("an adopted local entry since programmed for another node's lease is not deleted either", () => {
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [lease("198.19.5.0/24", NODE_A, MAC_A)] });
+    const r = planLocalEntry(
+      s,
+      null,
+      [key("198.19.5.0/24"), key("198.19.8.0/24")],
+      parseCidr("198.19.7.0/24")!,
+      own,
+    );
+    expect(r.deletes).toEqual([key("198.19.8.0/24")]);
+  });
+  test("a subnet still programmed for its previous node is taken over: no later removal deletes our entry", () => {
+    // node A's lease 198.19.2.0/24 vanished (still programmed, in its removal grace) and we took that subnet
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [A1, A2] });
+    const r = planLocalEntry(s, null, [], parseCidr("198.19.2.0/24")!, own);
+    expect(r.write).toEqual([key("198.19.2.0/24"), { ...own, flags: SUBNET_LOCAL }]);
+    expect(r.takeover).toEqual({ nodeIp: ip(NODE_A), members: 1 });
+    s.commitLocal(r);
+    expect([...s.members]).toEqual([[ip(NODE_A), 1]]);
+    // the sync then removes A's lease for our own subnet: the key (our local entry) stays
+    expect(applyTo(s, { remove: [A2] })).toEqual(NOTHING);
+    // A's last lease gone: A leaves the members as usual
+    expect(applyTo(s, { remove: [A1] }).memberDeletes).toEqual([ip(NODE_A)]);
+  });
+  test("taking over a node's only lease ends its membership; a free subnet takes nothing over", () => {
+    const s = new ProgrammedMaps();
+    applyTo(s, { add: [B3] });
+    const r = planLocalEntry(s, null, [], parseCidr("198.19.3.0/24")!, own);
+    expect(r.takeover).toEqual({ nodeIp: ip(NODE_B), members: 0 });
+    s.commitLocal(r);
+    expect(s.members.size).toBe(0);
+    expect(s.subnets.size).toBe(0);
+    expect(planLocalEntry(s, null, [], parseCidr("198.19.9.0/24")!, own).takeover).toBeNull();
   });
 });

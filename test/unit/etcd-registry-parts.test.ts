@@ -1,8 +1,11 @@
 /**
  * The pure parts of the etcd registry, without etcd: the lease-expiry cache (how many
- * TTL lookups a list costs), endpoint redaction, and the TLS/auth option checks.
+ * TTL lookups a list costs), endpoint redaction, the TLS/auth option checks, and how
+ * calls are made on a cluster (deadlines of lease writes, the hasleader metadata).
  */
 import { describe, expect, test } from "bun:test";
+import type { CallContext } from "etcd3";
+import { attemptMs, requireLeader } from "../../src/registry/etcd-calls.ts";
 import { LeaseExpiryCache, NO_LEASE } from "../../src/registry/etcd-expiry.ts";
 import { etcdSecurity, redactEndpoint } from "../../src/registry/etcd-tls.ts";
 import { RegistryError } from "../../src/registry/registry.ts";
@@ -111,5 +114,47 @@ describe("grpc-js log lines", () => {
       /level=warn msg="etcd client \(grpc\)" registry=etcd:http:\/\/127\.0\.0\.1:1 detail=/,
     );
     expect(lines[0]).toContain("rejected by server because of excess pings");
+  });
+});
+
+describe("etcd calls on a cluster of members", () => {
+  const grant = (ttlS: number) =>
+    ({ service: "Lease", method: "leaseGrant", isStream: false, params: { TTL: ttlS } }) as const;
+  const putOn = (lease: string): CallContext => ({
+    service: "KV",
+    method: "txn",
+    isStream: false,
+    params: { success: [{ request_put: { key: Buffer.from("k"), value: Buffer.from("v"), lease } }] },
+  });
+  const none = () => undefined;
+
+  test("a lease write's attempt gets a sixth of the TTL, between 1 s and the request timeout", () => {
+    expect(attemptMs(grant(6), 10_000, none)).toBe(1000);
+    expect(attemptMs(grant(3), 10_000, none)).toBe(1000);
+    expect(attemptMs(grant(24), 10_000, none)).toBe(4000);
+    expect(attemptMs(grant(86_400), 10_000, none)).toBe(10_000);
+  });
+
+  test("the put on a granted lease takes that lease's TTL; other requests the request timeout", () => {
+    const ttls = new Map([["42", 12_000]]);
+    expect(attemptMs(putOn("42"), 10_000, (id) => ttls.get(id))).toBe(2000);
+    // a lease not being written (or no lease): the usual deadline
+    expect(attemptMs(putOn("43"), 10_000, (id) => ttls.get(id))).toBe(10_000);
+    expect(
+      attemptMs(
+        { service: "KV", method: "range", isStream: false, params: { key: Buffer.from("k") } },
+        10_000,
+        none,
+      ),
+    ).toBe(10_000);
+  });
+
+  test("every call carries etcd's hasleader metadata (a member without a leader refuses at once)", async () => {
+    const { Metadata } = await import("@grpc/grpc-js");
+    const sent: InstanceType<typeof Metadata>[] = [];
+    const next = { start: (md: InstanceType<typeof Metadata>) => sent.push(md) };
+    const call = requireLeader({} as never, () => next as never);
+    call.start(new Metadata(), {});
+    expect(sent.map((m) => m.get("hasleader"))).toEqual([["true"]]);
   });
 });

@@ -3,7 +3,8 @@
  * which lease it takes back (also after a reboot, with only the state file left), a
  * lease carrying our PublicIP that the node has no record of is refused, a lease taken
  * by another node is never stolen, the state file follows every acquisition, renewals
- * happen, and a lost lease is acquired again. On the in-memory registry and on sqlite.
+ * happen, and a lost lease is acquired again (its key named meanwhile). On the
+ * in-memory registry and on sqlite.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -224,6 +225,25 @@ for (const [kind, open] of Object.entries(REGISTRIES))
       expect(metrics.acquisitions).toBe(2);
       expect(readStateFile(stateFile)).toBe(lease.key);
       expect((await registry.list()).records.map((r) => r.key)).toEqual([lease.key]);
+    });
+
+    test("while a lost lease is re-acquired, key still names it: our own put is never taken for a remote lease", async () => {
+      const { registry, stateFile } = setup();
+      const { k, source } = keeper({ registry, stateFile });
+      const first = await k.acquire();
+      expect(k.key).toBe(first.key);
+      await registry.delete(first.key);
+      const seen: { lease: string | null; key: string | null }[] = [];
+      const acquire = source.acquire.bind(source);
+      source.acquire = (...a: Parameters<typeof acquire>) => {
+        seen.push({ lease: k.lease?.key ?? null, key: k.key });
+        return acquire(...a);
+      };
+      await k.lost();
+      // no lease held in between, yet the key named it throughout
+      expect(seen).toEqual([{ lease: null, key: first.key }]);
+      expect(k.lease?.key).toBe(first.key);
+      expect(k.key).toBe(first.key);
     });
   });
 

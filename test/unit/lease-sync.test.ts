@@ -2,7 +2,9 @@
  * LeaseSync over an in-memory registry and a recording backend: the first list before
  * the watch, nothing applied before that list (an adopted datapath must not be pruned),
  * puts, deletes and resyncs as diffs, bad records skipped and counted once, failed
- * applies retried, our own lease gone reported, and reprogramAll.
+ * applies retried, our own lease gone reported, reprogramAll, and the removal grace
+ * (a vanished remote lease stays programmed a while; taken by another node, it is
+ * updated at once; our own key is never programmed as a remote, also while re-acquired).
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { LeaseSync } from "../../src/agent/lease-sync.ts";
@@ -28,7 +30,15 @@ afterEach(() => {
   for (const s of syncs.splice(0)) s.stop();
 });
 
-function setup(opts: { own?: () => Lease | null; source?: LeaseSource } = {}) {
+function setup(
+  opts: {
+    own?: () => Lease | null;
+    ownKey?: () => string | null;
+    source?: LeaseSource;
+    /** The removal grace; 0 (removals at once) unless a test is about the grace. */
+    graceMs?: number;
+  } = {},
+) {
   const registry = new MemoryRegistry();
   const backend = new RecordingBackend();
   const metrics = newMetrics();
@@ -52,8 +62,10 @@ function setup(opts: { own?: () => Lease | null; source?: LeaseSource } = {}) {
     metrics,
     health,
     ownLease: opts.own ?? (() => own),
+    ownKey: opts.ownKey,
     onOwnLeaseGone: () => gone.push("gone"),
     retryMs: 20,
+    removalGraceMs: opts.graceMs ?? 0,
   });
   syncs.push(sync);
   const setOwn = (l: Lease | null) => {
@@ -252,5 +264,86 @@ describe("lease sync", () => {
     sync.stop();
     await started;
     expect(registry.watchers).toBe(0);
+  });
+});
+
+describe("lease sync: the removal grace", () => {
+  const PEER = "198.19.2.0-24";
+  /** The watch has delivered everything written so far, and what it asked for is applied. */
+  const settled = async (registry: MemoryRegistry, sync: LeaseSync) => {
+    await until(() => sync.revision === registry.revision, "the watch to catch up");
+    await sync.reconcile();
+  };
+  const removals = (b: RecordingBackend, key: string) => b.applies.filter((a) => a.remove.includes(key));
+
+  test("a vanished remote lease stays programmed within the grace", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 60_000 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    await registry.delete(PEER);
+    await settled(registry, sync);
+    expect(sync.leases.has(PEER)).toBe(false);
+    expect(backend.programmed.has(PEER)).toBe(true);
+    expect(removals(backend, PEER)).toEqual([]);
+  });
+
+  test("a vanished remote lease is removed once its grace ends", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 200 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    await registry.delete(PEER);
+    // nothing else happens: only the grace's own timer can remove it
+    await until(() => !backend.programmed.has(PEER), "the removal once the grace is over");
+    expect(removals(backend, PEER)).toEqual([{ add: [], update: [], remove: [PEER] }]);
+  });
+
+  test("a lease that re-appears with the same attributes is never removed, nor re-applied", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 60_000 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    const applies = backend.applies.length;
+    await registry.delete(PEER);
+    registry.put(PEER, value("198.18.0.2"));
+    await settled(registry, sync);
+    expect(sync.leases.has(PEER)).toBe(true);
+    expect(backend.applies.length).toBe(applies);
+    expect(backend.programmed.has(PEER)).toBe(true);
+  });
+
+  test("a vanished lease taken by another node is updated at once, not after the grace", async () => {
+    const { registry, backend, sync } = setup({ graceMs: 60_000 });
+    registry.put(PEER, value("198.18.0.2"));
+    await sync.start();
+    await registry.delete(PEER);
+    await settled(registry, sync);
+    registry.put(PEER, value("198.18.0.7", "0e:00:00:00:00:07"));
+    await until(
+      () => backend.programmed.get(PEER)?.attrs.publicIp === parseIp4("198.18.0.7"),
+      "the new owner to be programmed",
+    );
+    expect(backend.applies.at(-1)).toEqual({ add: [], update: [PEER], remove: [] });
+    expect(removals(backend, PEER)).toEqual([]);
+  });
+
+  test("a programmed remote lease that becomes ours is removed at once", async () => {
+    const { registry, backend, sync, setOwn } = setup({ graceMs: 60_000 });
+    registry.put(OWN, value("198.18.0.2"));
+    await sync.start();
+    expect(backend.programmed.has(OWN)).toBe(true);
+    setOwn(sync.leases.get(OWN)!);
+    await sync.reconcile();
+    expect(backend.programmed.has(OWN)).toBe(false);
+    expect(backend.applies.at(-1)).toEqual({ add: [], update: [], remove: [OWN] });
+  });
+
+  test("our key while no lease is held (being re-acquired): the source's put of it is not programmed", async () => {
+    const { registry, backend, sync } = setup({ own: () => null, ownKey: () => OWN });
+    await sync.start();
+    registry.put(OWN, value("198.18.0.1"));
+    registry.put(PEER, value("198.18.0.2"));
+    await until(() => backend.programmed.has(PEER), "the other put");
+    await settled(registry, sync);
+    expect(sync.leases.has(OWN)).toBe(true);
+    expect(backend.programmed.has(OWN)).toBe(false);
   });
 });

@@ -3,7 +3,7 @@ import { cidrToKey, formatCidr, parseCidr, parseIp4 } from "../../src/config/cid
 import { parseNetworkConfig, subnetAt } from "../../src/config/network.ts";
 import { chooseSubnet, renewAt } from "../../src/lease/allocate.ts";
 import { decodeLeaseRecord, encodeLeaseValue, type Lease } from "../../src/lease/lease.ts";
-import { diffLeases } from "../../src/lease/reconcile.ts";
+import { diffLeases, diffSubnets } from "../../src/lease/reconcile.ts";
 
 const cfg = parseNetworkConfig(JSON.stringify({ Network: "198.19.0.0/16" }));
 const ip = (s: string) => parseIp4(s)!;
@@ -180,5 +180,14 @@ describe("reconcile", () => {
     const a = lease("198.19.1.0/24", "198.18.0.1");
     const m = new Map([[a.key, a]]);
     expect(diffLeases(m, new Map(m), null)).toEqual({ add: [], update: [], remove: [] });
+  });
+  test("a small diff names its subnets (+added ~updated -removed); none or too many names nothing", () => {
+    const a = lease("198.19.1.0/24", "198.18.0.1");
+    const b = lease("198.19.2.0/24", "198.18.0.2");
+    const c = lease("198.19.3.0/24", "198.18.0.3");
+    const d = { add: [a], update: [b], remove: [c] };
+    expect(diffSubnets(d, 3)).toBe("+198.19.1.0-24 ~198.19.2.0-24 -198.19.3.0-24");
+    expect(diffSubnets(d, 2)).toBeNull();
+    expect(diffSubnets({ add: [], update: [], remove: [] }, 8)).toBeNull();
   });
 });

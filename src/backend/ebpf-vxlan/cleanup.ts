@@ -1,15 +1,15 @@
 /**
  * `tartan cleanup` for the ebpf-vxlan backend: removes everything it created — our TC
- * filters and XDP program on every link, the overlay device (its peer and route go with
+ * programs (tcx and clsact) and XDP program on every link, the overlay device (its peer and route go with
  * it) and the pins. rp_filter and ip_forward are left as set.
  */
 import { existsSync } from "node:fs";
-import { tcDetach, xdpDetach } from "../../bpf/attach.ts";
+import { xdpDetach } from "../../bpf/attach.ts";
 import { removePinDir } from "../../bpf/pin.ts";
 import type { Logger } from "../../log.ts";
 import { listLinks } from "../../net/ip.ts";
-import { ourTc, ourXdp } from "./datapath.ts";
 import { overlayDeviceName } from "./facts.ts";
+import { detachTc, ourXdp } from "./hooks.ts";
 import { deleteOverlayDevice } from "./overlay.ts";
 
 export interface CleanupOptions {
@@ -25,8 +25,7 @@ export interface CleanupOptions {
 export async function cleanupEbpfVxlan(o: CleanupOptions): Promise<void> {
   for (const l of await listLinks()) {
     for (const dir of ["ingress", "egress"] as const) {
-      if (ourTc(l.ifindex, l.ifname, dir) && tcDetach(l.ifindex, l.ifname, dir))
-        o.log.info("detached tc program", { iface: l.ifname, dir });
+      if (detachTc(l.ifindex, l.ifname, dir)) o.log.info("detached tc program", { iface: l.ifname, dir });
     }
     if (ourXdp(l.ifindex, l.ifname)) {
       xdpDetach(l.ifindex, l.ifname);

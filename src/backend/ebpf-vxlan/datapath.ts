@@ -3,8 +3,8 @@
  * bound to pins under the node's bpffs directory (a restarted agent reuses them, with
  * their contents), programs pinned beside them, typed handles on every map (lent by
  * the object, closed with it), and the attach points (TC on the bridge, the overlay
- * device and the underlay; XDP on the underlay). Attaching replaces our previous
- * programs atomically.
+ * device and the underlay; XDP on the underlay; hooks.ts attaches). Attaching replaces
+ * our previous programs atomically.
  */
 import { existsSync } from "node:fs";
 import {
@@ -32,17 +32,7 @@ import {
   u32Codec,
   u64Codec,
 } from "../../bpf/abi.ts";
-import {
-  objectId,
-  programName,
-  tcAttach,
-  tcDetach,
-  tcQuery,
-  type XdpMode,
-  xdpAttach,
-  xdpDetach,
-  xdpQuery,
-} from "../../bpf/attach.ts";
+import { objectId, type XdpMode, xdpAttach, xdpDetach, xdpQuery } from "../../bpf/attach.ts";
 import { embeddedObject } from "../../bpf/embedded.ts";
 import { BpfError } from "../../bpf/errors.ts";
 import type { BpfFd } from "../../bpf/fd.ts";
@@ -54,6 +44,7 @@ import type { Ip6 } from "../../config/cidr6.ts";
 import type { Logger } from "../../log.ts";
 import { errorText } from "../../log.ts";
 import { mapPinDir, type ProgramName } from "./facts.ts";
+import { attachTc, detachTc, ourTc, ourXdp } from "./hooks.ts";
 
 export { mapPinDir, type ProgramName } from "./facts.ts";
 
@@ -82,11 +73,12 @@ export interface Datapath {
 }
 
 /**
- * The kernel's answers (netlink extack, which libbpf prints at warn) to TC calls whose
- * outcome the caller expects and handles by return code: creating a clsact qdisc that
- * exists (tcAttach: every attach after the first on a device, every adopting restart),
- * and querying a hook with no qdisc, no chain or no filter of ours (tcQuery: health
- * checks, `tartan doctor`, XDP decap clearing TC). Only these lines are demoted to debug;
+ * The kernel's answers (netlink extack, which libbpf prints at warn) to clsact calls
+ * whose outcome the caller expects and handles by return code: creating a clsact qdisc
+ * that exists (tcAttach on a kernel without tcx: every attach after the first on a
+ * device, every adopting restart), and querying a hook with no qdisc, no chain or no
+ * filter of ours (tcQuery: hooks.ts looks for an older agent's clsact filter on every
+ * attach, health check and cleanup; `tartan doctor`). Only these lines are demoted to debug;
  * a real failure still surfaces as the caller's BpfError.
  */
 const EXPECTED_LIBBPF =
@@ -192,31 +184,17 @@ export function attachDecap(
   log: Logger,
 ): DecapAttach {
   if (kind === "tc") {
-    tcAttach(ifindex, ifname, "ingress", dp.progFd("decapTc"));
+    attachTc(ifindex, ifname, "ingress", dp.progFd("decapTc"), log);
     // a previous run's XDP decap (never someone else's XDP program)
     if (ourXdp(ifindex, ifname)) xdpDetach(ifindex, ifname);
     return { kind: "tc" };
   }
   const mode = xdpAttach(ifindex, ifname, dp.progFd("decapXdp"), "native", log);
-  if (ourTc(ifindex, ifname, "ingress")) tcDetach(ifindex, ifname, "ingress");
+  detachTc(ifindex, ifname, "ingress");
   return { kind: "xdp", mode };
 }
 
 export function decapAttached(ifindex: number, ifname: string, a: DecapAttach): boolean {
-  if (a.kind === "tc") return tcQuery(ifindex, ifname, "ingress") !== null;
+  if (a.kind === "tc") return ourTc(ifindex, ifname, "ingress");
   return xdpQuery(ifindex, ifname, a.mode) !== null;
-}
-
-/** Is one of our programs (by name) attached as XDP to this interface, in either mode? */
-export function ourXdp(ifindex: number, ifname: string): boolean {
-  return (["native", "generic"] as const).some((m) => {
-    const id = xdpQuery(ifindex, ifname, m);
-    return id !== null && (programName(id) ?? "").startsWith("tartan_");
-  });
-}
-
-/** Is our TC filter (our handle and priority, one of our programs) attached here? */
-export function ourTc(ifindex: number, ifname: string, dir: "ingress" | "egress"): boolean {
-  const id = tcQuery(ifindex, ifname, dir);
-  return id !== null && (programName(id) ?? "").startsWith("tartan_");
 }

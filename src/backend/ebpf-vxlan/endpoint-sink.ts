@@ -95,7 +95,7 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
         return;
       }
       try {
-        attachPodEncap(ep.ifindex, ep.hostVeth, prog.fd);
+        attachPodEncap(ep.ifindex, ep.hostVeth, prog.fd, log);
       } catch (e) {
         log.warn(
           "cannot attach the pod fast path to the pod's veth; its traffic is encapsulated at the bridge",

@@ -2,18 +2,19 @@
  * Keeps the datapath in step with the pod bridge: encap on the bridge's TC ingress (the
  * fallback for every pod), the pod program on the TC ingress of each known pod's
  * host-side veth (the send fast path), and the endpoint map holding the pods on the
- * bridge (planEndpoints). A hook is (re)attached when our program is not the one there:
- * a new device, a filter removed by hand, or the previous agent run's program, which is
- * replaced atomically (no moment without a program). Fed the views of BridgeFollower.
- * The CNI plugin's sink attaches through attachBridgeEncap and attachPodEncap at ADD.
+ * bridge (planEndpoints). TC hooks are attached through tcx (hooks.ts: no clsact qdisc,
+ * whose creation stalls the device). A hook is (re)attached when our program is not the
+ * one there: a new device, a program removed by hand, or the previous agent run's
+ * program, which is replaced atomically (no moment without a program). Fed the views of
+ * BridgeFollower. The CNI plugin's sink attaches through attachBridgeEncap and
+ * attachPodEncap at ADD.
  */
 import type { EndpointValue } from "../../bpf/abi.ts";
-import { tcAttach, tcDetach, tcQuery } from "../../bpf/attach.ts";
 import type { BpfMap } from "../../bpf/map.ts";
 import type { Cidr, Ip4 } from "../../config/cidr.ts";
 import { errorText, type Logger } from "../../log.ts";
-import { ourTc } from "./datapath.ts";
 import { type BridgeView, planEndpoints } from "./endpoints.ts";
+import { attachTc, detachTc, ourTc, ourTcPrograms } from "./hooks.ts";
 
 /** A loaded program: its fd (to attach) and kernel id (to recognise it attached). */
 export interface ProgramRef {
@@ -23,24 +24,27 @@ export interface ProgramRef {
 
 export type TcEnsured = "kept" | "attached" | "replaced";
 
-/** Makes `prog` our TC ingress filter on the device: kept when it is there, else attached (atomically replacing another). */
-export function ensureTcIngress(ifindex: number, name: string, prog: ProgramRef): TcEnsured {
-  const there = tcQuery(ifindex, name, "ingress");
-  if (there === prog.id) return "kept";
-  tcAttach(ifindex, name, "ingress", prog.fd);
-  return there === null ? "attached" : "replaced";
+/**
+ * Makes `prog` our one TC ingress program on the device: kept when it is there alone,
+ * else attached (atomically replacing ours there, tcx or an older agent's clsact filter).
+ */
+export function ensureTcIngress(ifindex: number, name: string, prog: ProgramRef, log?: Logger): TcEnsured {
+  const there = ourTcPrograms(ifindex, name, "ingress");
+  if (there.length === 1 && there[0] === prog.id) return "kept";
+  attachTc(ifindex, name, "ingress", prog.fd, log);
+  return there.length === 0 ? "attached" : "replaced";
 }
 
-/** Attaches encap (`progFd`) to the bridge's TC ingress unless a filter of ours is there (the CNI plugin, first pod on a new bridge). */
-export function attachBridgeEncap(ifindex: number, name: string, progFd: number): boolean {
-  if (tcQuery(ifindex, name, "ingress") !== null) return false;
-  tcAttach(ifindex, name, "ingress", progFd);
+/** Attaches encap (`progFd`) to the bridge's TC ingress unless a program of ours is there (the CNI plugin, first pod on a new bridge). */
+export function attachBridgeEncap(ifindex: number, name: string, progFd: number, log?: Logger): boolean {
+  if (ourTc(ifindex, name, "ingress")) return false;
+  attachTc(ifindex, name, "ingress", progFd, log);
   return true;
 }
 
 /** Attaches the pod program (`progFd`) to a pod's host-side veth (the CNI plugin at ADD, after writing the endpoint). */
-export function attachPodEncap(ifindex: number, name: string, progFd: number): void {
-  tcAttach(ifindex, name, "ingress", progFd);
+export function attachPodEncap(ifindex: number, name: string, progFd: number, log?: Logger): void {
+  attachTc(ifindex, name, "ingress", progFd, log);
 }
 
 /** The endpoint map's entries, as read at one moment. */
@@ -85,7 +89,7 @@ export class EndpointSync {
       return;
     }
     const br = view.bridge;
-    const how = ensureTcIngress(br.ifindex, br.ifname, progs.bridge);
+    const how = ensureTcIngress(br.ifindex, br.ifname, progs.bridge, this.log);
     if (how !== "kept")
       this.log.info("attached encap to the pod bridge", { bridge: br.ifname, ifindex: br.ifindex, how });
     const plan = planEndpoints(before, view, subnet);
@@ -104,7 +108,7 @@ export class EndpointSync {
     }
     for (const [ifindex, name] of want) {
       try {
-        const how = ensureTcIngress(ifindex, name, prog);
+        const how = ensureTcIngress(ifindex, name, prog, this.log);
         if (how !== "kept") this.log.debug("pod fast path attached", { veth: name, ifindex, how });
         this.#failed.delete(ifindex);
       } catch (e) {
@@ -120,7 +124,7 @@ export class EndpointSync {
     }
     for (const [ifindex, name] of this.#podVeths) {
       if (want.has(ifindex) || !veths.has(ifindex)) continue;
-      if (ourTc(ifindex, name, "ingress") && tcDetach(ifindex, name, "ingress"))
+      if (detachTc(ifindex, name, "ingress"))
         this.log.debug("pod fast path detached from a veth that holds no known pod", { veth: name, ifindex });
     }
     this.#podVeths = want;

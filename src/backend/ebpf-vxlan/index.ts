@@ -6,12 +6,12 @@
  * prepare() loads the embedded object with its maps pinned under --bpffs (adopting
  * the maps of a previous run), fills the config map, creates the overlay device
  * (overlay.ts), and attaches encap to the overlay device's TC egress and decap to the
- * underlay (TC ingress, or XDP). Attaching replaces the previous run's programs
- * atomically, so an agent restart drops nothing. apply() writes lease diffs to the
- * subnet and member maps as map-plan.ts plans them, in batches (one syscall per map and
- * kind of change: 10,000 leases are two batches). The pod bridge is followed by events
- * (bridge.ts) to keep encap on it and on every known pod's veth, and the endpoint map,
- * in step (endpoint-sync.ts).
+ * underlay (TC ingress, or XDP; TC through tcx, hooks.ts). Attaching replaces the
+ * previous run's programs atomically, so an agent restart drops nothing. apply() writes
+ * lease diffs to the subnet and member maps as map-plan.ts plans them, in batches (one
+ * syscall per map and kind of change: 10,000 leases are two batches). The pod bridge is
+ * followed by events (bridge.ts) to keep encap on it and on every known pod's veth, and
+ * the endpoint map, in step (endpoint-sync.ts).
  *
  * Dual stack (EnableIPv6) adds the IPv6 twins: tartan_subnets6/members6 from the leases'
  * IPv6 subnets, PublicIPv6 and BackendV6Data (map-plan6.ts), IPv6 on the overlay device
@@ -20,7 +20,6 @@
  * as the vxlan backend). BackendV6Data announces the same VTEP MAC as BackendData.
  */
 import type { Subnet6Key, SubnetKey } from "../../bpf/abi.ts";
-import { tcAttach, tcQuery } from "../../bpf/attach.ts";
 import { formatCidr } from "../../config/cidr.ts";
 import { formatCidr6 } from "../../config/cidr6.ts";
 import type { Lease } from "../../lease/lease.ts";
@@ -34,6 +33,7 @@ import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
 import { type EndpointEntries, EndpointSync } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
+import { attachTc, ourTc } from "./hooks.ts";
 import { hostSysctls, writeConfig } from "./host.ts";
 import { ProgrammedMaps, planLocalEntry, planMapWrites } from "./map-plan.ts";
 import { ProgrammedMaps6, planLocalEntry6, planMapWrites6, type Scope6 } from "./map-plan6.ts";
@@ -166,10 +166,10 @@ class EbpfVxlanBackend implements Backend {
     await this.#overlay.ensure();
     const v6 = this.#v6Settings();
     writeConfig(d.config, { ext, ...this.#scope, port, mtu: this.#mtu, vtepMac: this.#vtepMac, v6 });
-    tcAttach(this.#overlay.ifindex, this.#overlay.name, "egress", d.progFd("encapHost"));
+    attachTc(this.#overlay.ifindex, this.#overlay.name, "egress", d.progFd("encapHost"), log);
     if (v6 !== null) {
       // IPv6 GSO packets reach the peer as segments: its ingress encapsulates them
-      tcAttach(this.#overlay.peerIfindex, this.#overlay.peer, "ingress", d.progFd("encapHost"));
+      attachTc(this.#overlay.peerIfindex, this.#overlay.peer, "ingress", d.progFd("encapHost"), log);
       enableForwarding6(log, ext.name);
     }
     const decapKind = this.#ctx.decap === "auto" ? "tc" : this.#ctx.decap;
@@ -204,12 +204,17 @@ class EbpfVxlanBackend implements Backend {
 
   async setLocal(lease: Lease): Promise<void> {
     const d = this.#need();
-    const entry = planLocalEntry(this.#local?.subnet ?? null, this.#adoptedLocal, lease.subnet, {
+    const entry = planLocalEntry(this.#maps, this.#local?.subnet ?? null, this.#adoptedLocal, lease.subnet, {
       nodeIp: this.#ctx.extIface.publicIp,
       vtepMac: this.#vtepMac,
     });
     for (const k of entry.deletes) d.subnets.delete(k);
     d.subnets.update(...entry.write);
+    // the node whose lease held our new subnet: one lease fewer (no longer a member at none)
+    const t = entry.takeover;
+    if (t && t.members > 0) d.members.update(t.nodeIp, t.members);
+    else if (t) d.members.delete(t.nodeIp);
+    this.#maps.commitLocal(entry);
     this.#adoptedLocal = [];
     this.#local = lease;
     const route = await this.#overlay.setLocal(lease.subnet, this.#ctx.config.network);
@@ -282,11 +287,11 @@ class EbpfVxlanBackend implements Backend {
     repairPins(this.#dp, this.#ctx.bpffs, this.#ctx.log);
     if (!decapAttached(ext.index, ext.name, this.#decap))
       return { ok: false, reason: `decap program not attached to ${ext.name}` };
-    if (tcQuery(overlay.ifindex, overlay.name, "egress") === null)
+    if (!ourTc(overlay.ifindex, overlay.name, "egress"))
       return { ok: false, reason: `encap program not attached to ${overlay.name}` };
     if (this.#local && !overlay.routePresent(config.network))
       return { ok: false, reason: `route ${formatCidr(config.network)} via ${overlay.name} is missing` };
-    if (this.#scope6 !== null && tcQuery(overlay.peerIfindex, overlay.peer, "ingress") === null)
+    if (this.#scope6 !== null && !ourTc(overlay.peerIfindex, overlay.peer, "ingress"))
       return { ok: false, reason: `encap program not attached to ${overlay.peer} (IPv6 segments)` };
     return { ok: true };
   }

@@ -1,15 +1,15 @@
 /**
  * The ebpf-vxlan datapath as the kernel holds it, read for `tartan doctor`: which pins
- * exist, the kernel ids of the pinned programs (what the running agent loaded), our
- * programs attached to each link (TC ingress and egress, XDP), and the subnet and member
- * maps read through their pins with the ABI's codecs — the very decoding the agent
- * writes with. Read-only; each function throws what it could not read, for the caller
+ * exist, the kernel ids of the pinned programs (what the running agent loaded), the
+ * programs attached to each link (TC ingress and egress through tcx or clsact, XDP),
+ * and the subnet and member maps read through their pins with the ABI's codecs — the
+ * very decoding the agent writes with. Read-only; each function throws what it could not read, for the caller
  * to report.
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { SubnetKey, SubnetValue } from "../../bpf/abi.ts";
-import { objectId, programName, tcQuery, xdpQuery } from "../../bpf/attach.ts";
+import { objectId, programName, tcQuery, tcxQuery, xdpQuery } from "../../bpf/attach.ts";
 import { openPin } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
 import type { Hook } from "./facts.ts";
@@ -44,15 +44,20 @@ export interface Attachment {
   readonly progName: string;
 }
 
-/** Our TC filters and any XDP program on these links. */
+/**
+ * Every program on these links' TC hooks (tcx, which bpftool before 7.3 does not list,
+ * and our clsact filter) and any XDP program.
+ */
 export function attachedPrograms(links: readonly { name: string; ifindex: number }[]): Attachment[] {
   const out: Attachment[] = [];
   const add = (iface: string, hook: Hook, id: number | null) => {
     if (id !== null) out.push({ iface, hook, progId: id, progName: programName(id) ?? "" });
   };
   for (const l of links) {
-    add(l.name, "tc-ingress", tcQuery(l.ifindex, l.name, "ingress"));
-    add(l.name, "tc-egress", tcQuery(l.ifindex, l.name, "egress"));
+    for (const dir of ["ingress", "egress"] as const) {
+      for (const id of tcxQuery(l.ifindex, l.name, dir) ?? []) add(l.name, `tc-${dir}`, id);
+      add(l.name, `tc-${dir}`, tcQuery(l.ifindex, l.name, dir));
+    }
     for (const mode of ["native", "generic"] as const) add(l.name, "xdp", xdpQuery(l.ifindex, l.name, mode));
   }
   return out;

@@ -61,6 +61,14 @@ export class ProgrammedMaps {
     return { stale, local };
   }
 
+  /** Records our local entry the maps now hold: a remote entry it took over is forgotten. */
+  commitLocal(plan: LocalPlan): void {
+    if (!plan.takeover) return;
+    this.subnets.delete(plan.write[0].addr);
+    if (plan.takeover.members > 0) this.members.set(plan.takeover.nodeIp, plan.takeover.members);
+    else this.members.delete(plan.takeover.nodeIp);
+  }
+
   /** Records a plan the maps now hold. */
   commit(plan: MapPlan): void {
     for (const [k, v] of plan.subnetWrites) this.subnets.set(k.addr, v);
@@ -135,21 +143,42 @@ export function planMapWrites(state: ProgrammedMaps, diff: LeaseDiff, scope: Pee
   return { memberWrites, subnetWrites, subnetDeletes, memberDeletes, skipped };
 }
 
+export interface LocalPlan {
+  /** Local entries to delete: the subnet held before, adopted ones that are not ours. */
+  readonly deletes: readonly SubnetKey[];
+  readonly write: readonly [SubnetKey, SubnetValue];
+  /**
+   * Our subnet was programmed for another node (its lease vanished and is still in its
+   * removal grace): the local entry replaces that one, and its node keeps `members`
+   * leases (0: no longer a member).
+   */
+  readonly takeover: { readonly nodeIp: Ip4; readonly members: number } | null;
+}
+
 /**
  * Our own subnet's entry (flagged local: decap delivers it, encap leaves it to the
  * stack): written for `subnet`; deleted for the subnet we held before and for local
- * entries of adopted maps that are not ours.
+ * entries of adopted maps that are not ours — unless the entry there is already another
+ * node's (`state` holds it as a remote lease): when our lease was lost and its subnet
+ * taken over, the new owner's entry may be programmed before we move to our new subnet.
+ * The other way round, a subnet we take that is still programmed for its previous node
+ * is taken over (commitLocal forgets the remote entry, so that lease's removal, which
+ * follows, does not delete the key: our local entry).
  */
 export function planLocalEntry(
+  state: ProgrammedMaps,
   previous: Cidr | null,
   adoptedLocal: readonly SubnetKey[],
   subnet: Cidr,
   value: { nodeIp: Ip4; vtepMac: string },
-): { deletes: SubnetKey[]; write: readonly [SubnetKey, SubnetValue] } {
+): LocalPlan {
   const key = subnetKeyOf(subnet);
   const same = (k: SubnetKey) => k.addr === key.addr && k.prefixLen === key.prefixLen;
-  const deletes: SubnetKey[] = [];
-  if (previous && !same(subnetKeyOf(previous))) deletes.push(subnetKeyOf(previous));
-  for (const k of adoptedLocal) if (!same(k)) deletes.push(k);
-  return { deletes, write: [key, { ...value, flags: SUBNET_LOCAL }] };
+  const candidates = [...(previous ? [subnetKeyOf(previous)] : []), ...adoptedLocal];
+  const deletes = candidates.filter((k) => !same(k) && !state.subnets.has(k.addr));
+  const remote = state.subnets.get(key.addr);
+  const takeover = remote
+    ? { nodeIp: remote.nodeIp, members: (state.members.get(remote.nodeIp) ?? 1) - 1 }
+    : null;
+  return { deletes, write: [key, { ...value, flags: SUBNET_LOCAL }], takeover };
 }
