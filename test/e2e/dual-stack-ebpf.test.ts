@@ -9,13 +9,16 @@
  * SIGKILLed and restarted under a continuous IPv6 ping lose nothing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { withPinnedMap } from "../../src/backend/ebpf-vxlan/pins.ts";
 import { formatCidr6 } from "../../src/config/cidr6.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import type { DoctorReport } from "../../src/doctor/report.ts";
 import { Cluster, type ClusterNode } from "../helpers/cluster.ts";
 import { until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
-import { isRoot, status, waitReady } from "../helpers/tartan.ts";
+import { isRoot, ROOT, requireBinary, status, waitReady } from "../helpers/tartan.ts";
 import { tcpBulk } from "../helpers/traffic.ts";
 
 const MTU = 1430; // dual stack: underlay 1500 − 70 (IPv6 VXLAN), both backends
@@ -149,6 +152,44 @@ for (const registry of ["sqlite", "etcd"] as const)
         } finally {
           await setMtu(MTU);
         }
+      }, 60_000);
+
+      test("tartan doctor: every check ok, the IPv6 ones too; an IPv6 map entry removed by hand is named", async () => {
+        const cniDir = join(cl.lab.dir, "cni-net.d");
+        if (!existsSync(cniDir)) mkdirSync(cniDir);
+        copyFileSync(join(ROOT, "deploy/cni/10-tartan.conflist"), join(cniDir, "10-tartan.conflist"));
+        const doctor = async () => {
+          const r = await cl.lab.exec(n(0).ns, [
+            requireBinary(),
+            "doctor",
+            "--json",
+            `--cni-conf-dir=${cniDir}`,
+            "--no-probe",
+          ]);
+          return { code: r.code, report: JSON.parse(r.stdout) as DoctorReport };
+        };
+        const notOk = (r: { report: DoctorReport }) =>
+          r.report.checks.filter((x) => x.status !== "ok").map((x) => `${x.id}: ${x.finding}`);
+        const healthy = await doctor();
+        expect(notOk(healthy)).toEqual([]);
+        const byId = (r: { report: DoctorReport }, id: string) => r.report.checks.find((x) => x.id === id)!;
+        expect(byId(healthy, "ipv6-datapath").finding).toContain("tartan.1 carries IPv6");
+        expect(byId(healthy, "ipv6-routes").finding).toContain("2 dual-stack peer(s)");
+        // node 2's IPv6 subnet taken out of node 0's map by hand
+        const peer6 = parseSubnetEnv(readFileSync(n(2).subnetFile, "utf8")).subnet6!;
+        const key = { prefixLen: peer6.len, addr: peer6.ip };
+        const value = withPinnedMap(n(0).bpffs, "subnets6", (m) => m.lookup(key))!;
+        expect(value).not.toBeNull();
+        withPinnedMap(n(0).bpffs, "subnets6", (m) => m.delete(key));
+        try {
+          const broken = await doctor();
+          const routes = byId(broken, "ipv6-routes");
+          expect([routes.status, broken.code]).toEqual(["problem", 1]);
+          expect(routes.finding).toContain(`${formatCidr6(peer6)}: map tartan_subnets6 entry (${n(2).ip6}`);
+        } finally {
+          withPinnedMap(n(0).bpffs, "subnets6", (m) => m.update(key, value!));
+        }
+        expect(notOk(await doctor())).toEqual([]);
       }, 60_000);
 
       test("ebpf-vxlan agents SIGKILLed and restarted under a continuous IPv6 ping lose nothing", async () => {
