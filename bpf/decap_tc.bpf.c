@@ -27,24 +27,46 @@ static __always_inline int verdict(__u32 reason)
 	return decap_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
-/* VXLAN over IPv6 (dual stack): the same checks and verdicts, counted in the IPv6 block;
- * decapsulated packets go to the stack. */
+static __always_inline int verdict6(__u32 reason)
+{
+	tartan_count(decap6_counter(reason));
+	return decap_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/* VXLAN over IPv6 (dual stack): the same checks, counted in the IPv6 block; a pod in
+ * tartan_endpoints6 gets it through bpf_redirect_peer (hop limit − 1), else the stack. */
 static __always_inline int decap6(struct __sk_buff *skb, const struct config *cfg)
 {
+	struct endpoint_value *ep;
+	struct endpoint6_key ek;
 	struct ipv6hdr *ip6;
 	struct hdr_cursor c;
+	struct ethhdr *eth;
 	__u32 reason;
 
 	tc_pull_cursor(skb, TARTAN_DECAP6_PULL, &c);
 	reason = decap_check6(&c, skb->len, cfg, &ip6);
-	if (reason == CNT_MAX &&
-	    bpf_skb_adjust_room(skb, -(int)(sizeof(struct vxlan6_frame) - ETH_HLEN), BPF_ADJ_ROOM_MAC,
+	if (reason != CNT_MAX)
+		return verdict6(reason);
+	__builtin_memcpy(ek.ip6, ip6->daddr.in6_u.u6_addr8, 16);
+	ep = bpf_map_lookup_elem(&tartan_endpoints6, &ek);
+	if (bpf_skb_adjust_room(skb, -(int)(sizeof(struct vxlan6_frame) - ETH_HLEN), BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_FIXED_GSO))
-		reason = CNT_DECAP_DROP_ADJUST;
-	if (reason == CNT_MAX)
-		reason = CNT_DECAP_STACK;
-	tartan_count(decap6_counter(reason));
-	return decap_is_drop(reason) ? TC_ACT_SHOT : TC_ACT_OK;
+		return verdict6(CNT_DECAP_DROP_ADJUST);
+	if (!ep)
+		return verdict6(CNT_DECAP_STACK);
+	tc_cursor(skb, &c);
+	if (parse_ethhdr(&c, &eth) < 0 || c.pos + sizeof(struct ipv6hdr) > c.end)
+		return verdict6(CNT_DECAP_STACK);
+	ip6 = c.pos;
+	/* hop limit expiring: the stack answers with time-exceeded */
+	if (ip6->hop_limit <= 1)
+		return verdict6(CNT_DECAP_STACK);
+	ip6->hop_limit--;
+	__builtin_memcpy(eth->h_dest, ep->pod_mac, 6);
+	__builtin_memcpy(eth->h_source, ep->gw_mac, 6);
+	tartan_count(CNT_DECAP6_REDIRECT_PEER);
+	return bpf_redirect_peer(ep->ifindex, 0);
 }
 
 SEC("tc")

@@ -49,6 +49,8 @@ _Static_assert(CNT_ENCAP6_DROP_FIB - CNT_ENCAP6_OK == CNT_ENCAP_DROP_FIB - CNT_E
 	       "the IPv6 encap counters must mirror the encap counters");
 _Static_assert(CNT_HOST6_PASS_L4 - CNT_HOST6_ENCAP_OK == CNT_ENCAP6_PASS_L4 - CNT_ENCAP6_OK,
 	       "the IPv6 host counters must mirror the IPv6 encap counters");
+_Static_assert(CNT_POD6_PASS_L4 - CNT_POD6_ENCAP_OK == CNT_ENCAP6_PASS_L4 - CNT_ENCAP6_OK,
+	       "the IPv6 pod counters must mirror the IPv6 encap counters");
 
 /* The IPv6 blocks' own reasons, named as encap_counter() takes them (offsets past CNT_ENCAP_DROP_FIB). */
 #define ENCAP6_GSO      (CNT_ENCAP_OK + (CNT_ENCAP6_GSO - CNT_ENCAP6_OK))
@@ -219,20 +221,16 @@ static __always_inline int encap_send_ipv6(struct __sk_buff *skb, const struct c
 }
 
 /*
- * The IPv6 path of a TC encapsulating program, from the frame's start: parse, route,
- * send; counted in the IPv6 block at `base`.
+ * Where `ip6` (parsed by encap6_parse()) goes and what happens to it, counted in the IPv6
+ * block at `base`: encapsulated and sent; a GSO packet of forwarded traffic to the
+ * overlay device; or passed.
  */
-static __always_inline int encap6(struct __sk_buff *skb, const struct config *cfg, int forwarding, __u32 base)
+static __always_inline int encap6_finish(struct __sk_buff *skb, const struct config *cfg, struct ipv6hdr *ip6,
+					 int forwarding, __u32 base)
 {
 	struct subnet6_value *to;
-	struct ipv6hdr *ip6;
-	struct hdr_cursor c;
-	struct ethhdr *eth;
 	__u32 reason;
 
-	tc_pull_cursor(skb, ENCAP6_PULL, &c);
-	if (parse_ethhdr(&c, &eth) != bpf_htons(ETH_P_IPV6) || parse_ipv6hdr(&c, skb->len - ETH_HLEN, &ip6) < 0)
-		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
 	reason = encap_route_ipv6(skb, cfg, ip6, forwarding, &to);
 	if (reason == ENCAP6_GSO && forwarding) {
 		/* to the overlay device as the kernel would route it (hop limit and all), minus netfilter */
@@ -243,6 +241,28 @@ static __always_inline int encap6(struct __sk_buff *skb, const struct config *cf
 	if (reason != CNT_MAX)
 		return encap_pass(base, reason);
 	return encap_send_ipv6(skb, cfg, ip6, to, forwarding, base);
+}
+
+/* The frame's Ethernet and IPv6 headers (pulled in): 0, or -1 when malformed. */
+static __always_inline int encap6_parse(struct __sk_buff *skb, struct ethhdr **eth, struct ipv6hdr **ip6)
+{
+	struct hdr_cursor c;
+
+	tc_pull_cursor(skb, ENCAP6_PULL, &c);
+	if (parse_ethhdr(&c, eth) != bpf_htons(ETH_P_IPV6) || parse_ipv6hdr(&c, skb->len - ETH_HLEN, ip6) < 0)
+		return -1;
+	return 0;
+}
+
+/* The IPv6 path of the bridge's and the overlay device's programs, from the frame's start. */
+static __always_inline int encap6(struct __sk_buff *skb, const struct config *cfg, int forwarding, __u32 base)
+{
+	struct ipv6hdr *ip6;
+	struct ethhdr *eth;
+
+	if (encap6_parse(skb, &eth, &ip6) < 0)
+		return encap_pass(base, CNT_ENCAP_PASS_MALFORMED);
+	return encap6_finish(skb, cfg, ip6, forwarding, base);
 }
 
 #endif /* TARTAN_ENCAP6_H */

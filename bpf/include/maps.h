@@ -47,7 +47,7 @@ struct {
 	__type(value, struct nexthop_value);
 } tartan_nexthops SEC(".maps") __weak;
 
-/* dual stack: the IPv6 twins of tartan_subnets, tartan_members and tartan_nexthops */
+/* dual stack: the IPv6 twins of tartan_subnets, tartan_members, tartan_endpoints and tartan_nexthops */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TARTAN_MAX_SUBNETS);
@@ -61,6 +61,14 @@ struct {
 	__type(key, struct member6_key);
 	__type(value, struct member_value);
 } tartan_members6 SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TARTAN_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct endpoint6_key);
+	__type(value, struct endpoint_value);
+} tartan_endpoints6 SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

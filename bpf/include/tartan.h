@@ -125,6 +125,11 @@ struct nexthop6_key {
 	__u8 node_ip6[16];
 };
 
+/* tartan_endpoints6: hash, local pod IPv6 -> where to deliver it (struct endpoint_value). */
+struct endpoint6_key {
+	__u8 ip6[16];
+};
+
 /* tartan_config: array with one entry (key 0). */
 struct config {
 	__u32 flags;          /* TARTAN_CFG_* */
@@ -240,6 +245,21 @@ enum tartan_counter {
 	CNT_HOST6_DROP_FIB,
 	CNT_HOST6_GSO,             /* GSO at the overlay device: passed, to be segmented */
 	CNT_HOST6_PASS_L4,
+	/* IPv6 pod traffic at a pod's host-side veth (TC ingress): as CNT_ENCAP6_*; the pod
+	 * program's own two reasons count in CNT_POD_PASS_NOT_ENDPOINT / _NOT_GATEWAY */
+	CNT_POD6_ENCAP_OK,
+	CNT_POD6_ENCAP_OK_NEIGH,
+	CNT_POD6_PASS_NOT_READY,
+	CNT_POD6_PASS_UNUSED,
+	CNT_POD6_PASS_MALFORMED,
+	CNT_POD6_PASS_UNKNOWN_DST,
+	CNT_POD6_PASS_LOCAL,
+	CNT_POD6_PASS_TTL,
+	CNT_POD6_PASS_TOO_BIG,
+	CNT_POD6_DROP_ADJUST,
+	CNT_POD6_DROP_FIB,
+	CNT_POD6_GSO,
+	CNT_POD6_PASS_L4,
 	/* decapsulation of VXLAN over IPv6 (TC and XDP): the reasons of CNT_DECAP_*, in the same
 	 * order (NOT_READY and NOT_IPV4 count in the IPv4 block: they are decided before the
 	 * family) */

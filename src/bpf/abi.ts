@@ -21,6 +21,7 @@ export const MAPS = {
   subnets6: "tartan_subnets6",
   members6: "tartan_members6",
   nexthops6: "tartan_nexthops6",
+  endpoints6: "tartan_endpoints6",
 } as const;
 
 export const PROGRAMS = {
@@ -141,6 +142,19 @@ export const COUNTER_NAMES = [
   "host6_drop_fib",
   "host6_gso",
   "host6_pass_l4",
+  "pod6_encap_ok",
+  "pod6_encap_ok_neigh",
+  "pod6_pass_not_ready",
+  "pod6_pass_unused",
+  "pod6_pass_malformed",
+  "pod6_pass_unknown_dst",
+  "pod6_pass_local",
+  "pod6_pass_ttl",
+  "pod6_pass_too_big",
+  "pod6_drop_adjust",
+  "pod6_drop_fib",
+  "pod6_gso",
+  "pod6_pass_l4",
   "decap6_redirect_peer",
   "decap6_stack",
   "decap6_pass_unused1",
@@ -177,6 +191,7 @@ export const LAYOUTS = {
   subnet6_value: { size: 24, fields: { node_ip6: [0, 16], vtep_mac: [16, 6], flags: [22, 2] } },
   member6_key: { size: 16, fields: { node_ip6: [0, 16] } },
   nexthop6_key: { size: 16, fields: { node_ip6: [0, 16] } },
+  endpoint6_key: { size: 16, fields: { ip6: [0, 16] } },
   config: {
     size: 80,
     fields: {
@@ -384,7 +399,7 @@ export const subnet6ValueCodec: Codec<Subnet6Value> = {
   }),
 };
 
-/** member6_key and nexthop6_key: one IPv6 address. */
+/** member6_key, endpoint6_key and nexthop6_key: one IPv6 address. */
 export const ip6KeyCodec: Codec<Ip6> = {
   size: 16,
   encode: (ip, v, o) => putIp6(v, o, ip),

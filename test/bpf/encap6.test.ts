@@ -241,6 +241,61 @@ describe("IPv6 encap passes what it must not encapsulate", () => {
   });
 });
 
+describe("IPv6 at the pod's veth (tartan_encap_pod, dual stack)", () => {
+  const atVeth = (pkt: Uint8Array, skb = {}) => run(h.prog.encapPod, pkt, { ifindex: h.podIfindex, ...skb });
+  const withEndpoint = (fn: () => void) => {
+    h.endpoints6.update(ip6Of(FX.podIp6), { ifindex: h.podIfindex, podMac: FX.podMac, gwMac: FX.gwMac });
+    try {
+      fn();
+    } finally {
+      h.endpoints6.delete(ip6Of(FX.podIp6));
+    }
+  };
+
+  test("the endpoint's pod, through its gateway, to a remote subnet → flannel-v6's frame, pod6_encap_ok", () =>
+    withEndpoint(() => {
+      const inner = innerIp6({ proto: IPPROTO_TCP });
+      const r = atVeth(fromPod6(inner));
+      expect({ verdict: r.retval, moved: r.moved }).toEqual({
+        verdict: TC_ACT_REDIRECT,
+        moved: { pod6_encap_ok: 1 },
+      });
+      expect(hex(r.data)).toBe(hex(kernelVxlan6Frame(forwarded6(inner), r.data)));
+      expect(outerUdp6Valid(r.data)).toBe(true);
+    }));
+
+  test("a GSO packet goes to the overlay device, pod6_gso", () =>
+    withEndpoint(() => {
+      const inner = innerIp6({ proto: IPPROTO_TCP, size: 3000 });
+      const r = atVeth(fromPod6(inner), { gsoSize: 1450 - 60, gsoSegs: 3 });
+      expect({ verdict: r.retval, moved: r.moved }).toEqual({
+        verdict: TC_ACT_REDIRECT,
+        moved: { pod6_gso: 1 },
+      });
+    }));
+
+  test("a pod not in tartan_endpoints6, a spoofed source, another veth, multicast, not to the gateway → passed to the bridge", () =>
+    withEndpoint(() => {
+      const cases: Array<[Uint8Array, object, string]> = [
+        [fromPod6(innerIp6({ proto: IPPROTO_UDP, src: "fd00:19:0:1::9" })), {}, "pod_pass_not_endpoint"],
+        [fromPod6(innerIp6({ proto: IPPROTO_UDP })), { ifindex: h.underlayIfindex }, "pod_pass_not_endpoint"],
+        [fromPod6(innerIp6({ proto: IPPROTO_UDP }), "33:33:00:00:00:01"), {}, "pod_pass_not_gateway"],
+        [fromPod6(innerIp6({ proto: IPPROTO_UDP }), "02:cc:00:00:00:01"), {}, "pod_pass_not_gateway"],
+        [fromPod6(innerIp6({ proto: IPPROTO_UDP, dst: "fd00:19:0:1::9" })), {}, "pod6_pass_local"],
+        [fromPod6(innerIp6({ proto: IPPROTO_UDP, hopLimit: 1 })), {}, "pod6_pass_ttl"],
+      ];
+      for (const [pkt, skb, counter] of cases) {
+        const r = atVeth(pkt, skb);
+        expect({ counter, verdict: r.retval, moved: r.moved }).toEqual({
+          counter,
+          verdict: TC_ACT_OK,
+          moved: { [counter]: 1 },
+        });
+        expect(hex(r.data)).toBe(hex(pkt));
+      }
+    }));
+});
+
 /** The first packet of a classic pcap file (tcpdump -w). */
 function firstPcapPacket(pcap: Uint8Array): Uint8Array {
   const v = new DataView(pcap.buffer, pcap.byteOffset);
@@ -355,6 +410,8 @@ describe("IPv6 encap against the kernel's own flannel-v6 device", () => {
       );
       await sender.exited;
       await dump.exited;
+      // the stderr pipe closed now, not whenever the collector gets to it (datapath.test.ts counts fds)
+      await reader.cancel();
       const kernel = firstPcapPacket(await Bun.file(pcap).bytes());
       expect(kernel.length).toBe(14 + 40 + 8 + 8 + 14 + 40 + 8 + 200);
       // the kernel fills the UDP checksum of IPv6 VXLAN (udp6zerocsumtx off), through the

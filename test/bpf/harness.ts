@@ -175,6 +175,7 @@ export interface Harness {
   readonly subnets6: BpfMap<Subnet6Key, Subnet6Value>;
   readonly members6: BpfMap<Ip6, number>;
   readonly nexthops6: BpfMap<Ip6, NexthopValue>;
+  readonly endpoints6: BpfMap<Ip6, { ifindex: number; podMac: string; gwMac: string }>;
   readonly underlayIfindex: number;
   /** ifindex of FX.overlay (IPv6 harness: the config's overlay device). */
   readonly overlayIfindex: number;
@@ -282,6 +283,7 @@ export async function setupHarness(opts: { ipv6?: boolean } = {}): Promise<Harne
     const subnets6 = o.map(MAPS.subnets6, subnet6KeyCodec, subnet6ValueCodec);
     const members6 = o.map(MAPS.members6, ip6KeyCodec, memberValueCodec);
     const nexthops6 = o.map(MAPS.nexthops6, ip6KeyCodec, nexthopValueCodec);
+    const endpoints6 = o.map(MAPS.endpoints6, ip6KeyCodec, endpointValueCodec);
 
     const cfg: Config = {
       flags: CFG_READY,
@@ -341,6 +343,7 @@ export async function setupHarness(opts: { ipv6?: boolean } = {}): Promise<Harne
       subnets6,
       members6,
       nexthops6,
+      endpoints6,
       underlayIfindex,
       overlayIfindex,
       podIfindex,

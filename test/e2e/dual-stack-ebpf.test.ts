@@ -127,6 +127,29 @@ for (const registry of ["sqlite", "etcd"] as const)
         expect((await counters(0)).host6_encap_ok! - before).toBeGreaterThan(1000);
       }, 120_000);
 
+      test("IPv6 takes the pod fast path once the agent has the pods in tartan_endpoints6: sent from the veth, delivered into it", async () => {
+        const before0 = await counters(0);
+        const before1 = await counters(1);
+        await until(
+          async () => {
+            await ping(cl.lab, pod(0).ns, pod(1).ip6!, { count: 1 });
+            const [c0, c1] = [await counters(0), await counters(1)];
+            return (
+              c0.pod6_encap_ok! + c0.pod6_encap_ok_neigh! >
+                before0.pod6_encap_ok! + before0.pod6_encap_ok_neigh! &&
+              c1.decap6_redirect_peer! > before1.decap6_redirect_peer!
+            );
+          },
+          "IPv6 through the pod program and into the pod by bpf_redirect_peer",
+          30_000,
+        );
+        // and bulk TCP both ways still arrives whole (GSO from the pod's veth to the overlay device)
+        const bytes = 20_000_000;
+        expect(await tcpBulk(cl.lab, pod(0).ns, pod(1).ns, pod(1).ip6!, bytes)).toBe(bytes);
+        expect(await tcpBulk(cl.lab, pod(1).ns, pod(0).ns, pod(0).ip6!, bytes)).toBe(bytes);
+        expect((await counters(0)).pod6_gso).toBeGreaterThan(before0.pod6_gso!);
+      }, 90_000);
+
       test("node → remote pod over IPv6; MTU-sized IPv6 packets cross, bigger ones get ICMPv6 packet-too-big", async () => {
         for (const b of [1, 2]) expect(await reach(n(0).ns, pod(b).ip6!)).toBe(3);
         // ICMPv6 echo: 40 bytes of IPv6 header and 8 of ICMPv6 header

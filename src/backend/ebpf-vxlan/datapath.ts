@@ -60,6 +60,7 @@ export interface Datapath {
   readonly subnets6: BpfMap<Subnet6Key, Subnet6Value>;
   readonly members6: BpfMap<Ip6, number>;
   readonly nexthops6: BpfMap<Ip6, NexthopValue>;
+  readonly endpoints6: BpfMap<Ip6, EndpointValue>;
   /** True when the maps were found pinned (a previous agent's live datapath). */
   readonly adopted: boolean;
   /** A program's fd (lent by the object: throws after close()). */
@@ -156,6 +157,7 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
     subnets6: obj.map(MAPS.subnets6, subnet6KeyCodec, subnet6ValueCodec),
     members6: obj.map(MAPS.members6, ip6KeyCodec, memberValueCodec),
     nexthops6: obj.map(MAPS.nexthops6, ip6KeyCodec, nexthopValueCodec),
+    endpoints6: obj.map(MAPS.endpoints6, ip6KeyCodec, endpointValueCodec),
     adopted,
     progFd: (name) => progs.get(name)!.fd,
     progId: (name) => ids.get(name)!,

@@ -31,7 +31,7 @@ import { dualStackMtu } from "../vxlan/facts.ts";
 import { BridgeFollower } from "./bridge.ts";
 import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
-import { type EndpointEntries, EndpointSync } from "./endpoint-sync.ts";
+import { type EndpointEntries, type Endpoints6, EndpointSync } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
 import { attachTc, ourTc } from "./hooks.ts";
 import { hostSysctls, writeConfig } from "./host.ts";
@@ -42,6 +42,12 @@ import { repairPins } from "./pins.ts";
 
 export { type CleanupOptions, cleanupEbpfVxlan } from "./cleanup.ts";
 export { overlayDeviceName, vtepMacFor } from "./facts.ts";
+
+/** Both endpoint maps as read at one moment (the IPv6 one empty in an IPv4-only network). */
+interface EndpointSnapshot {
+  readonly v4: EndpointEntries;
+  readonly v6: Endpoints6["before"];
+}
 
 export interface EbpfVxlanOptions {
   /** The bridge local pods hang off (default cni0). */
@@ -73,7 +79,7 @@ class EbpfVxlanBackend implements Backend {
   readonly #maps6 = new ProgrammedMaps6();
   #adoptedLocal6: Subnet6Key[] = [];
   readonly #endpoints: EndpointSync;
-  readonly #follower: BridgeFollower<EndpointEntries>;
+  readonly #follower: BridgeFollower<EndpointSnapshot>;
 
   constructor(ctx: BackendContext, opts: EbpfVxlanOptions) {
     const { log, extIface: ext, config } = ctx;
@@ -95,21 +101,27 @@ class EbpfVxlanBackend implements Backend {
       dual: v6 !== null,
     });
     this.#endpoints = new EndpointSync(log);
-    this.#follower = new BridgeFollower<EndpointEntries>({
+    this.#follower = new BridgeFollower<EndpointSnapshot>({
       bridge: opts.bridge ?? DEFAULT_BRIDGE,
       ...(opts.resyncMs !== undefined ? { resyncMs: opts.resyncMs } : {}),
       log,
-      snapshot: () => this.#dp?.endpoints.entries() ?? [],
+      snapshot: () => ({
+        v4: this.#dp?.endpoints.entries() ?? [],
+        v6: this.#scope6 !== null ? (this.#dp?.endpoints6.entries() ?? []) : [],
+      }),
       onView: (view, before) => {
         const d = this.#dp;
         if (!d) return;
         const prog = (name: "encapFwd" | "encapPod") => ({ fd: d.progFd(name), id: d.progId(name) });
         this.#endpoints.apply(
           view,
-          before,
+          before.v4,
           d.endpoints,
           { bridge: prog("encapFwd"), pod: prog("encapPod") },
           this.#local?.subnet ?? null,
+          this.#scope6 !== null
+            ? { before: before.v6, map: d.endpoints6, subnet6: this.#local?.subnet6 ?? null }
+            : null,
         );
       },
     });

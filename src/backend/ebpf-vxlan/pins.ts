@@ -33,6 +33,7 @@ export interface PinnedMaps {
   readonly endpoints: BpfMap<Ip4, EndpointValue>;
   readonly subnets6: BpfMap<Subnet6Key, Subnet6Value>;
   readonly members6: BpfMap<Ip6, number>;
+  readonly endpoints6: BpfMap<Ip6, EndpointValue>;
 }
 
 const CODECS: { readonly [K in keyof PinnedMaps]: readonly [Codec<unknown>, Codec<unknown>] } = {
@@ -41,6 +42,7 @@ const CODECS: { readonly [K in keyof PinnedMaps]: readonly [Codec<unknown>, Code
   endpoints: [ip4KeyCodec, endpointValueCodec],
   subnets6: [subnet6KeyCodec, subnet6ValueCodec],
   members6: [ip6KeyCodec, memberValueCodec],
+  endpoints6: [ip6KeyCodec, endpointValueCodec],
 };
 
 /** The pinned map, typed by the ABI's codecs, owned by the caller (close it); null when nothing is pinned there. */
@@ -74,6 +76,7 @@ export function repairPins(d: Datapath, bpffs: string, log: Logger): void {
     d.subnets6,
     d.members6,
     d.nexthops6,
+    d.endpoints6,
   ]) {
     const pin = `${mapPinDir(bpffs)}/${m.name}`;
     if (existsSync(pin)) continue;
