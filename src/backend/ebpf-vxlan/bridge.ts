@@ -43,8 +43,8 @@ export function changesView(e: MonitorEvent, bridge: string, last: BridgeView | 
   if (e.deleted || !e.lladdr) return false;
   const mac = e.lladdr.toLowerCase();
   if (e.dst !== null) {
-    // pods' addresses: IPv4, and IPv6 other than link-local (dual stack)
-    if (e.dev !== bridge || !(/^\d+\.\d+\.\d+\.\d+$/.test(e.dst) || /^(?!fe80:)[0-9a-f:]+$/i.test(e.dst)))
+    // pods' addresses: IPv4, and IPv6 other than link-local and multicast (dual stack)
+    if (e.dev !== bridge || !(/^\d+\.\d+\.\d+\.\d+$/.test(e.dst) || /^(?!fe80:|ff)[0-9a-f:]+$/i.test(e.dst)))
       return false;
     if (e.state.some((s) => s === "FAILED" || s === "INCOMPLETE")) return false;
     return !(last?.neighbours.some((n) => n.dst === e.dst && n.lladdr?.toLowerCase() === mac) ?? false);

@@ -31,7 +31,7 @@ import { dualStackMtu } from "../vxlan/facts.ts";
 import { BridgeFollower } from "./bridge.ts";
 import { cleanupEbpfVxlan } from "./cleanup.ts";
 import { attachDecap, type Datapath, type DecapAttach, decapAttached, loadDatapath } from "./datapath.ts";
-import { type EndpointEntries, type Endpoints6, EndpointSync } from "./endpoint-sync.ts";
+import { type EndpointEntries, EndpointSync, type Endpoints6 } from "./endpoint-sync.ts";
 import { EBPF_VXLAN_FACTS, vtepMacFor } from "./facts.ts";
 import { attachTc, ourTc } from "./hooks.ts";
 import { hostSysctls, writeConfig } from "./host.ts";
