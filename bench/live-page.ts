@@ -22,7 +22,9 @@ function report(n: number): DoctorReport {
     rttMs: 0.05 + i / 1e4,
     error: null,
   }));
-  const details = probes.map((p) => `${p.target} (lease ${p.lease}, node ${p.publicIp}): ${p.rttMs.toFixed(3)} ms`);
+  const details = probes.map(
+    (p) => `${p.target} (lease ${p.lease}, node ${p.publicIp}): ${p.rttMs.toFixed(3)} ms`,
+  );
   return {
     node: "n1",
     backend: "ebpf-vxlan",
