@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { withPinnedMap } from "../../src/backend/ebpf-vxlan/pins.ts";
-import { formatCidr6 } from "../../src/config/cidr6.ts";
+import { formatCidr6, formatIp6 } from "../../src/config/cidr6.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
 import type { DoctorReport } from "../../src/doctor/report.ts";
-import { Cluster, type ClusterNode } from "../helpers/cluster.ts";
+import { Cluster, type ClusterNode, EXTERNAL_IP6 } from "../helpers/cluster.ts";
 import { until } from "../helpers/netns.ts";
 import { ping } from "../helpers/pods.ts";
 import { isRoot, ROOT, requireBinary, status, waitReady } from "../helpers/tartan.ts";
@@ -175,6 +175,55 @@ for (const registry of ["sqlite", "etcd"] as const)
         } finally {
           await setMtu(MTU);
         }
+      }, 60_000);
+
+      test("VXLAN over IPv6 with our VNI from a host that is not a member never reaches the pod (decap6_drop_non_member)", async () => {
+        const ext = cl.externalNs;
+        const target = n(1);
+        const sn6 = parseSubnetEnv(readFileSync(target.subnetFile, "utf8")).subnet6!;
+        const vtep6 = formatIp6(sn6.ip);
+        const mac = await macOf(cl, target.ns, "tartan.1");
+        const inner = "fd00:19:0:fe::1";
+        // the outsider builds VXLAN over IPv6 exactly as a flannel-v6 member would
+        for (const cmd of [
+          ["ip", "link", "add", "inj6", "type", "vxlan", "id", "1", "dstport", "8472", "local", EXTERNAL_IP6],
+          ["ip", "link", "set", "inj6", "address", "0e:00:00:00:fe:06", "up"],
+          ["ip", "addr", "add", `${inner}/128`, "dev", "inj6", "nodad"],
+          ["ip", "-6", "neigh", "replace", vtep6, "lladdr", mac, "dev", "inj6", "nud", "permanent"],
+          ["bridge", "fdb", "append", mac, "dev", "inj6", "dst", target.ip6!, "self", "permanent"],
+          ["ip", "-6", "route", "replace", formatCidr6(sn6), "via", vtep6, "dev", "inj6", "onlink"],
+        ])
+          await cl.lab.must(ext, cmd);
+        const pod1 = pod(1);
+        await cl.lab.must(pod1.ns, ["nft", "add", "table", "ip6", "injcount"]);
+        await cl.lab.must(pod1.ns, [
+          "nft",
+          "add chain ip6 injcount input { type filter hook input priority 0 ; policy accept ; }",
+        ]);
+        await cl.lab.must(pod1.ns, ["nft", `add rule ip6 injcount input ip6 saddr ${inner} counter`]);
+        const before = (await counters(1)).decap6_drop_non_member!;
+        const sent = 50;
+        await cl.lab.exec(ext, [
+          "ping",
+          "-n",
+          "-q",
+          "-c",
+          String(sent),
+          "-i",
+          "0.01",
+          "-W",
+          "1",
+          "-I",
+          inner,
+          pod1.ip6!,
+        ]);
+        const out = await cl.lab.must(pod1.ns, ["nft", "list", "table", "ip6", "injcount"]);
+        await cl.lab.must(pod1.ns, ["nft", "delete", "table", "ip6", "injcount"]);
+        await cl.lab.must(ext, ["ip", "link", "del", "inj6"]);
+        expect(Number(/packets (\d+)/.exec(out)?.[1])).toBe(0);
+        expect((await counters(1)).decap6_drop_non_member! - before).toBeGreaterThanOrEqual(sent);
+        // members still get through
+        expect(await reach(pod(0).ns, pod1.ip6!)).toBe(3);
       }, 60_000);
 
       test("tartan doctor: every check ok, the IPv6 ones too; an IPv6 map entry removed by hand is named", async () => {
