@@ -4,7 +4,8 @@
  * version with another layout (ABI 1: an LPM trie for the subnets, a 36-byte config)
  * are recreated with a log line instead of failing the start. A load that fails at
  * any step leaves no fd behind (the agent's watchdog retries it every few seconds),
- * and neither does the CNI plugin's endpoint sink, which opens the pins.
+ * and neither does the CNI plugin's endpoint sink, which opens the pins. Our TC hooks
+ * (tcx) hold our one program: kept, attached or replaced, never two of ours.
  */
 
 import { dlopen, FFIType } from "bun:ffi";
@@ -15,8 +16,10 @@ import { dirname, join } from "node:path";
 import { publishDatapath } from "../../src/backend/datapath-file.ts";
 import { loadDatapath, mapPinDir } from "../../src/backend/ebpf-vxlan/datapath.ts";
 import { createEbpfEndpointSink } from "../../src/backend/ebpf-vxlan/endpoint-sink.ts";
+import { ensureTcIngress } from "../../src/backend/ebpf-vxlan/endpoint-sync.ts";
+import { attachTc, detachTc } from "../../src/backend/ebpf-vxlan/hooks.ts";
 import { MAPS, PROGRAMS } from "../../src/bpf/abi.ts";
-import { objectId, tcQuery, tcxQuery } from "../../src/bpf/attach.ts";
+import { objectId, tcQuery, tcxAttach, tcxQuery } from "../../src/bpf/attach.ts";
 import { BpfFd } from "../../src/bpf/fd.ts";
 import { offsetOf, optsBuffer } from "../../src/bpf/layout.ts";
 import { isBpffs, pinFd, removePinDir } from "../../src/bpf/pin.ts";
@@ -247,6 +250,36 @@ describe("the CNI endpoint sink", () => {
       } finally {
         dp.close();
       }
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("our one program on a TC hook (tcx)", () => {
+  test("attachTc keeps the given program when it is there beside another of ours; ensureTcIngress keeps, replaces, attaches", async () => {
+    const h = await setupHarness();
+    try {
+      const ifx = h.podIfindex;
+      const veth = FX.podVeth;
+      const ref = (fd: number) => ({ fd, id: objectId(fd) });
+      const [pod, fwd] = [ref(h.prog.encapPod), ref(h.prog.encapFwd)];
+      // two of ours on one hook (the CNI plugin and a restarted agent attaching at once)
+      tcxAttach(ifx, veth, "ingress", fwd.fd);
+      tcxAttach(ifx, veth, "ingress", pod.fd);
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([pod.id, fwd.id]);
+      attachTc(ifx, veth, "ingress", fwd.fd);
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([fwd.id]);
+      expect(ensureTcIngress(ifx, veth, fwd)).toBe("kept");
+      expect(ensureTcIngress(ifx, veth, pod)).toBe("replaced");
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([pod.id]);
+      expect(detachTc(ifx, veth, "ingress")).toBe(true);
+      expect(ensureTcIngress(ifx, veth, pod)).toBe("attached");
+      expect(tcxQuery(ifx, veth, "ingress")).toEqual([pod.id]);
+      // never through clsact
+      expect(tcQuery(ifx, veth, "ingress")).toBeNull();
+      expect(detachTc(ifx, veth, "ingress")).toBe(true);
+      expect(detachTc(ifx, veth, "ingress")).toBe(false);
     } finally {
       await h.close();
     }

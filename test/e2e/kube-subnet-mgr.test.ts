@@ -13,6 +13,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatCidr, formatIp4 } from "../../src/config/cidr.ts";
 import { parseSubnetEnv } from "../../src/config/subnet-env.ts";
+import { REMOVAL_GRACE_MS } from "../../src/lease/removal-grace.ts";
 import { type FlanneldNode, type FlanneldPeer, makeFlanneldNode } from "../helpers/flanneld-node.ts";
 import {
   type NamespacedKubeApi,
@@ -112,6 +113,19 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     n.pods.push(pod);
     return pod;
   };
+
+  /**
+   * A deleted Node's subnet is gone from the datapaths: the vxlan node's route (node 2)
+   * and the ebpf-vxlan node's subnet map (node 1). Agents forget the lease at once, the
+   * datapath when the removal grace (REMOVAL_GRACE_MS) ends.
+   */
+  const unprogrammed = (subnet: string, what: string) =>
+    until(async () => {
+      const { readSubnetMap } = await import("../../src/backend/ebpf-vxlan/inspect.ts");
+      const map = readSubnetMap(nodes[0]!.bpffs)!.map(([k]) => `${formatIp4(k.addr)}/${k.prefixLen}`);
+      const route = (await lab.must(nodes[1]!.ns, ["ip", "route", "show", subnet])).trim();
+      return route === "" && !map.includes(subnet);
+    }, `${what} once the removal grace (${REMOVAL_GRACE_MS} ms) is over`);
 
   /** Every running agent sees exactly `subnets` as leases, all programmed (where its backend can). */
   const converged = (subnets: string[], what: string) =>
@@ -264,9 +278,9 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     await api.deleteNode(n4.name);
     await flanneld.removePeer(peer4); // what flanneld does on the delete event
     await converged(all.slice(0, 3), "every agent to forget node-4");
+    await unprogrammed("198.19.4.0/24", "node-4's subnet to be unprogrammed");
     const n1 = nodes[0]!;
     const n2 = nodes[1]!;
-    expect((await lab.must(n2.ns, ["ip", "route", "show", "198.19.4.0/24"])).trim()).toBe("");
     expect(await lab.must(n2.ns, ["bridge", "fdb", "show", "dev", "flannel.1"])).not.toContain(n4.ip);
     const { readSubnetMap } = await import("../../src/backend/ebpf-vxlan/inspect.ts");
     const entries = readSubnetMap(n1.bpffs)!.map(([k]) => `${formatIp4(k.addr)}/${k.prefixLen}`);
@@ -394,6 +408,7 @@ describe.skipIf(!isRoot())("kube subnet manager on the stand-in API server", () 
     n5.agent = null;
     await api.deleteNode(n5.name);
     await converged(["198.19.1.0/24", "198.19.2.0/24", "198.19.3.0/24"], "the new node gone again");
+    await unprogrammed(podCIDR, "the new node's subnet to be unprogrammed");
   }, 120_000);
 
   test("bad annotations on other Nodes are skipped, counted by reason and logged once, never programmed", async () => {
