@@ -38,7 +38,7 @@ interface IperfEnd {
 
 async function iperfClient(t: Topology, p: number, args: string[]): Promise<IperfEnd> {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const r = await t.lab.exec(t.client.ns, ["iperf3", "-c", t.server.ip, "-p", String(p), "-J", ...args]);
+    const r = await t.lab.exec(t.client.ns, ["iperf3", "-c", t.target, "-p", String(p), "-J", ...args]);
     const j = JSON.parse(r.stdout || "{}") as IperfEnd;
     if (!j.error) return j;
     if (!/refused|unable to connect|busy/i.test(j.error))
@@ -116,10 +116,10 @@ export async function pingRtt(t: Topology, runs = 9, count = 2000): Promise<Late
       String(count),
       "-W",
       "1",
-      t.server.ip,
+      t.target,
     ]);
     const us = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
-    if (us.length < count / 2) throw new Error(`ping ${t.server.ip}: ${us.length} of ${count} answered`);
+    if (us.length < count / 2) throw new Error(`ping ${t.target}: ${us.length} of ${count} answered`);
     p50s.push(quantile(us, 0.5));
     p99s.push(quantile(us, 0.99));
     samples += us.length;
@@ -140,41 +140,37 @@ export async function tcpRr(t: Topology, runs = 5, seconds = 1): Promise<Latency
   let samples = 0;
   const p = port++;
   const pin = ["taskset", "-c", "0"];
-  await withServer(
-    t,
-    [...pin, "sockperf", "server", "--tcp", "-i", t.server.ip, "-p", String(p)],
-    async () => {
-      for (let i = 0; i < runs; i++) {
-        for (let attempt = 0; ; attempt++) {
-          const r = await t.lab.exec(t.client.ns, [
-            ...pin,
-            "sockperf",
-            "ping-pong",
-            "--tcp",
-            "-i",
-            t.server.ip,
-            "-p",
-            String(p),
-            "-m",
-            "64",
-            "-t",
-            String(seconds),
-            "--full-rtt",
-          ]);
-          const out = r.stdout + r.stderr;
-          const pct = (q: string) =>
-            Number(new RegExp(`percentile ${q} =\\s+([\\d.]+)`).exec(out)?.[1] ?? Number.NaN);
-          if (!Number.isNaN(pct("50.000"))) {
-            p50s.push(pct("50.000"));
-            p99s.push(pct("99.000"));
-            samples += Number(/\[Valid Duration\][^\n]*?SentMessages=(\d+)/.exec(out)?.[1] ?? 0);
-            break;
-          }
-          if (attempt >= 20) throw new Error(`sockperf produced no percentiles: ${out.slice(-300)}`);
-          await Bun.sleep(200);
+  await withServer(t, [...pin, "sockperf", "server", "--tcp", "-i", t.target, "-p", String(p)], async () => {
+    for (let i = 0; i < runs; i++) {
+      for (let attempt = 0; ; attempt++) {
+        const r = await t.lab.exec(t.client.ns, [
+          ...pin,
+          "sockperf",
+          "ping-pong",
+          "--tcp",
+          "-i",
+          t.target,
+          "-p",
+          String(p),
+          "-m",
+          "64",
+          "-t",
+          String(seconds),
+          "--full-rtt",
+        ]);
+        const out = r.stdout + r.stderr;
+        const pct = (q: string) =>
+          Number(new RegExp(`percentile ${q} =\\s+([\\d.]+)`).exec(out)?.[1] ?? Number.NaN);
+        if (!Number.isNaN(pct("50.000"))) {
+          p50s.push(pct("50.000"));
+          p99s.push(pct("99.000"));
+          samples += Number(/\[Valid Duration\][^\n]*?SentMessages=(\d+)/.exec(out)?.[1] ?? 0);
+          break;
         }
+        if (attempt >= 20) throw new Error(`sockperf produced no percentiles: ${out.slice(-300)}`);
+        await Bun.sleep(200);
       }
-    },
-  );
+    }
+  });
   return { p50us: median(p50s), p99us: median(p99s), samples };
 }

@@ -7,6 +7,9 @@
  *   tartan-vxlan    — Tartan's kernel vxlan backend
  *   tartan-ebpf     — Tartan's ebpf-vxlan backend (TC encap at the pod's veth, TC decap +
  *                     redirect_peer)
+ *   tartan-vxlan-v6 — dual stack, measured over the pods' IPv6 addresses: the kernel's
+ *                     flannel-v6 device (Tartan's vxlan backend, as flanneld programs it)
+ *   tartan-ebpf-v6  — dual stack, IPv6: ebpf-vxlan's VXLAN over the IPv6 underlay
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -14,13 +17,22 @@ import { Cluster } from "../test/helpers/cluster.ts";
 import { Lab } from "../test/helpers/netns.ts";
 import { addPodViaBridgePlugin, type Pod } from "../test/helpers/pods.ts";
 
-export const CONFIGS = ["reference-vxlan", "host-gw", "tartan-vxlan", "tartan-ebpf"] as const;
+export const CONFIGS = [
+  "reference-vxlan",
+  "host-gw",
+  "tartan-vxlan",
+  "tartan-ebpf",
+  "tartan-vxlan-v6",
+  "tartan-ebpf-v6",
+] as const;
 export type ConfigName = (typeof CONFIGS)[number];
 
 export interface Topology {
   readonly name: ConfigName;
   readonly client: Pod;
   readonly server: Pod;
+  /** The address measured: the server pod's IPv4 address, or its IPv6 one (the -v6 setups). */
+  readonly target: string;
   readonly lab: Lab;
   close(): Promise<void>;
 }
@@ -66,15 +78,28 @@ async function referenceVxlan(): Promise<Topology> {
       );
       pods.push(await addPodViaBridgePlugin(lab, n, subnetFile, { delegate: POD_DELEGATE }));
     }
-    return { name: "reference-vxlan", client: pods[0]!, server: pods[1]!, lab, close: () => lab.cleanup() };
+    return {
+      name: "reference-vxlan",
+      client: pods[0]!,
+      server: pods[1]!,
+      target: pods[1]!.ip,
+      lab,
+      close: () => lab.cleanup(),
+    };
   } catch (e) {
     await lab.cleanup();
     throw e;
   }
 }
 
-async function tartan(name: ConfigName, backend: string, flags: string[] = []): Promise<Topology> {
+async function tartan(
+  name: ConfigName,
+  backend: string,
+  flags: string[] = [],
+  ipv6 = false,
+): Promise<Topology> {
   const cl = await Cluster.create({
+    ipv6,
     backends: [backend, backend],
     registry: "sqlite",
     podsPerNode: 1,
@@ -83,10 +108,12 @@ async function tartan(name: ConfigName, backend: string, flags: string[] = []): 
     tag: "b",
     agentFlags: flags,
   });
+  const server = cl.nodes[1]!.pods[0]!;
   return {
     name,
     client: cl.nodes[0]!.pods[0]!,
-    server: cl.nodes[1]!.pods[0]!,
+    server,
+    target: ipv6 ? server.ip6! : server.ip,
     lab: cl.lab,
     close: () => cl.close(),
   };
@@ -102,5 +129,9 @@ export function build(name: ConfigName): Promise<Topology> {
       return tartan(name, "vxlan");
     case "tartan-ebpf":
       return tartan(name, "ebpf-vxlan", ["--decap=tc"]);
+    case "tartan-vxlan-v6":
+      return tartan(name, "vxlan", [], true);
+    case "tartan-ebpf-v6":
+      return tartan(name, "ebpf-vxlan", ["--decap=tc"], true);
   }
 }

@@ -16,10 +16,33 @@
 #include "maps.h"
 #include "parsing.h"
 #include "vxlan.h"
+#include "vxlan6.h"
 
 static __always_inline int verdict(__u32 reason)
 {
 	tartan_count(reason);
+	return decap_is_drop(reason) ? XDP_DROP : XDP_PASS;
+}
+
+/* VXLAN over IPv6 (dual stack): the same checks, counted in the IPv6 block. */
+static __always_inline int decap6(struct xdp_md *ctx, const struct config *cfg)
+{
+	struct vxlan6_frame *f;
+	struct ipv6hdr *inner;
+	struct hdr_cursor c;
+	__u32 reason;
+
+	xdp_cursor(ctx, &c);
+	f = c.pos;
+	reason = decap_check6(&c, (__u32)(c.end - (void *)f), cfg, &inner);
+	if (reason == CNT_MAX && (void *)(f + 1) > c.end)
+		reason = CNT_DECAP_DROP_INNER_MALFORMED;
+	if (reason == CNT_MAX) {
+		__builtin_memcpy(f->inner.h_source, f->eth.h_source, 6);
+		__builtin_memcpy(f->inner.h_dest, cfg->underlay_mac, 6);
+		reason = bpf_xdp_adjust_head(ctx, (int)(sizeof(*f) - ETH_HLEN)) ? CNT_DECAP_DROP_ADJUST : CNT_DECAP_STACK;
+	}
+	tartan_count(decap6_counter(reason));
 	return decap_is_drop(reason) ? XDP_DROP : XDP_PASS;
 }
 
@@ -37,6 +60,9 @@ int tartan_decap_xdp(struct xdp_md *ctx)
 		return verdict(CNT_DECAP_PASS_NOT_READY);
 	xdp_cursor(ctx, &c);
 	f = c.pos;
+	if ((cfg->flags & TARTAN_CFG_IPV6) && (void *)&f->eth + sizeof(f->eth) <= c.end &&
+	    f->eth.h_proto == bpf_htons(ETH_P_IPV6))
+		return decap6(ctx, cfg);
 	reason = decap_check(&c, (__u32)(c.end - (void *)f), cfg, &inner);
 	if (reason != CNT_MAX)
 		return verdict(reason);

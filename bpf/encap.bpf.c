@@ -12,7 +12,9 @@
  *                        decremented as forwarding does.
  *   tartan_encap_host  - TC egress of the overlay device: host-originated traffic and
  *                        whatever the stack routed to the cluster network route.
- * Each counts in its own block (encap_*, host_*).
+ * Each counts in its own block (encap_*, host_*; encap6_*, host6_* for IPv6 in dual stack,
+ * include/encap6.h). The host program is also attached to the TC ingress of the overlay
+ * device's peer: IPv6 GSO packets reach it there as segments (encap6.h says why).
  * Anything else (unknown destination, local subnet, too big, TTL expiring) passes
  * to the stack unchanged, which then does what the kernel always does.
  */
@@ -26,6 +28,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "encap.h"
+#include "encap6.h"
 
 /* `forwarding`: pod traffic the node routes (bridge); else the host's own (overlay device). */
 static __always_inline int encap(struct __sk_buff *skb, int forwarding)
@@ -42,6 +45,8 @@ static __always_inline int encap(struct __sk_buff *skb, int forwarding)
 	cfg = tartan_cfg();
 	if (!cfg)
 		return encap_pass(base, CNT_ENCAP_PASS_NOT_READY);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6) && (cfg->flags & TARTAN_CFG_IPV6))
+		return encap6(skb, cfg, forwarding, forwarding ? CNT_ENCAP6_OK : CNT_HOST6_ENCAP_OK);
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return encap_pass(base, CNT_ENCAP_PASS_NOT_IPV4);
 	tc_pull_cursor(skb, ENCAP_PULL, &c);

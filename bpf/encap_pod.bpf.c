@@ -22,6 +22,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "encap.h"
+#include "encap6.h"
 
 /* A pass for one of the reasons shared with encap (a CNT_ENCAP_* id), counted in the pod block. */
 static __always_inline int pass(__u32 reason)
@@ -44,6 +45,27 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2])) == 0;
 }
 
+/* IPv6 from the pod (dual stack): the same checks against tartan_endpoints6, counted in the pod6 block. */
+static __always_inline int encap_pod6(struct __sk_buff *skb, const struct config *cfg)
+{
+	struct endpoint_value *ep;
+	struct endpoint6_key ek;
+	struct ipv6hdr *ip6;
+	struct ethhdr *eth;
+
+	if (encap6_parse(skb, &eth, &ip6) < 0)
+		return encap_pass(CNT_POD6_ENCAP_OK, CNT_ENCAP_PASS_MALFORMED);
+	if (eth->h_dest[0] & 1)
+		return pass_own(CNT_POD_PASS_NOT_GATEWAY);
+	__builtin_memcpy(ek.ip6, ip6->saddr.in6_u.u6_addr8, 16);
+	ep = bpf_map_lookup_elem(&tartan_endpoints6, &ek);
+	if (!ep || ep->ifindex != skb->ifindex)
+		return pass_own(CNT_POD_PASS_NOT_ENDPOINT);
+	if (!mac_eq(eth->h_dest, ep->gw_mac))
+		return pass_own(CNT_POD_PASS_NOT_GATEWAY);
+	return encap6_finish(skb, cfg, ip6, 1, CNT_POD6_ENCAP_OK);
+}
+
 SEC("tc")
 int tartan_encap_pod(struct __sk_buff *skb)
 {
@@ -60,6 +82,8 @@ int tartan_encap_pod(struct __sk_buff *skb)
 	cfg = tartan_cfg();
 	if (!cfg)
 		return pass(CNT_ENCAP_PASS_NOT_READY);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6) && (cfg->flags & TARTAN_CFG_IPV6))
+		return encap_pod6(skb, cfg);
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return pass(CNT_ENCAP_PASS_NOT_IPV4);
 	tc_pull_cursor(skb, ENCAP_PULL, &c);

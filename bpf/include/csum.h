@@ -45,4 +45,23 @@ static __always_inline void ipv4_dec_ttl(struct iphdr *iph)
 	iph->ttl--;
 }
 
+/* Sum of `n` 16-bit words (as they lie in memory), unfolded; n a constant. */
+#define csum_words(p, n)                                                                 \
+	({                                                                               \
+		const __u16 *_w = (const __u16 *)(p);                                    \
+		__u32 _s = 0;                                                            \
+		_Pragma("unroll") for (int _i = 0; _i < (n); _i++) _s += _w[_i];         \
+		_s;                                                                      \
+	})
+
+/* One's complement sum of 32-bit sums, folded to 16 bits (not inverted). */
+static __always_inline __u16 csum_add_fold(__u64 sum)
+{
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
 #endif /* TARTAN_CSUM_H */

@@ -13,9 +13,8 @@
  *
  * Each attach point counts in its own block of counters: `base` is the block's first id
  * (CNT_ENCAP_OK: bridge, CNT_POD_ENCAP_OK: pod veth, CNT_HOST_ENCAP_OK: overlay device)
- * and a reason is named by its CNT_ENCAP_* id. The
- * inner packet is IPv4 here; an IPv6 inner packet would add its own route step and reuse
- * the send step's outer headers.
+ * and a reason is named by its CNT_ENCAP_* id. The inner packet is IPv4 here; IPv6
+ * (dual stack, over the IPv6 underlay) has its own two steps in encap6.h.
  */
 #ifndef TARTAN_ENCAP_H
 #define TARTAN_ENCAP_H
@@ -176,6 +175,25 @@ static __always_inline struct nexthop_value *encap_nexthop(struct __sk_buff *skb
 }
 
 /*
+ * Sends the built frame: out of `ifindex` when the next hop was found (non-zero), else
+ * by fib answer `rc`: dropped when there is no route, or through bpf_redirect_neigh
+ * (the kernel resolves the neighbour). Both families' send steps end here.
+ */
+static __always_inline int encap_out(const struct config *cfg, __u32 base, __u32 ifindex, int rc)
+{
+	if (ifindex) {
+		tartan_count(encap_counter(base, CNT_ENCAP_OK));
+		return bpf_redirect(ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
+		return encap_drop(base, CNT_ENCAP_DROP_FIB);
+	/* no neighbour yet (or forwarding off): let the kernel resolve the next hop */
+	tartan_count(encap_counter(base, CNT_ENCAP_OK_NEIGH));
+	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+}
+
+/*
  * Encapsulates the IPv4 packet `ip` (the frame's network header) for the remote node
  * `to` and redirects it out of the underlay; returns the TC verdict, counted in the block
  * at `base`. `forwarding`: decrement the inner TTL as a router would. Invalidates every
@@ -234,17 +252,7 @@ static __always_inline int encap_send_ipv4(struct __sk_buff *skb, const struct c
 	}
 	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0))
 		return encap_drop(base, CNT_ENCAP_DROP_ADJUST);
-
-	if (nh) {
-		tartan_count(encap_counter(base, CNT_ENCAP_OK));
-		return bpf_redirect(ifindex, 0);
-	}
-	if (rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE ||
-	    rc == BPF_FIB_LKUP_RET_PROHIBIT)
-		return encap_drop(base, CNT_ENCAP_DROP_FIB);
-	/* no neighbour yet (or forwarding off): let the kernel resolve the next hop */
-	tartan_count(encap_counter(base, CNT_ENCAP_OK_NEIGH));
-	return bpf_redirect_neigh(cfg->underlay_ifindex, 0, 0, 0);
+	return encap_out(cfg, base, ifindex, rc);
 }
 
 #endif /* TARTAN_ENCAP_H */

@@ -47,6 +47,36 @@ struct {
 	__type(value, struct nexthop_value);
 } tartan_nexthops SEC(".maps") __weak;
 
+/* dual stack: the IPv6 twins of tartan_subnets, tartan_members, tartan_endpoints and tartan_nexthops */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TARTAN_MAX_SUBNETS);
+	__type(key, struct subnet6_key);
+	__type(value, struct subnet6_value);
+} tartan_subnets6 SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TARTAN_MAX_MEMBERS);
+	__type(key, struct member6_key);
+	__type(value, struct member_value);
+} tartan_members6 SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TARTAN_MAX_ENDPOINTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct endpoint6_key);
+	__type(value, struct endpoint_value);
+} tartan_endpoints6 SEC(".maps") __weak;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TARTAN_MAX_NEXTHOPS);
+	__type(key, struct nexthop6_key);
+	__type(value, struct nexthop_value);
+} tartan_nexthops6 SEC(".maps") __weak;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -86,6 +116,20 @@ static __always_inline struct subnet_value *tartan_subnet_of(const struct config
 	struct subnet_key key = { .prefixlen = cfg->subnet_len, .addr_be = addr_be & cfg->subnet_mask_be };
 
 	return bpf_map_lookup_elem(&tartan_subnets, &key);
+}
+
+/* The IPv6 subnet entry holding `addr` (16 bytes, network order). */
+static __always_inline struct subnet6_value *tartan_subnet6_of(const struct config *cfg, const __u8 *addr)
+{
+	struct subnet6_key key = { .prefixlen = cfg->subnet6_len };
+	const __u32 *a = (const __u32 *)addr, *m = (const __u32 *)cfg->subnet6_mask;
+	__u32 *k = (__u32 *)key.addr;
+
+	k[0] = a[0] & m[0];
+	k[1] = a[1] & m[1];
+	k[2] = a[2] & m[2];
+	k[3] = a[3] & m[3];
+	return bpf_map_lookup_elem(&tartan_subnets6, &key);
 }
 
 #endif /* TARTAN_MAPS_H */

@@ -16,6 +16,7 @@
 #include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -88,6 +89,24 @@ static __always_inline int parse_iphdr(struct hdr_cursor *c, __u32 avail, struct
 	c->pos = (void *)h + hlen;
 	*iph = h;
 	return hlen;
+}
+
+/*
+ * IPv6 as the kernel's ipv6_rcv() judges it: version 6 and 40 + payload length <= the
+ * bytes the packet has from this header on (`avail`). Returns 0, or -1 when truncated
+ * or malformed. Extension headers are left to the caller (nexthdr).
+ */
+static __always_inline int parse_ipv6hdr(struct hdr_cursor *c, __u32 avail, struct ipv6hdr **ip6h)
+{
+	struct ipv6hdr *h = c->pos;
+
+	if ((void *)(h + 1) > c->end)
+		return -1;
+	if (h->version != 6 || sizeof(*h) + bpf_ntohs(h->payload_len) > avail)
+		return -1;
+	c->pos = h + 1;
+	*ip6h = h;
+	return 0;
 }
 
 static __always_inline int ip_is_fragment(const struct iphdr *iph)

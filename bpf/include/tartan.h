@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define TARTAN_ABI_VERSION 3
+#define TARTAN_ABI_VERSION 4
 
 /* Map sizes (C only: the agent does not depend on them). The subnet and member
  * hashes are preallocated (no kmalloc per insert, no allocation failure under memory
@@ -30,11 +30,16 @@
  * The agent sizes the pod MTU with it. */
 #define TARTAN_VXLAN_OVERHEAD 50
 
+/* VXLAN over IPv6: outer IPv6 (40) + UDP (8) + VXLAN (8) + inner Ethernet (14). The kernel
+ * caps an IPv6 vxlan device at underlay MTU - 70, and a dual-stack pod MTU is sized by it. */
+#define TARTAN_VXLAN6_OVERHEAD 70
+
 /* subnet_value.flags */
 #define TARTAN_SUBNET_LOCAL 0x1 /* our own subnet: never encapsulated; decap target */
 
 /* config.flags */
 #define TARTAN_CFG_READY 0x1 /* config filled in; programs pass everything until set */
+#define TARTAN_CFG_IPV6  0x2 /* dual stack: IPv6 pods are carried over the IPv6 underlay (the *6 fields) */
 
 /*
  * tartan_subnets: hash, subnet -> remote node. Every lease of a flannel network has
@@ -93,6 +98,38 @@ struct nexthop_value {
 	__u64 checked_ns;   /* bpf_ktime_get_coarse_ns() of the lookup */
 };
 
+/*
+ * The IPv6 side of dual stack, the IPv4 maps' twins: tartan_subnets6 (hash, {subnet6_len,
+ * IPv6 subnet} -> remote node's PublicIPv6 and its BackendV6Data VtepMAC), tartan_members6
+ * (outer IPv6 sources accepted), tartan_nexthops6 (LRU, as tartan_nexthops). Addresses are
+ * 16 bytes in network order. The subnet key keeps the LPM-trie layout {prefixlen, addr}
+ * for the reason tartan_subnets does: one exact lookup of {config.subnet6_len,
+ * addr & config.subnet6_mask} (every IPv6 lease has IPv6SubnetLen).
+ */
+struct subnet6_key {
+	__u32 prefixlen;   /* config.subnet6_len for every entry */
+	__u8 addr[16];     /* subnet address (host bits zero) */
+};
+
+struct subnet6_value {
+	__u8 node_ip6[16]; /* remote node's PublicIPv6: outer destination */
+	__u8 vtep_mac[6];  /* remote BackendV6Data VtepMAC: inner Ethernet destination */
+	__u16 flags;       /* TARTAN_SUBNET_* */
+};
+
+struct member6_key {
+	__u8 node_ip6[16];
+};
+
+struct nexthop6_key {
+	__u8 node_ip6[16];
+};
+
+/* tartan_endpoints6: hash, local pod IPv6 -> where to deliver it (struct endpoint_value). */
+struct endpoint6_key {
+	__u8 ip6[16];
+};
+
 /* tartan_config: array with one entry (key 0). */
 struct config {
 	__u32 flags;          /* TARTAN_CFG_* */
@@ -107,6 +144,13 @@ struct config {
 	__u8 subnet_len;      /* prefix length of every subnet-map key (SubnetLen) */
 	__u8 pad[2];
 	__u32 subnet_mask_be; /* netmask of subnet_len: subnet of an address = addr & mask */
+	/* dual stack (TARTAN_CFG_IPV6) */
+	__u8 local_ip6[16];   /* outer IPv6 source on encap; required outer destination on decap */
+	__u8 subnet6_mask[16];/* netmask of subnet6_len */
+	__u8 subnet6_len;     /* prefix length of every tartan_subnets6 key (IPv6SubnetLen) */
+	__u8 hop_limit;       /* outer IPv6 hop limit */
+	__u8 pad6[2];
+	__u32 overlay_ifindex;/* the overlay device: IPv6 GSO packets are sent there to be segmented */
 };
 
 /* Counter ids: index into tartan_counters (per-CPU __u64). Names in abi.ts (COUNTER_NAMES). */
@@ -171,6 +215,71 @@ enum tartan_counter {
 	CNT_HOST_PASS_TOO_BIG,
 	CNT_HOST_DROP_ADJUST,
 	CNT_HOST_DROP_FIB,
+	/* IPv6 pod traffic (dual stack), encapsulated at the bridge's TC ingress: the reasons of
+	 * CNT_ENCAP_*, in the same order (the NOT_IPV4 slot counts nothing), then two of its
+	 * own. */
+	CNT_ENCAP6_OK,
+	CNT_ENCAP6_OK_NEIGH,
+	CNT_ENCAP6_PASS_NOT_READY,
+	CNT_ENCAP6_PASS_UNUSED,
+	CNT_ENCAP6_PASS_MALFORMED,
+	CNT_ENCAP6_PASS_UNKNOWN_DST,
+	CNT_ENCAP6_PASS_LOCAL,
+	CNT_ENCAP6_PASS_TTL,       /* hop limit would expire: the stack sends time-exceeded */
+	CNT_ENCAP6_PASS_TOO_BIG,   /* the stack answers ICMPv6 packet-too-big (overlay device MTU) */
+	CNT_ENCAP6_DROP_ADJUST,
+	CNT_ENCAP6_DROP_FIB,
+	CNT_ENCAP6_GSO,            /* GSO: redirected to the overlay device, which segments it; its peer's program encapsulates each segment */
+	CNT_ENCAP6_PASS_L4,        /* not TCP/UDP/ICMPv6 right after the IPv6 header: no outer UDP checksum from here */
+	/* IPv6 host traffic at the overlay device (egress, and its peer's ingress for segments): as CNT_ENCAP6_* */
+	CNT_HOST6_ENCAP_OK,
+	CNT_HOST6_ENCAP_OK_NEIGH,
+	CNT_HOST6_PASS_NOT_READY,
+	CNT_HOST6_PASS_UNUSED,
+	CNT_HOST6_PASS_MALFORMED,
+	CNT_HOST6_PASS_UNKNOWN_DST,
+	CNT_HOST6_PASS_LOCAL,
+	CNT_HOST6_PASS_TTL,
+	CNT_HOST6_PASS_TOO_BIG,
+	CNT_HOST6_DROP_ADJUST,
+	CNT_HOST6_DROP_FIB,
+	CNT_HOST6_GSO,             /* GSO at the overlay device: passed, to be segmented */
+	CNT_HOST6_PASS_L4,
+	/* IPv6 pod traffic at a pod's host-side veth (TC ingress): as CNT_ENCAP6_*; the pod
+	 * program's own two reasons count in CNT_POD_PASS_NOT_ENDPOINT / _NOT_GATEWAY */
+	CNT_POD6_ENCAP_OK,
+	CNT_POD6_ENCAP_OK_NEIGH,
+	CNT_POD6_PASS_NOT_READY,
+	CNT_POD6_PASS_UNUSED,
+	CNT_POD6_PASS_MALFORMED,
+	CNT_POD6_PASS_UNKNOWN_DST,
+	CNT_POD6_PASS_LOCAL,
+	CNT_POD6_PASS_TTL,
+	CNT_POD6_PASS_TOO_BIG,
+	CNT_POD6_DROP_ADJUST,
+	CNT_POD6_DROP_FIB,
+	CNT_POD6_GSO,
+	CNT_POD6_PASS_L4,
+	/* decapsulation of VXLAN over IPv6 (TC and XDP): the reasons of CNT_DECAP_*, in the same
+	 * order (NOT_READY and NOT_IPV4 count in the IPv4 block: they are decided before the
+	 * family) */
+	CNT_DECAP6_REDIRECT_PEER,
+	CNT_DECAP6_STACK,
+	CNT_DECAP6_PASS_UNUSED1,
+	CNT_DECAP6_PASS_UNUSED2,
+	CNT_DECAP6_PASS_MALFORMED,
+	CNT_DECAP6_PASS_EXT_HEADERS, /* outer IPv6 with extension headers: untouched */
+	CNT_DECAP6_PASS_UNUSED3,     /* (IPv6 fragments carry an extension header) */
+	CNT_DECAP6_PASS_NOT_UDP,
+	CNT_DECAP6_PASS_OTHER_PORT,
+	CNT_DECAP6_PASS_OTHER_DST,
+	CNT_DECAP6_PASS_OTHER_VNI,
+	CNT_DECAP6_DROP_BAD_VXLAN,
+	CNT_DECAP6_DROP_NON_MEMBER,
+	CNT_DECAP6_DROP_INNER_NOT_IPV6,
+	CNT_DECAP6_DROP_INNER_MALFORMED,
+	CNT_DECAP6_DROP_NOT_LOCAL,
+	CNT_DECAP6_DROP_ADJUST,
 	CNT_MAX,
 };
 

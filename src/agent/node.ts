@@ -7,7 +7,7 @@
  */
 import type { Backend, BackendAnnouncement, BackendHealth, ExternalInterface } from "../backend/backend.ts";
 import { publishDatapath } from "../backend/datapath-file.ts";
-import { backendRefusal, createBackend } from "../backend/index.ts";
+import { createBackend } from "../backend/index.ts";
 import { ensurePinDir } from "../bpf/pin.ts";
 import { formatCidr } from "../config/cidr.ts";
 import { formatCidr6 } from "../config/cidr6.ts";
@@ -211,8 +211,6 @@ export class Agent {
   async #createBackend(config: NetworkConfig): Promise<Backend> {
     const { o, log } = this.#d;
     const name = o.backend ?? config.backend.type;
-    const refusal = backendRefusal(name, config);
-    if (refusal) throw new Error(refusal);
     if (name === "ebpf-vxlan") {
       // the pin directory is this agent's alone: a second agent on it would rewrite our maps
       await ensurePinDir(o.bpffs, log);

@@ -7,6 +7,7 @@
  * Fields that tartan.h names *_be are written big-endian; all else little-endian.
  */
 import type { Ip4 } from "../config/cidr.ts";
+import { type Ip6, maskOf6 } from "../config/cidr6.ts";
 import { type Layout, offsetOf } from "./layout.ts";
 import type { Codec } from "./map.ts";
 
@@ -17,6 +18,10 @@ export const MAPS = {
   config: "tartan_config",
   counters: "tartan_counters",
   nexthops: "tartan_nexthops",
+  subnets6: "tartan_subnets6",
+  members6: "tartan_members6",
+  nexthops6: "tartan_nexthops6",
+  endpoints6: "tartan_endpoints6",
 } as const;
 
 export const PROGRAMS = {
@@ -33,17 +38,29 @@ export const PROGRAMS = {
  */
 export const CONSTANTS = {
   /** Bumped with every incompatible change to tartan.h (logged when pinned maps are recreated). */
-  ABI_VERSION: 3,
+  ABI_VERSION: 4,
   /** Outer IPv4 + UDP + VXLAN + inner Ethernet: the pod MTU is the underlay's minus this. */
   VXLAN_OVERHEAD: 50,
+  /** Outer IPv6 + UDP + VXLAN + inner Ethernet: what the kernel caps an IPv6 vxlan device at (underlay − 70). */
+  VXLAN6_OVERHEAD: 70,
   /** subnet_value.flags: our own subnet. */
   SUBNET_LOCAL: 0x1,
   /** config.flags: filled in; the programs pass everything until it is set. */
   CFG_READY: 0x1,
+  /** config.flags: dual stack, IPv6 pods carried over the IPv6 underlay. */
+  CFG_IPV6: 0x2,
   /** How long the programs trust a cached next hop (tartan_nexthops) before asking bpf_fib_lookup again. */
   NEXTHOP_TTL_NS: 1_000_000_000,
 } as const;
-export const { ABI_VERSION, VXLAN_OVERHEAD, SUBNET_LOCAL, CFG_READY, NEXTHOP_TTL_NS } = CONSTANTS;
+export const {
+  ABI_VERSION,
+  VXLAN_OVERHEAD,
+  VXLAN6_OVERHEAD,
+  SUBNET_LOCAL,
+  CFG_READY,
+  CFG_IPV6,
+  NEXTHOP_TTL_NS,
+} = CONSTANTS;
 
 /** Counter names, index = enum tartan_counter value (CNT_ENCAP_OK → "encap_ok"). */
 export const COUNTER_NAMES = [
@@ -99,6 +116,62 @@ export const COUNTER_NAMES = [
   "host_pass_too_big",
   "host_drop_adjust",
   "host_drop_fib",
+  "encap6_ok",
+  "encap6_ok_neigh",
+  "encap6_pass_not_ready",
+  "encap6_pass_unused",
+  "encap6_pass_malformed",
+  "encap6_pass_unknown_dst",
+  "encap6_pass_local",
+  "encap6_pass_ttl",
+  "encap6_pass_too_big",
+  "encap6_drop_adjust",
+  "encap6_drop_fib",
+  "encap6_gso",
+  "encap6_pass_l4",
+  "host6_encap_ok",
+  "host6_encap_ok_neigh",
+  "host6_pass_not_ready",
+  "host6_pass_unused",
+  "host6_pass_malformed",
+  "host6_pass_unknown_dst",
+  "host6_pass_local",
+  "host6_pass_ttl",
+  "host6_pass_too_big",
+  "host6_drop_adjust",
+  "host6_drop_fib",
+  "host6_gso",
+  "host6_pass_l4",
+  "pod6_encap_ok",
+  "pod6_encap_ok_neigh",
+  "pod6_pass_not_ready",
+  "pod6_pass_unused",
+  "pod6_pass_malformed",
+  "pod6_pass_unknown_dst",
+  "pod6_pass_local",
+  "pod6_pass_ttl",
+  "pod6_pass_too_big",
+  "pod6_drop_adjust",
+  "pod6_drop_fib",
+  "pod6_gso",
+  "pod6_pass_l4",
+  "decap6_redirect_peer",
+  "decap6_stack",
+  "decap6_pass_unused1",
+  "decap6_pass_unused2",
+  "decap6_pass_malformed",
+  "decap6_pass_ext_headers",
+  "decap6_pass_unused3",
+  "decap6_pass_not_udp",
+  "decap6_pass_other_port",
+  "decap6_pass_other_dst",
+  "decap6_pass_other_vni",
+  "decap6_drop_bad_vxlan",
+  "decap6_drop_non_member",
+  "decap6_drop_inner_not_ipv6",
+  "decap6_drop_inner_malformed",
+  "decap6_drop_not_local",
+  "decap6_drop_adjust",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER: { readonly [K in CounterName]: number } = Object.fromEntries(
@@ -114,8 +187,13 @@ export const LAYOUTS = {
   endpoint_value: { size: 16, fields: { ifindex: [0, 4], pod_mac: [4, 6], gw_mac: [10, 6] } },
   nexthop_key: { size: 4, fields: { node_ip_be: [0, 4] } },
   nexthop_value: { size: 24, fields: { ifindex: [0, 4], dmac: [4, 6], smac: [10, 6], checked_ns: [16, 8] } },
+  subnet6_key: { size: 20, fields: { prefixlen: [0, 4], addr: [4, 16] } },
+  subnet6_value: { size: 24, fields: { node_ip6: [0, 16], vtep_mac: [16, 6], flags: [22, 2] } },
+  member6_key: { size: 16, fields: { node_ip6: [0, 16] } },
+  nexthop6_key: { size: 16, fields: { node_ip6: [0, 16] } },
+  endpoint6_key: { size: 16, fields: { ip6: [0, 16] } },
   config: {
-    size: 40,
+    size: 80,
     fields: {
       flags: [0, 4],
       local_ip_be: [4, 4],
@@ -129,6 +207,12 @@ export const LAYOUTS = {
       subnet_len: [33, 1],
       pad: [34, 2],
       subnet_mask_be: [36, 4],
+      local_ip6: [40, 16],
+      subnet6_mask: [56, 16],
+      subnet6_len: [72, 1],
+      hop_limit: [73, 1],
+      pad6: [74, 2],
+      overlay_ifindex: [76, 4],
     },
   },
 } as const satisfies Record<string, Layout>;
@@ -205,6 +289,26 @@ export interface NexthopValue {
   /** bpf_ktime_get_coarse_ns() of the lookup. */
   readonly checkedNs: bigint;
 }
+/** tartan_subnets6's key and value: an IPv6 subnet of IPv6SubnetLen → the node's PublicIPv6 and IPv6 VTEP MAC. */
+export interface Subnet6Key {
+  readonly prefixLen: number;
+  readonly addr: Ip6;
+}
+export interface Subnet6Value {
+  readonly nodeIp6: Ip6;
+  readonly vtepMac: string;
+  readonly flags: number;
+}
+/** The config's dual-stack part (flag CFG_IPV6). */
+export interface Config6 {
+  readonly localIp6: Ip6;
+  /** IPv6SubnetLen: the prefix length of every tartan_subnets6 key (the codec writes its netmask too). */
+  readonly subnet6Len: number;
+  /** Outer IPv6 hop limit. */
+  readonly hopLimit: number;
+  /** The overlay device: IPv6 GSO packets go there to be segmented. */
+  readonly overlayIfindex: number;
+}
 export interface Config {
   readonly flags: number;
   readonly localIp: Ip4;
@@ -217,6 +321,8 @@ export interface Config {
   readonly ttl: number;
   /** SubnetLen: the prefix length of every subnet-map key (the codec writes its netmask too). */
   readonly subnetLen: number;
+  /** Dual stack: present exactly when flags has CFG_IPV6. */
+  readonly v6?: Config6 | null;
 }
 
 /** The IPv4 netmask of a prefix length, 0..32, as a host-order number. */
@@ -255,6 +361,49 @@ export const subnetValueCodec: Codec<SubnetValue> = {
     vtepMac: getMac(v, o + SV_VTEP_MAC),
     flags: v.getUint16(o + SV_FLAGS, true),
   }),
+};
+
+/** 16 bytes of an IPv6 address, network order. */
+function putIp6(v: DataView, at: number, ip: Ip6): void {
+  v.setBigUint64(at, ip >> 64n, false);
+  v.setBigUint64(at + 8, ip & 0xffff_ffff_ffff_ffffn, false);
+}
+
+function getIp6(v: DataView, at: number): Ip6 {
+  return (v.getBigUint64(at, false) << 64n) | v.getBigUint64(at + 8, false);
+}
+
+export const subnet6KeyCodec: Codec<Subnet6Key> = {
+  size: LAYOUTS.subnet6_key.size,
+  encode: (k, v, o) => {
+    v.setUint32(o + off("subnet6_key", "prefixlen"), k.prefixLen, true);
+    putIp6(v, o + off("subnet6_key", "addr"), k.addr);
+  },
+  decode: (v, o) => ({
+    prefixLen: v.getUint32(o + off("subnet6_key", "prefixlen"), true),
+    addr: getIp6(v, o + off("subnet6_key", "addr")),
+  }),
+};
+
+export const subnet6ValueCodec: Codec<Subnet6Value> = {
+  size: LAYOUTS.subnet6_value.size,
+  encode: (s, v, o) => {
+    putIp6(v, o + off("subnet6_value", "node_ip6"), s.nodeIp6);
+    putMac(v, o + off("subnet6_value", "vtep_mac"), s.vtepMac);
+    v.setUint16(o + off("subnet6_value", "flags"), s.flags, true);
+  },
+  decode: (v, o) => ({
+    nodeIp6: getIp6(v, o + off("subnet6_value", "node_ip6")),
+    vtepMac: getMac(v, o + off("subnet6_value", "vtep_mac")),
+    flags: v.getUint16(o + off("subnet6_value", "flags"), true),
+  }),
+};
+
+/** member6_key, endpoint6_key and nexthop6_key: one IPv6 address. */
+export const ip6KeyCodec: Codec<Ip6> = {
+  size: 16,
+  encode: (ip, v, o) => putIp6(v, o, ip),
+  decode: (v, o) => getIp6(v, o),
 };
 
 /** member_key, endpoint_key and nexthop_key: one big-endian IPv4 address. */
@@ -316,6 +465,14 @@ export const configCodec: Codec<Config> = {
     v.setUint8(o + off("config", "ttl"), c.ttl);
     v.setUint8(o + off("config", "subnet_len"), c.subnetLen);
     v.setUint32(o + off("config", "subnet_mask_be"), prefixMask(c.subnetLen), false);
+    const c6 = c.v6 ?? null;
+    if (c6 !== null) {
+      putIp6(v, o + off("config", "local_ip6"), c6.localIp6);
+      putIp6(v, o + off("config", "subnet6_mask"), maskOf6(c6.subnet6Len));
+      v.setUint8(o + off("config", "subnet6_len"), c6.subnet6Len);
+      v.setUint8(o + off("config", "hop_limit"), c6.hopLimit);
+      v.setUint32(o + off("config", "overlay_ifindex"), c6.overlayIfindex, true);
+    }
   },
   decode: (v, o) => ({
     flags: v.getUint32(o + off("config", "flags"), true),
@@ -328,6 +485,15 @@ export const configCodec: Codec<Config> = {
     vtepMac: getMac(v, o + off("config", "vtep_mac")),
     ttl: v.getUint8(o + off("config", "ttl")),
     subnetLen: v.getUint8(o + off("config", "subnet_len")),
+    v6:
+      v.getUint32(o + off("config", "flags"), true) & CFG_IPV6
+        ? {
+            localIp6: getIp6(v, o + off("config", "local_ip6")),
+            subnet6Len: v.getUint8(o + off("config", "subnet6_len")),
+            hopLimit: v.getUint8(o + off("config", "hop_limit")),
+            overlayIfindex: v.getUint32(o + off("config", "overlay_ifindex"), true),
+          }
+        : null,
   }),
 };
 

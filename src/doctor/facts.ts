@@ -175,6 +175,10 @@ export interface BpfFacts {
   readonly subnets: Fact<readonly SubnetMapEntry[]>;
   /** The pinned member map: node IP → leases it holds, when it could be read. */
   readonly members: Fact<Readonly<Record<string, number>>>;
+  /** Dual stack: the pinned IPv6 subnet map (subnet and node as IPv6 text). */
+  readonly subnets6?: Fact<readonly SubnetMapEntry[]>;
+  /** Dual stack: the pinned IPv6 member map: node IPv6 address → leases it holds. */
+  readonly members6?: Fact<Readonly<Record<string, number>>>;
 }
 
 export interface ProbeResult {

@@ -8,11 +8,12 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { overlayDeviceName } from "../backend/ebpf-vxlan/facts.ts";
 import { backendFacts } from "../backend/facts.ts";
 import { vxlan6DeviceName } from "../backend/vxlan/facts.ts";
 import { MAPS, SUBNET_LOCAL } from "../bpf/abi.ts";
 import { cidrToKey, formatCidr, formatIp4, parseCidr, parseIp4 } from "../config/cidr.ts";
-import { formatIp6 } from "../config/cidr6.ts";
+import { formatCidr6, formatIp6 } from "../config/cidr6.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network.ts";
 import { DEFAULT_KUBE_NET_CONF } from "../config/options.ts";
 import { readSubnetEnv } from "../config/subnet-env.ts";
@@ -254,9 +255,15 @@ async function readBpf(
   links: Fact<readonly LinkFacts[]>,
   onLinks: readonly string[],
 ): Promise<BpfFacts> {
-  const { attachedPrograms, listPins, pinnedProgramIds, readMemberMap, readSubnetMap } = await import(
-    "../backend/ebpf-vxlan/inspect.ts"
-  );
+  const {
+    attachedPrograms,
+    listPins,
+    pinnedProgramIds,
+    readMember6Map,
+    readMemberMap,
+    readSubnet6Map,
+    readSubnetMap,
+  } = await import("../backend/ebpf-vxlan/inspect.ts");
   if (!links.ok) throw new Error(`cannot list links: ${links.error}`);
   const pinned = <T>(what: string, read: () => T | null): Fact<T> => {
     try {
@@ -283,6 +290,20 @@ async function readBpf(
     members: pinned(MAPS.members, () => {
       const m = readMemberMap(bpffs);
       return m === null ? null : Object.fromEntries(m.map(([ip4, n]) => [formatIp4(ip4), n]));
+    }),
+    subnets6: pinned(
+      MAPS.subnets6,
+      () =>
+        readSubnet6Map(bpffs)?.map(([k, v]) => ({
+          subnet: formatCidr6({ ip: k.addr, len: k.prefixLen }),
+          nodeIp: formatIp6(v.nodeIp6),
+          vtepMac: v.vtepMac,
+          local: (v.flags & SUBNET_LOCAL) !== 0,
+        })) ?? null,
+    ),
+    members6: pinned(MAPS.members6, () => {
+      const m = readMember6Map(bpffs);
+      return m === null ? null : Object.fromEntries(m.map(([ip6, n]) => [formatIp6(ip6), n]));
     }),
   };
 }
@@ -344,9 +365,11 @@ async function gatherIpv6(
   underlayIp: string | null,
   ipJsonOn: IpJson,
 ): Promise<Ipv6Facts> {
-  const dev = backend === "vxlan" ? vxlan6DeviceName(vni) : null;
+  // vxlan: flannel-v6.<VNI>; ebpf-vxlan: its overlay device carries IPv6 too (no entries on it)
+  const dev =
+    backend === "vxlan" ? vxlan6DeviceName(vni) : backend === "ebpf-vxlan" ? overlayDeviceName(vni) : null;
   const device = await attempt(() => (dev ? readIpv6Device(dev, ipJsonOn) : null));
-  const present = device.ok && device.value !== null;
+  const present = backend === "vxlan" && device.ok && device.value !== null;
   const [routes, neighbours, fdb] = await Promise.all([
     attempt(() => ipJsonOn<Route>(["-6", "route", "show"])),
     present

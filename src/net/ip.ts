@@ -143,8 +143,9 @@ export interface Neigh {
   readonly state?: readonly string[];
 }
 
+/** Neighbours of both families on `dev` (IPv4 and IPv6 pods on a dual-stack bridge). */
 export async function listNeighbours(dev: string): Promise<Neigh[]> {
-  return ipJson<Neigh>("-4", "neigh", "show", "dev", dev);
+  return ipJson<Neigh>("neigh", "show", "dev", dev);
 }
 
 export interface FdbEntry {

@@ -92,11 +92,12 @@ export function newMetrics(): AgentMetrics {
 }
 
 /**
- * Datapath verdict counters (ebpf-vxlan's pod_…, encap_… (bridge), host_… and decap_…;
- * vxlan_…) only grow; anything else a backend reports is a gauge.
+ * Datapath verdict counters (ebpf-vxlan's pod_…, encap_… (bridge), host_… and decap_…, and
+ * their IPv6 twins encap6_…, host6_…, decap6_…; vxlan_…) only grow; anything else a
+ * backend reports is a gauge.
  */
 export function isVerdictCounter(name: string): boolean {
-  return /^(pod|encap|host|decap|vxlan)_/.test(name);
+  return /^((pod|encap|host|decap)6?|vxlan)_/.test(name);
 }
 
 /** One sample of a metric family: its labels (values escaped on output) and value. */

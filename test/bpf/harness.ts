@@ -5,7 +5,9 @@
  * program gives a deterministic next hop. The namespace also holds the fixture pod's
  * host-side veth (the endpoint map points at it: the pod program checks the veth a
  * packet arrives on), a blackhole route and an on-link node without a neighbour for the
- * encap programs' other FIB answers. Everything is removed by `close()`.
+ * encap programs' other FIB answers. With `ipv6`, the dual-stack twin: IPv6 on the
+ * underlay (a permanent neighbour for the remote node), the IPv6 maps filled and the
+ * config's IPv6 part set (frames6.ts builds the frames). Everything is removed by `close()`.
  */
 
 import { dlopen, FFIType } from "bun:ffi";
@@ -13,18 +15,24 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, sta
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  CFG_IPV6,
   CFG_READY,
   COUNTER_NAMES,
   type Config,
   configCodec,
   endpointValueCodec,
   ip4KeyCodec,
+  ip6KeyCodec,
   MAPS,
   memberValueCodec,
   type NexthopValue,
   nexthopValueCodec,
   PROGRAMS,
   SUBNET_LOCAL,
+  type Subnet6Key,
+  type Subnet6Value,
+  subnet6KeyCodec,
+  subnet6ValueCodec,
   subnetKeyCodec,
   subnetValueCodec,
   u32Codec,
@@ -33,6 +41,7 @@ import {
 import type { BpfMap } from "../../src/bpf/map.ts";
 import { BpfObject } from "../../src/bpf/object.ts";
 import { type Cidr, parseIp4 } from "../../src/config/cidr.ts";
+import { type Ip6, parseCidr6, parseIp6 } from "../../src/config/cidr6.ts";
 
 export const TC_ACT_OK = 0;
 export const TC_ACT_SHOT = 2;
@@ -65,7 +74,25 @@ export const FX = {
   blackholeNodeIp: "198.18.9.9",
   remotePodIp: "198.19.2.7",
   remotePodMac: "02:aa:00:00:00:07",
+  // dual stack (setupHarness({ ipv6: true }))
+  localIp6: "fd00:18::1",
+  remoteIp6: "fd00:18::2",
+  /** On the underlay's link, no neighbour: NO_NEIGH. */
+  noNeighNodeIp6: "fd00:18::3",
+  /** Routed to a blackhole: BLACKHOLE. */
+  blackholeNodeIp6: "fd00:18:9::9",
+  localSubnet6: "fd00:19:0:1::/64",
+  remoteSubnet6: "fd00:19:0:2::/64",
+  podIp6: "fd00:19:0:1::5",
+  remotePodIp6: "fd00:19:0:2::7",
+  /** Where IPv6 GSO packets are redirected to (the overlay device's stand-in). */
+  overlay: "tovl0",
 } as const;
+
+/** An IPv6 address of the fixture, as the maps hold it. */
+export function ip6Of(s: string): Ip6 {
+  return parseIp6(s)!;
+}
 
 const libc = dlopen("libc.so.6", { setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } });
 const CLONE_NEWNET = 0x40000000;
@@ -145,7 +172,13 @@ export interface Harness {
   readonly config: BpfMap<number, Config>;
   readonly counters: BpfMap<number, bigint>;
   readonly nexthops: BpfMap<number, NexthopValue>;
+  readonly subnets6: BpfMap<Subnet6Key, Subnet6Value>;
+  readonly members6: BpfMap<Ip6, number>;
+  readonly nexthops6: BpfMap<Ip6, NexthopValue>;
+  readonly endpoints6: BpfMap<Ip6, { ifindex: number; podMac: string; gwMac: string }>;
   readonly underlayIfindex: number;
+  /** ifindex of FX.overlay (IPv6 harness: the config's overlay device). */
+  readonly overlayIfindex: number;
   /** ifindex of the fixture pod's host-side veth (FX.podVeth), where the endpoint map puts FX.podIp. */
   readonly podIfindex: number;
   readonly cfg: Config;
@@ -156,7 +189,7 @@ export interface Harness {
 
 let harnesses = 0;
 
-export async function setupHarness(): Promise<Harness> {
+export async function setupHarness(opts: { ipv6?: boolean } = {}): Promise<Harness> {
   const ns = `tbpf-${process.pid}-${++harnesses}`;
   await sh(["ip", "netns", "add", ns]);
   let selfNs = -1;
@@ -202,10 +235,30 @@ export async function setupHarness(): Promise<Harness> {
       "permanent",
     );
     await sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"]);
+    await ipn("link", "add", FX.overlay, "type", "veth", "peer", "name", `${FX.overlay}p`);
+    if (opts.ipv6) {
+      // bpf_fib_lookup answers FWD_DISABLED for IPv6 without forwarding (as the agent turns it on)
+      await sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+      await ipn("addr", "add", `${FX.localIp6}/64`, "dev", "ul0", "nodad");
+      await ipn("-6", "route", "add", "blackhole", `${FX.blackholeNodeIp6}/128`);
+      await ipn(
+        "-6",
+        "neigh",
+        "replace",
+        FX.remoteIp6,
+        "lladdr",
+        FX.remoteUnderlayMac,
+        "dev",
+        "ul0",
+        "nud",
+        "permanent",
+      );
+    }
     const ifindexOf = async (dev: string) =>
       (JSON.parse(await ipn("-json", "link", "show", dev)) as Array<{ ifindex: number }>)[0]!.ifindex;
     const underlayIfindex = await ifindexOf("ul0");
     const podIfindex = await ifindexOf(FX.podVeth);
+    const overlayIfindex = await ifindexOf(FX.overlay);
 
     selfNs = openSync("/proc/thread-self/ns/net", "r");
     const target = openSync(`/run/netns/${ns}`, "r");
@@ -227,6 +280,10 @@ export async function setupHarness(): Promise<Harness> {
     const config = o.map(MAPS.config, u32Codec, configCodec);
     const counters = o.map(MAPS.counters, u32Codec, u64Codec, { perCpu: true });
     const nexthops = o.map(MAPS.nexthops, ip4KeyCodec, nexthopValueCodec);
+    const subnets6 = o.map(MAPS.subnets6, subnet6KeyCodec, subnet6ValueCodec);
+    const members6 = o.map(MAPS.members6, ip6KeyCodec, memberValueCodec);
+    const nexthops6 = o.map(MAPS.nexthops6, ip6KeyCodec, nexthopValueCodec);
+    const endpoints6 = o.map(MAPS.endpoints6, ip6KeyCodec, endpointValueCodec);
 
     const cfg: Config = {
       flags: CFG_READY,
@@ -239,6 +296,12 @@ export async function setupHarness(): Promise<Harness> {
       vtepMac: FX.vtepMac,
       ttl: 64,
       subnetLen: 24,
+      ...(opts.ipv6
+        ? {
+            flags: CFG_READY | CFG_IPV6,
+            v6: { localIp6: ip6Of(FX.localIp6), subnet6Len: 64, hopLimit: 64, overlayIfindex },
+          }
+        : {}),
     };
     config.update(0, cfg);
     const local = cidr(FX.localSubnet);
@@ -253,6 +316,19 @@ export async function setupHarness(): Promise<Harness> {
     );
     members.update(parseIp4(FX.remoteIp)!, 1);
     endpoints.update(parseIp4(FX.podIp)!, { ifindex: podIfindex, podMac: FX.podMac, gwMac: FX.gwMac });
+    if (opts.ipv6) {
+      const l6 = parseCidr6(FX.localSubnet6)!;
+      const r6 = parseCidr6(FX.remoteSubnet6)!;
+      subnets6.update(
+        { prefixLen: l6.len, addr: l6.ip },
+        { nodeIp6: ip6Of(FX.localIp6), vtepMac: FX.vtepMac, flags: SUBNET_LOCAL },
+      );
+      subnets6.update(
+        { prefixLen: r6.len, addr: r6.ip },
+        { nodeIp6: ip6Of(FX.remoteIp6), vtepMac: FX.remoteVtepMac, flags: 0 },
+      );
+      members6.update(ip6Of(FX.remoteIp6), 1);
+    }
 
     return {
       ns,
@@ -264,7 +340,12 @@ export async function setupHarness(): Promise<Harness> {
       config,
       counters,
       nexthops,
+      subnets6,
+      members6,
+      nexthops6,
+      endpoints6,
       underlayIfindex,
+      overlayIfindex,
       podIfindex,
       cfg,
       snapshot() {

@@ -6,8 +6,8 @@
  * flanneld's; flannel-v6.1 is the device flanneld makes; MTU-sized IPv6 packets cross;
  * IPv6 leaving the cluster is masqueraded. Then a mixed cluster — a Tartan node and a
  * flanneld-style dual-stack node made by hand — and the lease lifecycle: a restart and a
- * reboot keep both subnets, IPv6 turned on keeps the IPv4 subnet, and ebpf-vxlan refuses
- * a dual-stack config in one line.
+ * reboot keep both subnets, IPv6 turned on keeps the IPv4 subnet. ebpf-vxlan in dual
+ * stack: dual-stack-ebpf.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -542,16 +542,6 @@ describe.skipIf(!isRoot())("dual stack: the lease lifecycle", () => {
     expect(await keys()).toEqual([dualKey!]);
     await lab.stop(p);
   }, 90_000);
-
-  test("ebpf-vxlan refuses a dual-stack config in one line", async () => {
-    const p = startAgent(lab, { node, name: "e1", registry, backend: "ebpf-vxlan", subnetFile });
-    await p.proc.exited;
-    expect(p.proc.exitCode).toBe(1);
-    const last = (await lab.log(p)).trim().split("\n").at(-1);
-    expect(last).toBe(
-      "tartan: ebpf-vxlan carries IPv4 only in this version; use vxlan or host-gw for dual stack",
-    );
-  }, 30_000);
 
   test("a node without an IPv6 underlay address is told so", async () => {
     const bare = await lab.addNode();

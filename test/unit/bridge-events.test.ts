@@ -32,6 +32,8 @@ const LINES = {
   incomplete: "[NEIGH]198.19.1.9 dev cni0  INCOMPLETE ",
   multicast: "[NEIGH]Deleted 224.0.0.22 dev cni0 lladdr 01:00:5e:00:00:16 NOARP ",
   ipv6: "[NEIGH]fe80::1 dev cni0 lladdr 72:29:1a:9d:94:3d STALE ",
+  podNeigh6: "[NEIGH]fd00:19:0:1::5 dev cni0 lladdr 72:29:1a:9d:94:3d REACHABLE ",
+  multicast6: "[NEIGH]ff02::16 dev cni0 lladdr 33:33:00:00:00:16 NOARP ",
 };
 
 const ev = (k: keyof typeof LINES) => parseMonitorLine(LINES[k])!;
@@ -125,7 +127,15 @@ describe("which events trigger a read of the bridge", () => {
     ["a neighbour on another device", ev("underlayNeigh"), view, false],
     ["an unresolved neighbour", ev("incomplete"), view, false],
     ["a multicast neighbour", ev("multicast"), view, false],
-    ["an IPv6 neighbour", ev("ipv6"), view, false],
+    ["an IPv6 link-local neighbour", ev("ipv6"), view, false],
+    ["a dual-stack pod's IPv6 address not seen before", ev("podNeigh6"), view, true],
+    ["an IPv6 multicast neighbour", ev("multicast6"), view, false],
+    [
+      "a dual-stack pod's IPv6 address already known",
+      ev("podNeigh6"),
+      { ...view, neighbours: [...view.neighbours, { dst: "fd00:19:0:1::5", lladdr: "72:29:1a:9d:94:3d" }] },
+      false,
+    ],
     ["an FDB entry the last view has", ev("fdbLearned"), view, false],
     ["a pod's FDB entry learned again after ageing", ev("fdbLearned"), { ...view, fdb: [] }, true],
     [

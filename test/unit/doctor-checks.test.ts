@@ -218,6 +218,10 @@ describe("datapath", () => {
     "tartan_config",
     "tartan_counters",
     "tartan_nexthops",
+    "tartan_subnets6",
+    "tartan_members6",
+    "tartan_nexthops6",
+    "tartan_endpoints6",
   ].map((m) => `maps/${m}`);
   const attachments = [
     { iface: "eth0", hook: "tc-ingress", progId: 1, progName: "tartan_decap_tc" },

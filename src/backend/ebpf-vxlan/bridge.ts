@@ -13,7 +13,7 @@ import { getLink, listFdb, listLinks, listNeighbours } from "../../net/ip.ts";
 import { IpMonitor, type MonitorEvent } from "../../net/monitor.ts";
 import type { BridgeView } from "./endpoints.ts";
 
-/** The bridge as the kernel has it now, or null when it does not exist. */
+/** The bridge as the kernel has it now (neighbours of both families: dual-stack pods), or null when it does not exist. */
 export async function readBridge(name: string): Promise<BridgeView | null> {
   const bridge = await getLink(name);
   if (!bridge) return null;
@@ -28,8 +28,8 @@ export async function readBridge(name: string): Promise<BridgeView | null> {
 /**
  * Can event `e` change what a read of bridge `bridge` shows, given the last view? Links:
  * the bridge itself, a link enslaved to it, or one of its ports (also when it leaves).
- * Neighbours: an IPv4 neighbour on the bridge whose MAC the last view did not have for
- * that address, and an FDB entry for a MAC the last view knew as a neighbour's but not
+ * Neighbours: an IPv4 (or global IPv6) neighbour on the bridge whose MAC the last view
+ * did not have for that address, and an FDB entry for a MAC the last view knew as a neighbour's but not
  * on a port (learned again after ageing). Deleted neighbours and FDB entries are not:
  * the endpoint map keeps a pod while its veth is a port.
  */
@@ -43,7 +43,9 @@ export function changesView(e: MonitorEvent, bridge: string, last: BridgeView | 
   if (e.deleted || !e.lladdr) return false;
   const mac = e.lladdr.toLowerCase();
   if (e.dst !== null) {
-    if (e.dev !== bridge || !/^\d+\.\d+\.\d+\.\d+$/.test(e.dst)) return false;
+    // pods' addresses: IPv4, and IPv6 other than link-local and multicast (dual stack)
+    if (e.dev !== bridge || !(/^\d+\.\d+\.\d+\.\d+$/.test(e.dst) || /^(?!fe80:|ff)[0-9a-f:]+$/i.test(e.dst)))
+      return false;
     if (e.state.some((s) => s === "FAILED" || s === "INCOMPLETE")) return false;
     return !(last?.neighbours.some((n) => n.dst === e.dst && n.lladdr?.toLowerCase() === mac) ?? false);
   }

@@ -15,13 +15,18 @@ import {
   type EndpointValue,
   endpointValueCodec,
   ip4KeyCodec,
+  ip6KeyCodec,
   MAPS,
   memberValueCodec,
   type NexthopValue,
   nexthopValueCodec,
   PROGRAMS,
+  type Subnet6Key,
+  type Subnet6Value,
   type SubnetKey,
   type SubnetValue,
+  subnet6KeyCodec,
+  subnet6ValueCodec,
   subnetKeyCodec,
   subnetValueCodec,
   u32Codec,
@@ -35,6 +40,7 @@ import type { BpfMap } from "../../bpf/map.ts";
 import { BpfObject } from "../../bpf/object.ts";
 import { ensurePinDir, pinFd, removePinDir } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
+import type { Ip6 } from "../../config/cidr6.ts";
 import type { Logger } from "../../log.ts";
 import { errorText } from "../../log.ts";
 import { mapPinDir, type ProgramName } from "./facts.ts";
@@ -50,6 +56,11 @@ export interface Datapath {
   readonly counters: BpfMap<number, bigint>;
   /** The programs' cache of the underlay next hop per remote node (they alone write it). */
   readonly nexthops: BpfMap<Ip4, NexthopValue>;
+  /** Dual stack: the IPv6 twins (empty in an IPv4-only network). */
+  readonly subnets6: BpfMap<Subnet6Key, Subnet6Value>;
+  readonly members6: BpfMap<Ip6, number>;
+  readonly nexthops6: BpfMap<Ip6, NexthopValue>;
+  readonly endpoints6: BpfMap<Ip6, EndpointValue>;
   /** True when the maps were found pinned (a previous agent's live datapath). */
   readonly adopted: boolean;
   /** A program's fd (lent by the object: throws after close()). */
@@ -143,6 +154,10 @@ export async function loadDatapath(bpffs: string, log: Logger, opts: LoadOptions
     config: obj.map(MAPS.config, u32Codec, configCodec),
     counters,
     nexthops: obj.map(MAPS.nexthops, ip4KeyCodec, nexthopValueCodec),
+    subnets6: obj.map(MAPS.subnets6, subnet6KeyCodec, subnet6ValueCodec),
+    members6: obj.map(MAPS.members6, ip6KeyCodec, memberValueCodec),
+    nexthops6: obj.map(MAPS.nexthops6, ip6KeyCodec, nexthopValueCodec),
+    endpoints6: obj.map(MAPS.endpoints6, ip6KeyCodec, endpointValueCodec),
     adopted,
     progFd: (name) => progs.get(name)!.fd,
     progId: (name) => ids.get(name)!,

@@ -2,7 +2,7 @@
  * Keeps the datapath in step with the pod bridge: encap on the bridge's TC ingress (the
  * fallback for every pod), the pod program on the TC ingress of each known pod's
  * host-side veth (the send fast path), and the endpoint map holding the pods on the
- * bridge (planEndpoints). TC hooks are attached through tcx (hooks.ts: no clsact qdisc,
+ * bridge (planEndpoints; in dual stack tartan_endpoints6 too, planEndpoints6). TC hooks are attached through tcx (hooks.ts: no clsact qdisc,
  * whose creation stalls the device). A hook is (re)attached when our program is not the
  * one there: a new device, a program removed by hand, or the previous agent run's
  * program, which is replaced atomically (no moment without a program). Fed the views of
@@ -12,8 +12,9 @@
 import type { EndpointValue } from "../../bpf/abi.ts";
 import type { BpfMap } from "../../bpf/map.ts";
 import type { Cidr, Ip4 } from "../../config/cidr.ts";
+import type { Cidr6, Ip6 } from "../../config/cidr6.ts";
 import { errorText, type Logger } from "../../log.ts";
-import { type BridgeView, planEndpoints } from "./endpoints.ts";
+import { type BridgeView, planEndpoints, planEndpoints6 } from "./endpoints.ts";
 import { attachTc, detachTc, ourTc, ourTcPrograms } from "./hooks.ts";
 
 /** A loaded program: its fd (to attach) and kernel id (to recognise it attached). */
@@ -50,6 +51,13 @@ export function attachPodEncap(ifindex: number, name: string, progFd: number, lo
 /** The endpoint map's entries, as read at one moment. */
 export type EndpointEntries = ReadonlyArray<readonly [Ip4, EndpointValue]>;
 
+/** Dual stack: tartan_endpoints6 as read at the same moment, the map, and our IPv6 subnet. */
+export interface Endpoints6 {
+  readonly before: ReadonlyArray<readonly [Ip6, EndpointValue]>;
+  readonly map: BpfMap<Ip6, EndpointValue>;
+  readonly subnet6: Cidr6 | null;
+}
+
 export interface EncapPrograms {
   /** tartan_encap_fwd, on the bridge. */
   readonly bridge: ProgramRef;
@@ -82,9 +90,11 @@ export class EndpointSync {
     endpoints: BpfMap<Ip4, EndpointValue>,
     progs: EncapPrograms,
     subnet: Cidr | null,
+    v6: Endpoints6 | null = null,
   ): void {
     if (!view) {
       for (const [k] of before) endpoints.delete(k);
+      for (const [k] of v6?.before ?? []) v6!.map.delete(k);
       this.#podVeths.clear();
       return;
     }
@@ -95,6 +105,11 @@ export class EndpointSync {
     const plan = planEndpoints(before, view, subnet);
     for (const ip4 of plan.deletes) endpoints.delete(ip4);
     for (const [ip4, v] of plan.writes) endpoints.update(ip4, v);
+    if (v6) {
+      const plan6 = planEndpoints6(v6.before, view, v6.subnet6);
+      for (const ip6 of plan6.deletes) v6.map.delete(ip6);
+      for (const [ip6, v] of plan6.writes) v6.map.update(ip6, v);
+    }
     this.#podPrograms(view, endpoints, progs.pod);
   }
 

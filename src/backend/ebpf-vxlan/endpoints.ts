@@ -6,6 +6,7 @@
  */
 import type { EndpointValue } from "../../bpf/abi.ts";
 import { type Cidr, containsIp, type Ip4, parseIp4 } from "../../config/cidr.ts";
+import { type Cidr6, containsIp6, type Ip6, parseIp6 } from "../../config/cidr6.ts";
 import type { FdbEntry, Link, Neigh } from "../../net/ip.ts";
 
 /** The pod bridge as one read of it sees it. */
@@ -21,13 +22,21 @@ export function endpointValue(ifindex: number, podMac: string, bridgeMac: string
   return { ifindex, podMac: podMac.toLowerCase(), gwMac: bridgeMac.toLowerCase() };
 }
 
-/**
- * Local pods the decap program can deliver straight into: pod IP (a neighbour on the
- * bridge inside our subnet) → the bridge port its MAC was learned on.
- */
-export function endpointsFrom(view: BridgeView, subnet: Cidr | null): Map<Ip4, EndpointValue> {
-  const out = new Map<Ip4, EndpointValue>();
-  if (!subnet) return out;
+/** One address family's side of the endpoint maps: how a neighbour's address reads, and what is ours. */
+interface Family<A> {
+  parse(dst: string): A | null;
+  contains(ip: A): boolean;
+}
+
+const v4 = (subnet: Cidr): Family<Ip4> => ({ parse: parseIp4, contains: (ip) => containsIp(subnet, ip) });
+const v6 = (subnet6: Cidr6): Family<Ip6> => ({
+  parse: (dst) => (dst.includes(":") ? parseIp6(dst) : null),
+  contains: (ip) => containsIp6(subnet6, ip),
+});
+
+/** Pod address (a neighbour on the bridge inside our subnet) → the bridge port its MAC was learned on. */
+function endpointsOf<A>(view: BridgeView, fam: Family<A>): Map<A, EndpointValue> {
+  const out = new Map<A, EndpointValue>();
   const portByName = new Map(view.ports.map((p) => [p.ifname, p]));
   const portOfMac = new Map<string, Link>();
   for (const f of view.fdb) {
@@ -37,8 +46,8 @@ export function endpointsFrom(view: BridgeView, subnet: Cidr | null): Map<Ip4, E
   }
   for (const n of view.neighbours) {
     if (!n.lladdr || n.state?.some((s) => s === "FAILED" || s === "INCOMPLETE")) continue;
-    const ip = parseIp4(n.dst);
-    if (ip === null || !containsIp(subnet, ip)) continue;
+    const ip = fam.parse(n.dst);
+    if (ip === null || !fam.contains(ip)) continue;
     const port = portOfMac.get(n.lladdr.toLowerCase());
     if (!port) continue;
     out.set(ip, endpointValue(port.ifindex, n.lladdr, view.bridge.address));
@@ -46,9 +55,41 @@ export function endpointsFrom(view: BridgeView, subnet: Cidr | null): Map<Ip4, E
   return out;
 }
 
-export interface EndpointPlan {
-  readonly deletes: readonly Ip4[];
-  readonly writes: ReadonlyArray<readonly [Ip4, EndpointValue]>;
+/**
+ * Local pods the decap program can deliver straight into: pod IP (a neighbour on the
+ * bridge inside our subnet) → the bridge port its MAC was learned on.
+ */
+export function endpointsFrom(view: BridgeView, subnet: Cidr | null): Map<Ip4, EndpointValue> {
+  return subnet ? endpointsOf(view, v4(subnet)) : new Map();
+}
+
+export interface EndpointPlan<A = Ip4> {
+  readonly deletes: readonly A[];
+  readonly writes: ReadonlyArray<readonly [A, EndpointValue]>;
+}
+
+function planOf<A>(
+  current: ReadonlyArray<readonly [A, EndpointValue]>,
+  view: BridgeView,
+  fam: Family<A> | null,
+): EndpointPlan<A> {
+  const want = fam ? endpointsOf(view, fam) : new Map<A, EndpointValue>();
+  const deletes: A[] = [];
+  if (fam !== null) {
+    const portIndexes = new Set(view.ports.map((p) => p.ifindex));
+    for (const [ip, v] of current) {
+      const cniKept = portIndexes.has(v.ifindex) && fam.contains(ip);
+      if (!want.has(ip) && !cniKept) deletes.push(ip);
+    }
+  }
+  const have = new Map(current);
+  const writes: Array<readonly [A, EndpointValue]> = [];
+  for (const [ip, v] of want) {
+    const cur = have.get(ip);
+    if (!cur || cur.ifindex !== v.ifindex || cur.podMac !== v.podMac || cur.gwMac !== v.gwMac)
+      writes.push([ip, v]);
+  }
+  return { deletes, writes };
 }
 
 /**
@@ -63,21 +104,14 @@ export function planEndpoints(
   view: BridgeView,
   subnet: Cidr | null,
 ): EndpointPlan {
-  const want = endpointsFrom(view, subnet);
-  const deletes: Ip4[] = [];
-  if (subnet !== null) {
-    const portIndexes = new Set(view.ports.map((p) => p.ifindex));
-    for (const [ip4, v] of current) {
-      const cniKept = portIndexes.has(v.ifindex) && containsIp(subnet, ip4);
-      if (!want.has(ip4) && !cniKept) deletes.push(ip4);
-    }
-  }
-  const have = new Map(current);
-  const writes: Array<readonly [Ip4, EndpointValue]> = [];
-  for (const [ip4, v] of want) {
-    const cur = have.get(ip4);
-    if (!cur || cur.ifindex !== v.ifindex || cur.podMac !== v.podMac || cur.gwMac !== v.gwMac)
-      writes.push([ip4, v]);
-  }
-  return { deletes, writes };
+  return planOf(current, view, subnet ? v4(subnet) : null);
+}
+
+/** Dual stack: planEndpoints for tartan_endpoints6, from the pods' IPv6 neighbours on the bridge in our IPv6 subnet. */
+export function planEndpoints6(
+  current: ReadonlyArray<readonly [Ip6, EndpointValue]>,
+  view: BridgeView,
+  subnet6: Cidr6 | null,
+): EndpointPlan<Ip6> {
+  return planOf(current, view, subnet6 ? v6(subnet6) : null);
 }

@@ -9,8 +9,17 @@
  * plugin all read these. Pure.
  */
 import { createHash } from "node:crypto";
-import { MAPS, PROGRAMS, type SubnetKey, type SubnetValue, VXLAN_OVERHEAD } from "../../bpf/abi.ts";
+import {
+  MAPS,
+  PROGRAMS,
+  type Subnet6Key,
+  type Subnet6Value,
+  type SubnetKey,
+  type SubnetValue,
+  VXLAN_OVERHEAD,
+} from "../../bpf/abi.ts";
 import { type Cidr, formatCidr, formatIp4, type Ip4 } from "../../config/cidr.ts";
+import { type Cidr6, formatCidr6, formatIp6, type Ip6 } from "../../config/cidr6.ts";
 import type { Lease } from "../../lease/lease.ts";
 import type { BackendFacts, PeerScope, RouteSpec } from "../facts-shape.ts";
 
@@ -79,6 +88,49 @@ export function remoteEntry(lease: Lease, vni: number, subnetLen: number): Remot
   };
 }
 
+export function subnet6KeyOf(c: Cidr6): Subnet6Key {
+  return { prefixLen: c.len, addr: c.ip };
+}
+
+export type RemoteEntry6 = { key: Subnet6Key; value: Subnet6Value };
+
+/**
+ * Dual stack: the tartan_subnets6 entry for a remote lease's IPv6 side (its IPv6 subnet,
+ * PublicIPv6 and BackendV6Data, as flanneld's flannel-v6 programs it); null for a lease
+ * without one (an IPv4-only node: its IPv4 side still counts), or the reason it cannot
+ * be reached.
+ */
+export function remoteEntry6(
+  lease: Lease,
+  vni: number,
+  subnet6Len: number,
+): RemoteEntry6 | { skip: string } | null {
+  const sn6 = lease.subnet6 ?? null;
+  const pub6 = lease.attrs.publicIpv6 ?? null;
+  const vx6 = lease.attrs.vxlan6 ?? null;
+  if (sn6 === null || pub6 === null || vx6 === null) return null;
+  if (lease.attrs.backendType !== "vxlan")
+    return { skip: `backend type ${lease.attrs.backendType} is not vxlan` };
+  if (vx6.VNI !== vni) return { skip: `IPv6 VNI ${vx6.VNI} differs from ours (${vni})` };
+  if (sn6.len !== subnet6Len)
+    return { skip: `IPv6 prefix length /${sn6.len} differs from the network's IPv6SubnetLen /${subnet6Len}` };
+  return { key: subnet6KeyOf(sn6), value: { nodeIp6: pub6, vtepMac: vx6.VtepMAC, flags: 0 } };
+}
+
+/** What tartan_subnets6 holds for remote leases (the local entry aside), by IPv6 subnet address. */
+export function expectedSubnets6(
+  peers: readonly Lease[],
+  vni: number,
+  subnet6Len: number,
+): Map<Ip6, Subnet6Value> {
+  const out = new Map<Ip6, Subnet6Value>();
+  for (const l of peers) {
+    const r = remoteEntry6(l, vni, subnet6Len);
+    if (r !== null && !("skip" in r)) out.set(r.key.addr, r.value);
+  }
+  return out;
+}
+
 export const EBPF_VXLAN_FACTS: BackendFacts = {
   name: "ebpf-vxlan",
   overhead: VXLAN_OVERHEAD,
@@ -110,6 +162,16 @@ export function overlayRoute(network: Cidr, vni: number): RouteSpec {
   return {
     dst: formatCidr(network),
     gateway: formatIp4(network.ip),
+    dev: overlayDeviceName(vni),
+    onlink: true,
+  };
+}
+
+/** Dual stack: the IPv6 network via the overlay device (host traffic, GSO packets, too big: ICMPv6 packet-too-big). */
+export function overlayRoute6(network6: Cidr6, vni: number): RouteSpec {
+  return {
+    dst: formatCidr6(network6),
+    gateway: formatIp6(network6.ip),
     dev: overlayDeviceName(vni),
     onlink: true,
   };

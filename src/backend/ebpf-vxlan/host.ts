@@ -3,8 +3,9 @@
  * (underlay, addresses, VNI, port, MTU, VTEP MAC, TTL, SubnetLen; its READY flag turns
  * the fast path on), loose reverse-path filtering on the underlay and IPv4 forwarding.
  */
-import { CFG_READY, type Config } from "../../bpf/abi.ts";
+import { CFG_IPV6, CFG_READY, type Config } from "../../bpf/abi.ts";
 import type { BpfMap } from "../../bpf/map.ts";
+import type { Ip6 } from "../../config/cidr6.ts";
 import type { Logger } from "../../log.ts";
 import { confKey, ensureSysctl, readSysctl, writeSysctl } from "../../net/sysctl.ts";
 import type { ExternalInterface } from "../backend.ts";
@@ -16,16 +17,32 @@ export interface DatapathSettings {
   readonly mtu: number;
   readonly vtepMac: string;
   readonly subnetLen: number;
+  /** Dual stack: the underlay's own IPv6 address (outer source, decap destination) and IPv6SubnetLen. */
+  readonly v6?: {
+    readonly localIp6: Ip6;
+    readonly subnet6Len: number;
+    readonly overlayIfindex: number;
+  } | null;
 }
 
-/** Fills the config map; the outer TTL is the node's default TTL, as the kernel vxlan driver uses. */
-export function writeConfig(config: BpfMap<number, Config>, s: DatapathSettings): void {
-  let ttl = 64;
+/** A sysctl's number, or `fallback` when it cannot be read. */
+function sysctlNumber(key: string, fallback: number): number {
   try {
-    ttl = Number(readSysctl("net.ipv4.ip_default_ttl")) || 64;
-  } catch {}
+    return Number(readSysctl(key)) || fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/**
+ * Fills the config map; the outer TTL is the node's default TTL, and the outer IPv6 hop
+ * limit the underlay's hop_limit, as the kernel vxlan driver uses them.
+ */
+export function writeConfig(config: BpfMap<number, Config>, s: DatapathSettings): void {
+  const ttl = sysctlNumber("net.ipv4.ip_default_ttl", 64);
+  const v6 = s.v6 ?? null;
   config.update(0, {
-    flags: CFG_READY,
+    flags: CFG_READY | (v6 !== null ? CFG_IPV6 : 0),
     localIp: s.ext.ifaceIp,
     underlayIfindex: s.ext.index,
     vni: s.vni,
@@ -35,6 +52,7 @@ export function writeConfig(config: BpfMap<number, Config>, s: DatapathSettings)
     vtepMac: s.vtepMac,
     ttl,
     subnetLen: s.subnetLen,
+    v6: v6 === null ? null : { ...v6, hopLimit: sysctlNumber(confKey(s.ext.name, "hop_limit", "ipv6"), 64) },
   });
 }
 

@@ -8,10 +8,11 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { SubnetKey, SubnetValue } from "../../bpf/abi.ts";
+import type { Subnet6Key, Subnet6Value, SubnetKey, SubnetValue } from "../../bpf/abi.ts";
 import { objectId, programName, tcQuery, tcxQuery, xdpQuery } from "../../bpf/attach.ts";
 import { openPin } from "../../bpf/pin.ts";
 import type { Ip4 } from "../../config/cidr.ts";
+import type { Ip6 } from "../../config/cidr6.ts";
 import type { Hook } from "./facts.ts";
 import { withPinnedMap } from "./pins.ts";
 
@@ -71,4 +72,14 @@ export function readSubnetMap(bpffs: string): Array<[SubnetKey, SubnetValue]> | 
 /** The pinned member map's entries (node IP → leases); null when it is not pinned. */
 export function readMemberMap(bpffs: string): Array<[Ip4, number]> | null {
   return withPinnedMap(bpffs, "members", (m) => m.entries());
+}
+
+/** Dual stack: the pinned IPv6 subnet map's entries; null when it is not pinned. */
+export function readSubnet6Map(bpffs: string): Array<[Subnet6Key, Subnet6Value]> | null {
+  return withPinnedMap(bpffs, "subnets6", (m) => m.entries());
+}
+
+/** Dual stack: the pinned IPv6 member map's entries; null when it is not pinned. */
+export function readMember6Map(bpffs: string): Array<[Ip6, number]> | null {
+  return withPinnedMap(bpffs, "members6", (m) => m.entries());
 }

@@ -8,12 +8,14 @@
  * is dropped by the stack.
  */
 import type { Cidr } from "../../config/cidr.ts";
+import type { Cidr6 } from "../../config/cidr6.ts";
 import type { Logger } from "../../log.ts";
+import { run } from "../../net/exec.ts";
 import { deleteLink, getLink, ip, listAddrs } from "../../net/ip.ts";
 import { mainRouteVia } from "../../net/routes.ts";
 import { confKey, ensureSysctl } from "../../net/sysctl.ts";
-import { routeArgs, routeLine, vtepAddress } from "../facts-shape.ts";
-import { overlayDeviceName, overlayPeerName, overlayRoute } from "./facts.ts";
+import { routeArgs, routeLine, vtepAddress, vtepAddress6 } from "../facts-shape.ts";
+import { overlayDeviceName, overlayPeerName, overlayRoute, overlayRoute6 } from "./facts.ts";
 
 export interface OverlayOptions {
   readonly log: Logger;
@@ -21,13 +23,24 @@ export interface OverlayOptions {
   /** The VTEP MAC the device carries (what our lease announces). */
   readonly mac: string;
   readonly mtu: number;
+  /**
+   * Dual stack: IPv6 on the device (its peer stays without), and no IPv6 segmentation
+   * offload, so the stack segments IPv6 GSO packets before they cross to the peer, whose
+   * ingress program encapsulates each segment (bpf/include/encap6.h says why).
+   */
+  readonly dual?: boolean;
 }
+
+/** The offloads a dual-stack overlay device goes without: IPv6 TCP and UDP segmentation. */
+export const OVERLAY6_OFFLOADS_OFF = ["tx-tcp6-segmentation", "tx-udp-segmentation"] as const;
 
 export class OverlayDevice {
   readonly name: string;
   readonly peer: string;
   /** ifindex once ensure() ran (0 before). */
   ifindex = 0;
+  /** The peer's ifindex once ensure() ran (0 before). */
+  peerIfindex = 0;
   readonly #o: OverlayOptions;
 
   constructor(o: OverlayOptions) {
@@ -68,16 +81,27 @@ export class OverlayDevice {
     } else if (l.address !== mac || l.mtu !== mtu) {
       await ip("link", "set", "dev", dev, "address", mac, "mtu", m);
     }
+    const dual = this.#o.dual === true;
     for (const name of [dev, this.peer]) {
       try {
-        ensureSysctl(confKey(name, "disable_ipv6", "ipv6"), 1);
+        ensureSysctl(confKey(name, "disable_ipv6", "ipv6"), dual && name === dev ? 0 : 1);
       } catch {}
       await ip("link", "set", "dev", name, "arp", "off");
+    }
+    if (dual) {
+      ensureSysctl(confKey(dev, "accept_ra", "ipv6"), 0);
+      const cmd = ["ethtool", "-K", dev, ...OVERLAY6_OFFLOADS_OFF.flatMap((f) => [f, "off"])];
+      const r = await run(cmd).catch((e: Error) => ({ code: -1, stderr: e.message }));
+      if (r.code !== 0)
+        throw new Error(
+          `${cmd.join(" ")} failed (${r.stderr.trim() || `exit ${r.code}`}): dual stack on ebpf-vxlan needs ethtool (apt install ethtool)`,
+        );
     }
     ensureSysctl(confKey(this.peer, "forwarding"), 0);
     await ip("link", "set", "dev", this.peer, "up");
     await ip("link", "set", "dev", dev, "up");
     this.ifindex = (await getLink(dev))!.ifindex;
+    this.peerIfindex = (await getLink(this.peer))!.ifindex;
     return this.ifindex;
   }
 
@@ -91,6 +115,20 @@ export class OverlayDevice {
     await ip("addr", "replace", want, "dev", dev);
     const route = overlayRoute(network, this.#o.vni);
     await ip("route", "replace", ...routeArgs(route));
+    return routeLine(route);
+  }
+
+  /** Dual stack: our IPv6 subnet's VTEP address on the device (others go), and the IPv6 network's route via it. */
+  async setLocal6(subnet6: Cidr6, network6: Cidr6): Promise<string> {
+    const dev = this.name;
+    const want = vtepAddress6(subnet6);
+    for (const a of await listAddrs(dev))
+      if (a.family === "inet6" && a.scope !== "link" && `${a.local}/${a.prefixlen}` !== want)
+        await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", dev);
+    // nodad: nothing answers duplicate address detection here (as flannel-v6)
+    await ip("addr", "replace", want, "dev", dev, "nodad");
+    const route = overlayRoute6(network6, this.#o.vni);
+    await ip("-6", "route", "replace", ...routeArgs(route));
     return routeLine(route);
   }
 

@@ -82,7 +82,7 @@ export function derive(f: Facts): Derived {
     overhead: facts?.overhead ?? 0,
     podMtu:
       facts && underlayMtu !== null
-        ? backend === "vxlan" && (cfg?.ipv6 ?? null) !== null
+        ? (backend === "vxlan" || backend === "ebpf-vxlan") && (cfg?.ipv6 ?? null) !== null
           ? dualStackMtu(configured, underlayMtu).pods
           : podMtu(facts, configured, underlayMtu)
         : configured,

@@ -1,10 +1,13 @@
 /**
  * Doctor's checks of a dual-stack node's IPv6 side (flannel's EnableIPv6): IPv6
- * forwarding, the IPv6 overlay device as flanneld makes it (vxlan: flannel-v6.<VNI>), an
- * IPv6 route (and neighbour and FDB entry) for every dual-stack peer, and the ip6
- * masquerading table. On an IPv4-only network each says so and passes. Pure.
+ * forwarding, the IPv6 overlay device as flanneld makes it (vxlan: flannel-v6.<VNI>;
+ * ebpf-vxlan: IPv6 on tartan.<VNI> with the IPv6 network's route), an IPv6 route (and
+ * neighbour and FDB entry) for every dual-stack peer — on ebpf-vxlan its entry in
+ * tartan_subnets6 and its node in tartan_members6 — and the ip6 masquerading table. On
+ * an IPv4-only network each says so and passes. Pure.
  */
-import { vtepAddress6 } from "../../backend/facts.ts";
+import { overlayRoute6, remoteEntry6 } from "../../backend/ebpf-vxlan/facts.ts";
+import { routeLine, vtepAddress6 } from "../../backend/facts.ts";
 import { hostGwRoute6 } from "../../backend/host-gw/facts.ts";
 import {
   dualStackMtu,
@@ -13,7 +16,8 @@ import {
   type VxlanPlanInput,
   vxlan6DeviceName,
 } from "../../backend/vxlan/facts.ts";
-import { formatCidr6 } from "../../config/cidr6.ts";
+import { MAPS } from "../../bpf/abi.ts";
+import { formatCidr6, formatIp6 } from "../../config/cidr6.ts";
 import type { Lease } from "../../lease/lease.ts";
 import { NFT_TABLE } from "../../net/masq.ts";
 import { routeLookup6 } from "../../net/routes.ts";
@@ -59,6 +63,7 @@ export function checkIpv6Datapath(f: Facts): Check {
   const v6 = dual(f, id, why);
   if (isCheck(v6)) return v6;
   const d = derive(f);
+  if (d.backend === "ebpf-vxlan") return ebpfIpv6Datapath(f, d, v6, id, why);
   if (d.backend !== "vxlan")
     return ok(id, `backend ${d.backend ?? "unknown"} has no IPv6 overlay device`, why);
   if (!v6.device.ok) return cannot(id, `cannot read the IPv6 vxlan device: ${v6.device.error}`, why);
@@ -121,6 +126,67 @@ export function checkIpv6Datapath(f: Facts): Check {
   return ok(id, `${dev.name} up, MAC ${dev.mac}, MTU ${dev.mtu}, local ${vx?.local6}, VNI ${d.vni}`, why);
 }
 
+/** ebpf-vxlan: the overlay device carries IPv6 too (up, its IPv6 address) with the IPv6 network routed via it. */
+function ebpfIpv6Datapath(f: Facts, d: Derived, v6: Ipv6Facts, id: string, why: string): Check {
+  if (!v6.device.ok) return cannot(id, `cannot read the overlay device: ${v6.device.error}`, why);
+  const dev = v6.device.value;
+  if (!dev)
+    return {
+      id,
+      status: "problem",
+      finding: "the overlay device is missing",
+      why,
+      fix: RESTART,
+      fixable: false,
+    };
+  const problems: string[] = [];
+  if (!dev.up) problems.push(`${dev.name} is down`);
+  const sn6 = d.own?.subnet6 ?? null;
+  if (sn6 && !dev.addrs.includes(vtepAddress6(sn6)))
+    problems.push(
+      `${dev.name} lacks its IPv6 address ${vtepAddress6(sn6)} (has ${dev.addrs.join(", ") || "none"})`,
+    );
+  const net6 = f.config.ok ? (f.config.value.ipv6?.network ?? null) : null;
+  if (net6 && v6.routes.ok) {
+    const r = overlayRoute6(net6, d.vni);
+    if (!v6.routes.value.some((x) => x.dst === r.dst && x.dev === r.dev))
+      problems.push(
+        `route ${routeLine(r)} is missing: IPv6 GSO packets, host traffic and packet-too-big have no way into the overlay`,
+      );
+  }
+  if (problems.length > 0)
+    return {
+      id,
+      status: "problem",
+      finding: firstFew(problems, 2),
+      why,
+      fix: RESTART,
+      fixable: false,
+      details: problems,
+    };
+  return ok(id, `${dev.name} carries IPv6 (${dev.addrs.join(", ")}), MTU ${dev.mtu}`, why);
+}
+
+/** ebpf-vxlan: what the IPv6 maps lack for a dual-stack peer (its subnet entry as the lease says, its node as a member). */
+function ebpfMissing6For(f: Facts, d: Derived, l: Lease): string[] {
+  const bpf = f.bpf.ok ? f.bpf.value : null;
+  const subnets6 = bpf?.subnets6;
+  if (!subnets6?.ok || !f.config.ok || !f.config.value.ipv6) return [];
+  const w = remoteEntry6(l, d.vni, f.config.value.ipv6.subnetLen);
+  if (w === null || "skip" in w) return [];
+  const name = formatCidr6({ ip: w.key.addr, len: w.key.prefixLen });
+  const node = formatIp6(w.value.nodeIp6);
+  const e = subnets6.value.find((x) => !x.local && x.subnet === name);
+  const out: string[] = [];
+  if (!e) out.push(`map ${MAPS.subnets6} entry (${node}, VTEP MAC ${w.value.vtepMac})`);
+  else if (e.nodeIp !== node || e.vtepMac.toLowerCase() !== w.value.vtepMac.toLowerCase())
+    out.push(
+      `map ${MAPS.subnets6} entry as the lease says (${node}, ${w.value.vtepMac}; the map has ${e.nodeIp}, ${e.vtepMac})`,
+    );
+  if (bpf?.members6?.ok && !(node in bpf.members6.value)) out.push(`node ${node} in map ${MAPS.members6}`);
+  return out;
+}
+
 /** The vxlan plan with its IPv6 side, as the backend builds it (DirectRouting from the IPv6 routes). */
 export function vxlanPlanInput6(f: Facts, d: Derived): VxlanPlanInput {
   const routes = routeLookup6(f.ipv6?.routes.ok ? f.ipv6.routes.value : []);
@@ -143,6 +209,7 @@ export function missing6For(f: Facts, l: Lease): string[] {
   const hasRoute = (dst: string, gateway: string, dev: string) =>
     routes.some((r) => r.dst === dst && r.gateway === gateway && r.dev === dev);
   const out: string[] = [];
+  if (d.backend === "ebpf-vxlan") return ebpfMissing6For(f, d, l);
   if (d.backend === "host-gw") {
     const ul = f.underlay.ok ? f.underlay.value.name : null;
     const r = ul ? hostGwRoute6(l, ul) : null;
@@ -169,11 +236,15 @@ export function missing6For(f: Facts, l: Lease): string[] {
 /** The dual-stack peers this node's backend programs in IPv6. */
 export function ipv6Peers(f: Facts): Lease[] {
   const d = derive(f);
-  return d.peers.filter((l) =>
-    d.backend === "vxlan"
-      ? isVxlan6Peer(l, d.vni)
-      : d.backend === "host-gw" && (l.subnet6 ?? null) !== null && (l.attrs.publicIpv6 ?? null) !== null,
-  );
+  const subnet6Len = f.config.ok ? (f.config.value.ipv6?.subnetLen ?? 0) : 0;
+  return d.peers.filter((l) => {
+    if (d.backend === "vxlan") return isVxlan6Peer(l, d.vni);
+    if (d.backend === "ebpf-vxlan") {
+      const e = remoteEntry6(l, d.vni, subnet6Len);
+      return e !== null && !("skip" in e);
+    }
+    return d.backend === "host-gw" && (l.subnet6 ?? null) !== null && (l.attrs.publicIpv6 ?? null) !== null;
+  });
 }
 
 /** Every dual-stack peer has its IPv6 route (and, with vxlan, neighbour and FDB entry). */
@@ -188,14 +259,18 @@ export function checkIpv6Routes(f: Facts): Check {
   const broken = peers.flatMap((l) =>
     missing6For(f, l).map((m) => `${formatCidr6(l.subnet6!)}: ${m} missing`),
   );
+  // ebpf-vxlan's maps are the running agent's: a restart refills them (--fix does not write maps)
+  const ebpf = derive(f).backend === "ebpf-vxlan";
   if (broken.length > 0)
     return {
       id,
       status: "problem",
       finding: firstFew(broken, 2),
       why,
-      fix: "tartan doctor --fix adds them (the agent re-adds them at its next change; a restart rebuilds them)",
-      fixable: true,
+      fix: ebpf
+        ? RESTART
+        : "tartan doctor --fix adds them (the agent re-adds them at its next change; a restart rebuilds them)",
+      fixable: !ebpf,
       details: broken,
     };
   return ok(id, `${peers.length} dual-stack peer(s), every IPv6 route in place`, why);
