@@ -3,7 +3,6 @@
  * compaction, cancel, a store that went backwards, fragments, progress notifications.
  */
 import { describe, expect, test } from "bun:test";
-import type { WatchResponse } from "../../src/registry/etcd-gateway.ts";
 import { type GatewayEvent, readWatchBatch } from "../../src/registry/etcd-watch.ts";
 
 const WHERE = "etcd:http://198.18.0.1:2379";
