@@ -89,52 +89,123 @@ export async function listNodesInto(
   }
 }
 
+/** What one network read of the watch says, read without I/O (readNodeWatchBatch). */
+export interface NodeBatchReading {
+  /** The events for the sink, in order (no BOOKMARK or ERROR). */
+  readonly events: RawWatchEvent[];
+  /** The last resourceVersion seen (events and bookmarks), up to where reading stopped. */
+  readonly resourceVersion: string;
+  /** "gone": a 410 ERROR event (list again); an error: another ERROR event; null: read on. */
+  readonly end: "gone" | KubeApiError | null;
+}
+
+/** Reads one batch of watch events from resourceVersion `rv`; stops at the first ERROR event. */
+export function readNodeWatchBatch(batch: readonly RawWatchEvent[], rv: string): NodeBatchReading {
+  const events: RawWatchEvent[] = [];
+  for (const ev of batch) {
+    const evRv = ev.object?.metadata?.resourceVersion;
+    if (ev.type === "ERROR") {
+      const code = ev.object?.code;
+      if (code === 410) return { events, resourceVersion: rv, end: "gone" };
+      const error = new KubeApiError(
+        `watch of /api/v1/nodes: ${ev.object?.reason ?? "error"}: ${ev.object?.message ?? JSON.stringify(ev.object)}`,
+        typeof code === "number" ? code : 0,
+        String(ev.object?.reason ?? ""),
+      );
+      return { events, resourceVersion: rv, end: error };
+    }
+    if (ev.type !== "BOOKMARK") events.push(ev);
+    if (typeof evRv === "string" && evRv !== "") rv = evRv;
+  }
+  return { events, resourceVersion: rv, end: null };
+}
+
 /** Starts the list+watch loop (see the module comment). */
 export function startNodeWatch(client: KubeClient, sink: NodeSink, o: NodeWatchOptions): NodeWatchHandle {
-  const backoff = o.backoff ?? DEFAULT_BACKOFF;
-  const random = o.random ?? Math.random;
-  const minWatch = o.minWatchSeconds ?? 300;
-  const log = o.log.with({ api: client.server });
-  let rv = o.resourceVersion ?? "";
-  let stopped = false;
-  let failing = false;
-  let delay = backoff.initialMs;
-  const abort = new AbortController();
-  let wake: (() => void) | null = null;
+  const watch = new NodeWatch(client, sink, o);
+  const done = watch.run();
+  return {
+    get resourceVersion() {
+      return watch.resourceVersion;
+    },
+    stop: () => watch.stop(),
+    done,
+  };
+}
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
+/** The loop's state: the resume point, backoff, and whether a failure was reported. */
+class NodeWatch {
+  #rv: string;
+  #stopped = false;
+  #failing = false;
+  #delay: number;
+  #wake: (() => void) | null = null;
+  readonly #abort = new AbortController();
+  readonly #backoff: { readonly initialMs: number; readonly maxMs: number };
+  readonly #random: () => number;
+  readonly #minWatch: number;
+  readonly #log: Logger;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly sink: NodeSink,
+    private readonly o: NodeWatchOptions,
+  ) {
+    this.#backoff = o.backoff ?? DEFAULT_BACKOFF;
+    this.#random = o.random ?? Math.random;
+    this.#minWatch = o.minWatchSeconds ?? 300;
+    this.#log = o.log.with({ api: client.server });
+    this.#rv = o.resourceVersion ?? "";
+    this.#delay = this.#backoff.initialMs;
+  }
+
+  get resourceVersion(): string {
+    return this.#rv;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#abort.abort();
+    this.#wake?.();
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
         clearTimeout(t);
-        wake = null;
+        this.#wake = null;
         resolve();
-      }
-      wake = done;
+      };
+      const t = setTimeout(done, ms);
+      this.#wake = done;
     });
+  }
 
-  const ok = () => {
-    delay = backoff.initialMs;
-    if (!failing) return;
-    failing = false;
-    log.info("Kubernetes API reachable again; the Node watch resumes", { resourceVersion: rv });
-    sink.onRecovered?.();
-  };
-  const failed = (err: Error) => {
-    if (!failing)
-      log.warn("Kubernetes API failed; the datapath keeps what it has while the Node watch retries", { err });
-    else log.debug("Kubernetes API still failing", { err: errorText(err) });
-    failing = true;
-    sink.onError?.(err);
-  };
+  #ok(): void {
+    this.#delay = this.#backoff.initialMs;
+    if (!this.#failing) return;
+    this.#failing = false;
+    this.#log.info("Kubernetes API reachable again; the Node watch resumes", { resourceVersion: this.#rv });
+    this.sink.onRecovered?.();
+  }
+
+  #failed(err: Error): void {
+    if (!this.#failing)
+      this.#log.warn("Kubernetes API failed; the datapath keeps what it has while the Node watch retries", {
+        err,
+      });
+    else this.#log.debug("Kubernetes API still failing", { err: errorText(err) });
+    this.#failing = true;
+    this.sink.onError?.(err);
+  }
 
   /** One watch, from rv, until the server ends it; "gone" when rv is too old. */
-  const watchOnce = async (): Promise<"ended" | "gone"> => {
-    const timeoutSeconds = Math.floor(minWatch * (1 + random()));
-    const idleMs = o.idleTimeoutMs ?? (timeoutSeconds + 60) * 1000;
+  async #watchOnce(): Promise<"ended" | "gone"> {
+    const timeoutSeconds = Math.floor(this.#minWatch * (1 + this.#random()));
+    const idleMs = this.o.idleTimeoutMs ?? (timeoutSeconds + 60) * 1000;
     const session = new AbortController();
     const onStop = () => session.abort();
-    abort.signal.addEventListener("abort", onStop);
+    this.#abort.signal.addEventListener("abort", onStop);
     let idle: ReturnType<typeof setTimeout> | null = null;
     let quiet = false;
     const arm = () => {
@@ -146,108 +217,89 @@ export function startNodeWatch(client: KubeClient, sink: NodeSink, o: NodeWatchO
     };
     try {
       arm();
-      const stream = await client.watchNodes({
-        resourceVersion: rv,
+      const stream = await this.client.watchNodes({
+        resourceVersion: this.#rv,
         timeoutSeconds,
         allowWatchBookmarks: true,
-        fieldSelector: o.fieldSelector,
+        fieldSelector: this.o.fieldSelector,
         signal: session.signal,
       });
-      ok();
+      this.#ok();
       for await (const batch of stream) {
         arm();
-        const events: RawWatchEvent[] = [];
-        for (const ev of batch) {
-          const evRv = ev.object?.metadata?.resourceVersion;
-          if (ev.type === "ERROR") {
-            const code = ev.object?.code;
-            if (code === 410) {
-              if (events.length) sink.events(events);
-              return "gone";
-            }
-            throw new KubeApiError(
-              `watch of /api/v1/nodes: ${ev.object?.reason ?? "error"}: ${ev.object?.message ?? JSON.stringify(ev.object)}`,
-              typeof code === "number" ? code : 0,
-              String(ev.object?.reason ?? ""),
-            );
-          }
-          if (ev.type !== "BOOKMARK") events.push(ev);
-          if (typeof evRv === "string" && evRv !== "") rv = evRv;
+        const read = readNodeWatchBatch(batch, this.#rv);
+        this.#rv = read.resourceVersion;
+        if (read.end === "gone") {
+          if (read.events.length) this.sink.events(read.events);
+          return "gone";
         }
-        if (events.length && !stopped) sink.events(events);
+        if (read.end) throw read.end;
+        if (read.events.length && !this.#stopped) this.sink.events(read.events);
       }
       return "ended";
     } catch (e) {
-      if (quiet && !stopped)
+      if (quiet && !this.#stopped)
         throw new KubeApiError(`watch of /api/v1/nodes: nothing received for ${idleMs} ms`, 0, "Idle", {
           cause: e,
         });
       throw e;
     } finally {
       if (idle) clearTimeout(idle);
-      abort.signal.removeEventListener("abort", onStop);
+      this.#abort.signal.removeEventListener("abort", onStop);
     }
-  };
+  }
 
-  const relist = async () => {
-    rv = await listNodesInto(client, sink, {
-      pageSize: o.pageSize,
-      fieldSelector: o.fieldSelector,
-      signal: abort.signal,
+  async #relist(): Promise<void> {
+    this.#rv = await listNodesInto(this.client, this.sink, {
+      pageSize: this.o.pageSize,
+      fieldSelector: this.o.fieldSelector,
+      signal: this.#abort.signal,
     });
-    ok();
-  };
+    this.#ok();
+  }
 
-  const loop = async () => {
-    let needList = rv === "";
-    while (!stopped) {
+  /** Lists when needed, then watches, until stopped (see the module comment). */
+  async run(): Promise<void> {
+    let needList = this.#rv === "";
+    while (!this.#stopped) {
       try {
         if (needList) {
-          await relist();
+          await this.#relist();
           needList = false;
         }
         // Bun's fetch resolves a watch only with its first event, which on a quiet cluster
         // is the first bookmark (a minute away): say "recovered" as soon as the API answers
-        if (failing) {
-          await client.listNodes({ limit: 1, fieldSelector: o.fieldSelector, signal: abort.signal });
-          ok();
+        if (this.#failing) {
+          await this.client.listNodes({
+            limit: 1,
+            fieldSelector: this.o.fieldSelector,
+            signal: this.#abort.signal,
+          });
+          this.#ok();
         }
         const started = Date.now();
-        const end = await watchOnce();
+        const end = await this.#watchOnce();
         if (end === "gone") {
-          log.info("Node watch history is gone (410); listing again", { resourceVersion: rv });
+          this.#log.info("Node watch history is gone (410); listing again", { resourceVersion: this.#rv });
           needList = true;
-        } else if (Date.now() - started < 1000 && !stopped) {
+        } else if (Date.now() - started < 1000 && !this.#stopped) {
           // the server (or a proxy) ends watches at once: do not spin; the next one waits
-          await sleep(delay * (0.8 + 0.4 * random()));
-          delay = Math.min(delay * 2, backoff.maxMs);
+          await this.#sleep(this.#delay * (0.8 + 0.4 * this.#random()));
+          this.#delay = Math.min(this.#delay * 2, this.#backoff.maxMs);
         }
         // else "ended" after a while: the server closed the watch (timeoutSeconds): re-open at once
       } catch (e) {
-        if (stopped) break;
+        if (this.#stopped) break;
         if (isGone(e)) {
-          log.info("Node watch history is gone (410); listing again", { resourceVersion: rv });
+          this.#log.info("Node watch history is gone (410); listing again", { resourceVersion: this.#rv });
           needList = true;
           continue;
         }
-        failed(e instanceof Error ? e : new Error(String(e)));
-        const jitter = 0.8 + 0.4 * random();
-        await sleep(delay * jitter);
-        delay = Math.min(delay * 2, backoff.maxMs);
+        this.#failed(e instanceof Error ? e : new Error(String(e)));
+        const jitter = 0.8 + 0.4 * this.#random();
+        await this.#sleep(this.#delay * jitter);
+        this.#delay = Math.min(this.#delay * 2, this.#backoff.maxMs);
       }
     }
-  };
-
-  const done = loop();
-  return {
-    get resourceVersion() {
-      return rv;
-    },
-    stop() {
-      stopped = true;
-      abort.abort();
-      wake?.();
-    },
-    done,
-  };
+  }
 }

@@ -84,111 +84,116 @@ export function readNetworkConfigFile(path: string): NetworkConfig {
   }
 }
 
-export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseSource {
-  const { registry } = o;
+/** A lease record the registry returned, decoded; one that does not decode is the registry's fault. */
+function decoded(registry: Registry, rec: RegistryRecord, config: NetworkConfig): Lease {
+  const d = decodeLeaseRecord(rec, config);
+  if (!d.ok) throw new Error(`${registry.description} returned an invalid lease for ${rec.key}: ${d.reason}`);
+  return d.lease;
+}
 
-  const decoded = (rec: RegistryRecord, config: NetworkConfig): Lease => {
-    const d = decodeLeaseRecord(rec, config);
-    if (!d.ok)
-      throw new Error(`${registry.description} returned an invalid lease for ${rec.key}: ${d.reason}`);
-    return d.lease;
-  };
-
-  /** Every valid lease, decoded a slice at a time (50,000 records: the endpoint keeps answering). */
-  const validLeases = async (config: NetworkConfig) => {
-    const { records } = await registry.list();
-    const leases: Lease[] = [];
-    for (let i = 0; i < records.length; i++) {
-      const d = decodeLeaseRecord(records[i]!, config);
-      if (d.ok) leases.push(d.lease);
-      if (i % SLICE === SLICE - 1) await yieldToLoop();
-    }
-    return leases;
-  };
-
-  /**
-   * Dual stack only: a lease created earlier than ours (lower revision) that overlaps it in
-   * either family. flannel's create checks the exact key only, so a node choosing the same
-   * IPv4 subnet with another IPv6 one at the same moment succeeds too; the later one yields.
-   */
-  async function earlierOverlap(config: NetworkConfig, ours: Lease): Promise<Lease | null> {
-    const clash = overlapping(ours, await validLeases(config));
-    return clash.find((l) => l.revision < ours.revision) ?? null;
+/** Every valid lease, decoded a slice at a time (50,000 records: the endpoint keeps answering). */
+async function validLeases(registry: Registry, config: NetworkConfig): Promise<Lease[]> {
+  const { records } = await registry.list();
+  const leases: Lease[] = [];
+  for (let i = 0; i < records.length; i++) {
+    const d = decodeLeaseRecord(records[i]!, config);
+    if (d.ok) leases.push(d.lease);
+    if (i % SLICE === SLICE - 1) await yieldToLoop();
   }
+  return leases;
+}
 
-  async function acquire({ config, attrs, memory }: AcquireRequest): Promise<Lease> {
-    const value = encodeLeaseValue(attrs);
-    const exclude = new Set<string>();
-    const c6 = config.ipv6 ?? null;
-    for (;;) {
-      const leases = await validLeases(config);
-      const choice = chooseSubnet({
-        config,
-        leases,
-        publicIp: attrs.publicIp,
-        previous: memory.previous,
-        previous6: memory.previous6 ?? null,
-        exclude,
-      });
-      if (choice.kind === "full") throw new NoFreeSubnetError(config, choice.capacity);
-      if (choice.kind === "full6") throw new NoFreeSubnet6Error(c6!, choice.capacity);
-      if (choice.kind === "reuse") {
-        const held = choice.lease;
-        if (!remembers(memory, held)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
-        const rec = await registry.renew(held.key, value, held.expiresAt === null ? null : o.ttlMs);
-        if (rec) {
-          o.log.info("reusing the lease that carries our public IP", {
-            subnet: held.key,
-            publicIp: formatIp4(attrs.publicIp),
-          });
-          return decoded(rec, config);
-        }
-        exclude.add(held.key); // expired or deleted since the list
-        continue;
-      }
-      let subnet = choice.kind === "rekey" ? choice.lease.subnet : choice.subnet;
-      if (choice.kind === "rekey") {
-        const held = choice.lease;
-        if (!remembers(memory, held)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
-        if (held.expiresAt === null) throw new ReservationMismatchError(held, c6 !== null);
-        // delete first: two keys for one IPv4 subnet would make peers program it twice
-        await registry.delete(held.key);
-        o.log.info(
-          "our lease does not fit the network config's IPv6 side; keeping its IPv4 subnet under a new key",
-          {
-            old: held.key,
-            ipv6: choice.subnet6 ? formatCidr6(choice.subnet6) : "none",
-          },
-        );
-        subnet = held.subnet;
-      }
-      const subnet6 = choice.subnet6 ?? null;
-      const key = subnet6 ? subnetKey(subnet, subnet6) : cidrToKey(subnet);
-      const rec = await registry.create(key, value, o.ttlMs);
+/**
+ * Dual stack only: a lease created earlier than ours (lower revision) that overlaps it in
+ * either family. flannel's create checks the exact key only, so a node choosing the same
+ * IPv4 subnet with another IPv6 one at the same moment succeeds too; the later one yields.
+ */
+async function earlierOverlap(registry: Registry, config: NetworkConfig, ours: Lease): Promise<Lease | null> {
+  const clash = overlapping(ours, await validLeases(registry, config));
+  return clash.find((l) => l.revision < ours.revision) ?? null;
+}
+
+/** Takes a lease (see LeaseSource.acquire): reuses ours, re-keys it, or creates one, retrying lost races. */
+async function acquireLease(
+  o: RegistryLeaseSourceOptions,
+  { config, attrs, memory }: AcquireRequest,
+): Promise<Lease> {
+  const { registry } = o;
+  const value = encodeLeaseValue(attrs);
+  const exclude = new Set<string>();
+  const c6 = config.ipv6 ?? null;
+  for (;;) {
+    const leases = await validLeases(registry, config);
+    const choice = chooseSubnet({
+      config,
+      leases,
+      publicIp: attrs.publicIp,
+      previous: memory.previous,
+      previous6: memory.previous6 ?? null,
+      exclude,
+    });
+    if (choice.kind === "full") throw new NoFreeSubnetError(config, choice.capacity);
+    if (choice.kind === "full6") throw new NoFreeSubnet6Error(c6!, choice.capacity);
+    if (choice.kind === "reuse") {
+      const held = choice.lease;
+      if (!remembers(memory, held)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
+      const rec = await registry.renew(held.key, value, held.expiresAt === null ? null : o.ttlMs);
       if (rec) {
-        const lease = decoded(rec, config);
-        const earlier = subnet6 ? await earlierOverlap(config, lease) : null;
-        if (earlier) {
-          o.log.info("another node took an overlapping lease at the same moment; yielding it", {
-            subnet: key,
-            theirs: earlier.key,
-          });
-          await registry.delete(key);
-          exclude.add(key);
-          continue;
-        }
-        o.log.info("acquired a new lease", {
-          subnet: formatCidr(subnet),
-          ...(subnet6 ? { ipv6: formatCidr6(subnet6) } : {}),
-          chosen: choice.kind === "rekey" ? "kept" : choice.why,
+        o.log.info("reusing the lease that carries our public IP", {
+          subnet: held.key,
           publicIp: formatIp4(attrs.publicIp),
         });
-        return lease;
+        return decoded(registry, rec, config);
       }
-      o.log.info("lost the race for a subnet, trying another", { subnet: key });
-      exclude.add(key);
+      exclude.add(held.key); // expired or deleted since the list
+      continue;
     }
+    let subnet = choice.kind === "rekey" ? choice.lease.subnet : choice.subnet;
+    if (choice.kind === "rekey") {
+      const held = choice.lease;
+      if (!remembers(memory, held)) throw new LeaseConflictError(held, attrs.publicIp, o.stateFile);
+      if (held.expiresAt === null) throw new ReservationMismatchError(held, c6 !== null);
+      // delete first: two keys for one IPv4 subnet would make peers program it twice
+      await registry.delete(held.key);
+      o.log.info(
+        "our lease does not fit the network config's IPv6 side; keeping its IPv4 subnet under a new key",
+        {
+          old: held.key,
+          ipv6: choice.subnet6 ? formatCidr6(choice.subnet6) : "none",
+        },
+      );
+      subnet = held.subnet;
+    }
+    const subnet6 = choice.subnet6 ?? null;
+    const key = subnet6 ? subnetKey(subnet, subnet6) : cidrToKey(subnet);
+    const rec = await registry.create(key, value, o.ttlMs);
+    if (rec) {
+      const lease = decoded(registry, rec, config);
+      const earlier = subnet6 ? await earlierOverlap(registry, config, lease) : null;
+      if (earlier) {
+        o.log.info("another node took an overlapping lease at the same moment; yielding it", {
+          subnet: key,
+          theirs: earlier.key,
+        });
+        await registry.delete(key);
+        exclude.add(key);
+        continue;
+      }
+      o.log.info("acquired a new lease", {
+        subnet: formatCidr(subnet),
+        ...(subnet6 ? { ipv6: formatCidr6(subnet6) } : {}),
+        chosen: choice.kind === "rekey" ? "kept" : choice.why,
+        publicIp: formatIp4(attrs.publicIp),
+      });
+      return lease;
+    }
+    o.log.info("lost the race for a subnet, trying another", { subnet: key });
+    exclude.add(key);
   }
+}
+
+export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseSource {
+  const { registry } = o;
 
   return {
     description: registry.description,
@@ -206,7 +211,7 @@ export function createRegistryLeaseSource(o: RegistryLeaseSourceOptions): LeaseS
       }
     },
 
-    acquire,
+    acquire: (req: AcquireRequest) => acquireLease(o, req),
 
     async renew(lease: Lease, attrs: LeaseAttrs): Promise<Lease | null> {
       const rec = await registry.renew(lease.key, encodeLeaseValue(attrs), o.ttlMs);

@@ -132,82 +132,108 @@ export function promFamily(
 
 const isoSeconds = (iso: string | null) => (iso === null ? null : Date.parse(iso) / 1000);
 
+/** A family with one unlabelled sample, or none while the value is unknown (null). */
+const single = (name: string, type: "gauge" | "counter", help: string, value: number | null) =>
+  promFamily(name, type, help, value === null ? [] : [{ value }]);
+
 /** Prometheus exposition text for a status snapshot. */
 export function formatMetrics(s: AgentStatus): string {
-  const lines: string[] = [];
-  const metric = (name: string, type: "gauge" | "counter", help: string, value: number | null) => {
-    lines.push(...promFamily(name, type, help, value === null ? [] : [{ value }]));
-  };
-  lines.push(
+  const lines = [...agentMetrics(s), ...leaseMetrics(s), ...registryMetrics(s), ...datapathMetrics(s)];
+  return `${lines.join("\n")}\n`;
+}
+
+/** What runs: build, start time. */
+function agentMetrics(s: AgentStatus): string[] {
+  return [
     ...promFamily("tartan_build_info", "gauge", "Always 1; labels name the node, version and backend.", [
       { labels: { node: s.node, version: s.version, backend: s.backend ?? "" }, value: 1 },
     ]),
-  );
-  metric(
-    "tartan_start_time_seconds",
-    "gauge",
-    "When the agent started (Unix time).",
-    isoSeconds(s.startedAt),
-  );
-  metric("tartan_leases", "gauge", "Valid leases known from the registry, ours included.", s.counts.leases);
-  metric(
-    "tartan_leases_ipv6",
-    "gauge",
-    "Valid leases with an IPv6 subnet (dual stack), ours included.",
-    s.counts.leases6 ?? 0,
-  );
-  metric(
-    "tartan_ipv6_enabled",
-    "gauge",
-    "1 when the network is dual stack (EnableIPv6).",
-    s.network6 ? 1 : 0,
-  );
-  metric(
-    "tartan_leases_programmed",
-    "gauge",
-    "Remote leases programmed in the datapath.",
-    s.counts.programmed,
-  );
-  metric("tartan_lease_held", "gauge", "1 while this node holds a lease.", s.lease ? 1 : 0);
-  metric(
-    "tartan_lease_expiry_timestamp_seconds",
-    "gauge",
-    "When this node's lease expires unless renewed (Unix time; absent for a reservation).",
-    isoSeconds(s.lease?.expiresAt ?? null),
-  );
-  metric(
-    "tartan_lease_renew_timestamp_seconds",
-    "gauge",
-    "When the agent renews its lease (Unix time); at or before now while a renewal is due or being retried.",
-    isoSeconds(s.lease?.renewAt ?? null),
-  );
-  metric(
-    "tartan_lease_acquisitions_total",
-    "counter",
-    "Leases acquired (first and after a loss).",
-    s.metrics.acquisitions,
-  );
-  metric("tartan_lease_renewals_total", "counter", "Successful lease renewals.", s.metrics.renewals);
-  metric(
-    "tartan_lease_renewal_failures_total",
-    "counter",
-    "Failed lease renewal attempts.",
-    s.metrics.renewalFailures,
-  );
-  metric("tartan_registry_errors_total", "counter", "Failed registry operations.", s.metrics.registryErrors);
-  metric(
-    "tartan_registry_invalid_records_total",
-    "counter",
-    "Registry records skipped because they failed validation.",
-    s.metrics.invalidRecords,
-  );
-  metric(
-    "tartan_registry_degraded",
-    "gauge",
-    "1 while the registry is unreachable.",
-    s.registry.state === "ok" ? 0 : 1,
-  );
-  lines.push(
+    ...single(
+      "tartan_start_time_seconds",
+      "gauge",
+      "When the agent started (Unix time).",
+      isoSeconds(s.startedAt),
+    ),
+  ];
+}
+
+/** The leases known and programmed, and this node's own lease. */
+function leaseMetrics(s: AgentStatus): string[] {
+  return [
+    ...single(
+      "tartan_leases",
+      "gauge",
+      "Valid leases known from the registry, ours included.",
+      s.counts.leases,
+    ),
+    ...single(
+      "tartan_leases_ipv6",
+      "gauge",
+      "Valid leases with an IPv6 subnet (dual stack), ours included.",
+      s.counts.leases6 ?? 0,
+    ),
+    ...single(
+      "tartan_ipv6_enabled",
+      "gauge",
+      "1 when the network is dual stack (EnableIPv6).",
+      s.network6 ? 1 : 0,
+    ),
+    ...single(
+      "tartan_leases_programmed",
+      "gauge",
+      "Remote leases programmed in the datapath.",
+      s.counts.programmed,
+    ),
+    ...single("tartan_lease_held", "gauge", "1 while this node holds a lease.", s.lease ? 1 : 0),
+    ...single(
+      "tartan_lease_expiry_timestamp_seconds",
+      "gauge",
+      "When this node's lease expires unless renewed (Unix time; absent for a reservation).",
+      isoSeconds(s.lease?.expiresAt ?? null),
+    ),
+    ...single(
+      "tartan_lease_renew_timestamp_seconds",
+      "gauge",
+      "When the agent renews its lease (Unix time); at or before now while a renewal is due or being retried.",
+      isoSeconds(s.lease?.renewAt ?? null),
+    ),
+    ...single(
+      "tartan_lease_acquisitions_total",
+      "counter",
+      "Leases acquired (first and after a loss).",
+      s.metrics.acquisitions,
+    ),
+    ...single("tartan_lease_renewals_total", "counter", "Successful lease renewals.", s.metrics.renewals),
+    ...single(
+      "tartan_lease_renewal_failures_total",
+      "counter",
+      "Failed lease renewal attempts.",
+      s.metrics.renewalFailures,
+    ),
+  ];
+}
+
+/** The registry (or the Kubernetes API): errors, skipped records, state, revision. */
+function registryMetrics(s: AgentStatus): string[] {
+  const lines = [
+    ...single(
+      "tartan_registry_errors_total",
+      "counter",
+      "Failed registry operations.",
+      s.metrics.registryErrors,
+    ),
+    ...single(
+      "tartan_registry_invalid_records_total",
+      "counter",
+      "Registry records skipped because they failed validation.",
+      s.metrics.invalidRecords,
+    ),
+    ...single(
+      "tartan_registry_degraded",
+      "gauge",
+      "1 while the registry is unreachable.",
+      s.registry.state === "ok" ? 0 : 1,
+    ),
     ...promFamily(
       "tartan_registry_state",
       "gauge",
@@ -217,8 +243,8 @@ export function formatMetrics(s: AgentStatus): string {
         value: s.registry.state === state ? 1 : 0,
       })),
     ),
-  );
-  metric("tartan_registry_revision", "gauge", "Last registry revision seen.", s.registry.revision);
+    ...single("tartan_registry_revision", "gauge", "Last registry revision seen.", s.registry.revision),
+  ];
   if (s.registry.skipped)
     lines.push(
       ...promFamily(
@@ -228,26 +254,33 @@ export function formatMetrics(s: AgentStatus): string {
         Object.entries(s.registry.skipped).map(([reason, value]) => ({ labels: { reason }, value })),
       ),
     );
-  metric(
-    "tartan_datapath_apply_errors_total",
-    "counter",
-    "Failed attempts to program the datapath.",
-    s.metrics.applyErrors,
-  );
-  metric(
-    "tartan_datapath_last_apply_seconds",
-    "gauge",
-    "Duration of the last datapath apply.",
-    s.metrics.lastApplyMs / 1000,
-  );
-  metric(
-    "tartan_datapath_repairs_total",
-    "counter",
-    "Times a broken datapath was rebuilt by the agent.",
-    s.metrics.repairs,
-  );
-  metric("tartan_ready", "gauge", "1 when /readyz is 200.", s.ready.ok ? 1 : 0);
-  metric("tartan_healthy", "gauge", "1 when /healthz is 200.", s.health.ok ? 1 : 0);
+  return lines;
+}
+
+/** The datapath: applies, repairs, readiness and health, and the backend's counters. */
+function datapathMetrics(s: AgentStatus): string[] {
+  const lines = [
+    ...single(
+      "tartan_datapath_apply_errors_total",
+      "counter",
+      "Failed attempts to program the datapath.",
+      s.metrics.applyErrors,
+    ),
+    ...single(
+      "tartan_datapath_last_apply_seconds",
+      "gauge",
+      "Duration of the last datapath apply.",
+      s.metrics.lastApplyMs / 1000,
+    ),
+    ...single(
+      "tartan_datapath_repairs_total",
+      "counter",
+      "Times a broken datapath was rebuilt by the agent.",
+      s.metrics.repairs,
+    ),
+    ...single("tartan_ready", "gauge", "1 when /readyz is 200.", s.ready.ok ? 1 : 0),
+    ...single("tartan_healthy", "gauge", "1 when /healthz is 200.", s.health.ok ? 1 : 0),
+  ];
   const names = Object.keys(s.counters).sort();
   lines.push(
     ...promFamily(
@@ -258,11 +291,13 @@ export function formatMetrics(s: AgentStatus): string {
     ),
   );
   for (const n of names.filter((x) => !isVerdictCounter(x)))
-    metric(
-      `tartan_datapath_${n.replace(/[^a-zA-Z0-9_]/g, "_")}`,
-      "gauge",
-      `Datapath gauge ${n}.`,
-      s.counters[n]!,
+    lines.push(
+      ...single(
+        `tartan_datapath_${n.replace(/[^a-zA-Z0-9_]/g, "_")}`,
+        "gauge",
+        `Datapath gauge ${n}.`,
+        s.counters[n]!,
+      ),
     );
-  return `${lines.join("\n")}\n`;
+  return lines;
 }

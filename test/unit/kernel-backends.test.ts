@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { isVxlanPeer, stableVtepMac } from "../../src/backend/vxlan/facts.ts";
+import { sortDiff } from "../../src/backend/vxlan/index.ts";
 import { addLines, removeLines } from "../../src/backend/vxlan/plan.ts";
 import { cidrToKey, parseCidr, parseIp4 } from "../../src/config/cidr.ts";
 import type { Lease } from "../../src/lease/lease.ts";
@@ -117,5 +118,36 @@ describe("ip-masq ruleset (flanneld's semantics in nftables)", () => {
       "ip saddr 198.19.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random",
       "ip saddr != 198.19.0.0/16 ip daddr 198.19.0.0/16 masquerade fully-random",
     ]);
+  });
+});
+
+describe("vxlan backend: what a lease diff means for the entries it programmed (sortDiff)", () => {
+  const a = lease("198.19.1.0/24", "198.18.0.1");
+  const b = lease("198.19.2.0/24", "198.18.0.2");
+  const mine = new Map([[a.key, a]]);
+
+  test("a removed lease removes exactly what was programmed for it; an unknown one nothing", () => {
+    const r = sortDiff({ add: [], update: [], remove: [lease("198.19.1.0/24", "198.18.0.9"), b] }, mine, 1);
+    expect(r.stale).toEqual([a]);
+    expect(r.add).toEqual([]);
+    expect(r.foreign).toEqual([]);
+  });
+
+  test("an updated lease removes the old entries (MAC or path may change) and adds the new", () => {
+    const a2 = lease("198.19.1.0/24", "198.18.0.1", "0e:7a:01:12:00:09");
+    const r = sortDiff({ add: [b], update: [a2], remove: [] }, mine, 1);
+    expect(r.stale).toEqual([a]);
+    expect(r.add).toEqual([b, a2]);
+  });
+
+  test("leases of another backend or VNI are not programmed, and reported only when new to us", () => {
+    const gw = lease("198.19.3.0/24", "198.18.0.3", "", "host-gw");
+    const vni2 = lease("198.19.4.0/24", "198.18.0.4", "0e:7a:01:12:00:04", "vxlan", 2);
+    const aNowGw = lease("198.19.1.0/24", "198.18.0.1", "", "host-gw");
+    const r = sortDiff({ add: [gw, vni2], update: [aNowGw], remove: [] }, mine, 1);
+    expect(r.add).toEqual([]);
+    expect(r.foreign).toEqual([gw, vni2]);
+    // ours before: its old entries go, and it is no news to report
+    expect(r.stale).toEqual([a]);
   });
 });

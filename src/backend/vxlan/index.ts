@@ -86,27 +86,8 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       created ||= dev.created;
       enableForwarding(log);
       if (!dual) return { backendType: "vxlan", vxlan: { VNI: vni, VtepMAC: mac }, mtu };
-      if (config.backend.mtu !== null && config.backend.mtu > mtu6.device6)
-        log.warn(
-          "Backend.MTU is more than IPv6 VXLAN can carry on this underlay; IPv6 pod packets above the device's MTU get ICMPv6 Packet Too Big",
-          {
-            mtu: config.backend.mtu,
-            device: device6,
-            deviceMtu: mtu6.device6,
-          },
-        );
-      const local6 = extIface.ifaceIpv6!;
-      const dev6 = await ensureVxlanDevice({
-        device: device6,
-        vni,
-        port: config.backend.port,
-        extIface,
-        mtu: mtu6.device6,
-        mac: mac6,
-        log,
-        local: formatIp6(local6),
-        stableMac: stableVtepMac6(extIface.publicIpv6 ?? local6, vni),
-      });
+      warnIfMtuTooBig6(ctx, device6, mtu6.device6);
+      const dev6 = await ensureVxlanDevice(vxlan6DeviceSpec(ctx, device6, mtu6.device6, mac6));
       mac6 = dev6.mac;
       created6 ||= dev6.created;
       // as flanneld: no router advertisements configure the overlay device
@@ -120,40 +101,22 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       };
     },
     async setLocal(lease: Lease): Promise<void> {
-      const want = vtepAddress(lease.subnet);
-      for (const a of await listAddrs(device))
-        if (a.family === "inet" && `${a.local}/${a.prefixlen}` !== want)
-          await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", device);
-      await ip("addr", "replace", want, "dev", device);
+      await setOnlyAddress(device, "inet", vtepAddress(lease.subnet));
       const sn6 = lease.subnet6 ?? null;
       if (!dual || sn6 === null) return;
-      const want6 = vtepAddress6(sn6);
-      for (const a of await listAddrs(device6))
-        if (a.family === "inet6" && a.scope !== "link" && `${a.local}/${a.prefixlen}` !== want6)
-          await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", device6);
       // nodad: the device has no peers to answer duplicate address detection, and a tentative
       // address cannot be the source of host-to-pod traffic for the second DAD takes
-      await ip("addr", "replace", want6, "dev", device6, "nodad");
+      await setOnlyAddress(device6, "inet6", vtepAddress6(sn6), "nodad");
     },
     async apply(diff: LeaseDiff): Promise<void> {
       if (config.backend.directRouting) routes = await loadRouteLookup();
       if (config.backend.directRouting && dual) routes6 = await loadRouteLookup6();
-      const stale: Lease[] = [];
-      const add: Lease[] = [];
-      for (const l of diff.remove) {
-        const old = mine.get(l.key);
-        if (old) stale.push(old);
-      }
-      for (const l of [...diff.add, ...diff.update]) {
-        const old = mine.get(l.key);
-        if (old) stale.push(old); // replaced entries may change MAC or path: remove the old exactly
-        if (isVxlanPeer(l, vni)) add.push(l);
-        else if (!old)
-          log.info("not programming a lease of another backend or VNI", {
-            subnet: l.key,
-            backendType: l.attrs.backendType,
-          });
-      }
+      const { stale, add, foreign } = sortDiff(diff, mine, vni);
+      for (const l of foreign)
+        log.info("not programming a lease of another backend or VNI", {
+          subnet: l.key,
+          backendType: l.attrs.backendType,
+        });
       const p = plan();
       const rm = removeLines(stale, p, entries);
       await removeBatch("ip", rm.ip);
@@ -171,17 +134,7 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       return bad6 ? { ok: false, reason: bad6 } : { ok: true };
     },
     async counters(): Promise<Record<string, number>> {
-      // both devices' packets under one set of names: the metrics stay those of IPv4-only nodes
-      const all = await Promise.all((dual ? [device, device6] : [device]).map(deviceStats));
-      const have = all.filter((s) => s !== null);
-      if (have.length === 0) return {};
-      const sum = (f: (s: DeviceStats) => number) => have.reduce((n, s) => n + f(s), 0);
-      return {
-        vxlan_rx_packets: sum((s) => s.rx.packets),
-        vxlan_tx_packets: sum((s) => s.tx.packets),
-        vxlan_rx_dropped: sum((s) => s.rx.dropped),
-        vxlan_tx_dropped: sum((s) => s.tx.dropped),
-      };
+      return summedCounters(dual ? [device, device6] : [device]);
     },
     async close(): Promise<void> {},
     async abandon(): Promise<void> {
@@ -190,6 +143,85 @@ export function createVxlanBackend(ctx: BackendContext): Backend {
       if (created6 && (await deleteLink(device6)))
         log.info("removed the vxlan device this start created", { device: device6 });
     },
+  };
+}
+
+/** A configured Backend.MTU above what IPv6 VXLAN carries here is allowed, but said once at start. */
+function warnIfMtuTooBig6(ctx: BackendContext, device6: string, deviceMtu: number): void {
+  const configured = ctx.config.backend.mtu;
+  if (configured !== null && configured > deviceMtu)
+    ctx.log.warn(
+      "Backend.MTU is more than IPv6 VXLAN can carry on this underlay; IPv6 pod packets above the device's MTU get ICMPv6 Packet Too Big",
+      { mtu: configured, device: device6, deviceMtu },
+    );
+}
+
+/** How the IPv6 VXLAN device is made: on the IPv6 underlay, with a MAC stable per address and VNI. */
+function vxlan6DeviceSpec(ctx: BackendContext, device6: string, mtu: number, mac6: string) {
+  const { config, extIface, log } = ctx;
+  const vni = config.backend.vni;
+  const local6 = extIface.ifaceIpv6!;
+  return {
+    device: device6,
+    vni,
+    port: config.backend.port,
+    extIface,
+    mtu,
+    mac: mac6,
+    log,
+    local: formatIp6(local6),
+    stableMac: stableVtepMac6(extIface.publicIpv6 ?? local6, vni),
+  };
+}
+
+/** Makes `want` the device's only address of `family` (IPv6 link-local ones stay). */
+async function setOnlyAddress(device: string, family: "inet" | "inet6", want: string, ...flags: string[]) {
+  for (const a of await listAddrs(device))
+    if (
+      a.family === family &&
+      (family === "inet" || a.scope !== "link") &&
+      `${a.local}/${a.prefixlen}` !== want
+    )
+      await ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", device);
+  await ip("addr", "replace", want, "dev", device, ...flags);
+}
+
+/**
+ * What a diff means for the entries this process programmed (`mine`): the old entries to
+ * remove exactly, the peers to add, and leases of another backend or VNI not programmed.
+ */
+export function sortDiff(
+  diff: LeaseDiff,
+  mine: ReadonlyMap<string, Lease>,
+  vni: number,
+): { stale: Lease[]; add: Lease[]; foreign: Lease[] } {
+  const stale: Lease[] = [];
+  const add: Lease[] = [];
+  const foreign: Lease[] = [];
+  for (const l of diff.remove) {
+    const old = mine.get(l.key);
+    if (old) stale.push(old);
+  }
+  for (const l of [...diff.add, ...diff.update]) {
+    const old = mine.get(l.key);
+    if (old) stale.push(old); // replaced entries may change MAC or path: remove the old exactly
+    if (isVxlanPeer(l, vni)) add.push(l);
+    else if (!old) foreign.push(l);
+  }
+  return { stale, add, foreign };
+}
+
+/** Both devices' packets under one set of names: the metrics stay those of IPv4-only nodes. */
+async function summedCounters(devices: readonly string[]): Promise<Record<string, number>> {
+  const all = await Promise.all(devices.map(deviceStats));
+  const have = all.filter((s) => s !== null);
+  if (have.length === 0) return {};
+  const sum = (f: (s: DeviceStats) => number) => have.reduce((n, s) => n + f(s), 0);
+  return {
+    vxlan_rx_packets: sum((s) => s.rx.packets),
+    vxlan_tx_packets: sum((s) => s.tx.packets),
+    vxlan_rx_dropped: sum((s) => s.rx.dropped),
+    vxlan_tx_dropped: sum((s) => s.tx.dropped),
   };
 }
 
