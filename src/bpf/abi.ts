@@ -5,6 +5,8 @@
  * program names against the BTF of build/tartan.bpf.o, and the constants and counter
  * ids against tartan.h compiled into a probe, so the two cannot drift.
  * Fields that tartan.h names *_be are written big-endian; all else little-endian.
+ * One file on purpose (a little over 500 lines, most of it the counter list): a change to
+ * tartan.h is mirrored in one place, which one test holds against the object's BTF.
  */
 import type { Ip4 } from "../config/cidr.ts";
 import { type Ip6, maskOf6 } from "../config/cidr6.ts";
