@@ -10,7 +10,10 @@
  * datapath keeps what it has.
  *
  * Nothing is kept here: pages and events go to a sink as they arrive (a 10,000-node list
- * is never held whole).
+ * is never held whole). Between the pages of a list the heap is collected: a page of 500
+ * Nodes is ~3 MB of JSON and several times that parsed, and without a collection the
+ * pages' garbage piles up faster than the collector runs on its own (measured:
+ * bench/CONTROL-PLANE.md, "Node informer").
  */
 import { errorText, type Logger } from "../log.ts";
 import { KubeApiError, type KubeClient, type RawWatchEvent } from "./client.ts";
@@ -69,6 +72,8 @@ export async function listNodesInto(
     let rv = "";
     try {
       do {
+        // the previous page is garbage now: collect it before the next one is parsed
+        if (cont !== "") Bun.gc(true);
         const page = await client.listNodes({
           limit: o.pageSize ?? 500,
           continue: cont,
