@@ -9,7 +9,8 @@
  *
  * With --binaries, each agent binary in turn (`tartan agent --kube-subnet-mgr` on the
  * same Nodes) is measured from outside: RSS, anonymous and file-backed memory
- * (/proc/PID/smaps_rollup) 2, 10 and 30 s after it programmed every Node.
+ * (/proc/PID/smaps_rollup) 2, 10 and 30 s after it programmed every Node, and its RSS
+ * every 20 ms from its start until then (where in the start the peak falls).
  *
  *   bun bench/kube-memory.ts [--nodes=10000] [--page=500] [--binaries=A,B --rounds=N --backend=ebpf-vxlan]
  */
@@ -236,7 +237,7 @@ async function measureAgent(
       `--state-dir=${dir}/state`,
       "--log-level=info",
     ],
-    { NODE_NAME: "self", ...(process.env.KMEM_NO_DOCTOR ? { KMEM_NO_DOCTOR: "1" } : {}) },
+    { NODE_NAME: "self" },
   );
   const agent = new AgentRun(lab, ns, p);
   // RSS every 20 ms until programmed: where in the start the peak is
@@ -259,7 +260,6 @@ async function measureAgent(
     for (let i = 0; i < samples.length; i += Math.max(1, Math.floor(samples.length / 30)))
       timeline.push(`${samples[i]![0]}:${samples[i]![1].toFixed(0)}`);
     console.log(`  RSS timeline [ms:MiB] ${timeline.join(" ")} (programmed at ${done - t0})`);
-    for (const line of agent.log().split("\n")) console.log(`  ${line.slice(0, 200)}`);
     const row: string[] = [];
     for (const at of [2, 10, 30]) {
       const wait = done + at * 1000 - Date.now();
