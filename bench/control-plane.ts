@@ -12,6 +12,7 @@
  *   --big-rounds=1             rounds of the larger sizes
  *   --idle-seconds=130         length of each idle measurement (0: none)
  *   --no-kube                  skip the Node-informer paths
+ *   --paths=burst-500,list,kube-list  only these paths (default: all; kube-burst needs kube-list)
  *   --binary=dist/tartan       the agent to measure
  *   --raw=FILE                 also write every measurement as JSON
  *   --no-write                 leave bench/RESULTS.md alone
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     "big-rounds": { type: "string", default: "1" },
     "idle-seconds": { type: "string", default: "130" },
     "no-kube": { type: "boolean", default: false },
+    paths: { type: "string", default: "" },
     binary: { type: "string", default: join(ROOT, "dist/tartan") },
     raw: { type: "string" },
     "no-write": { type: "boolean", default: false },
@@ -51,7 +53,11 @@ const backends = values.backends!.split(",");
 const rounds = Number(values.rounds);
 const bigRounds = Number(values["big-rounds"]);
 const idleSeconds = Number(values["idle-seconds"]);
-const PATHS: PathName[] = ["burst-500", "burst-max", "resync", "list"];
+const ETCD_PATHS: PathName[] = ["burst-500", "burst-max", "resync", "list"];
+const KUBE_PATHS: PathName[] = ["kube-list", "kube-burst"];
+const only = values.paths ? new Set(values.paths.split(",")) : null;
+const PATHS = ETCD_PATHS.filter((p) => only === null || only.has(p));
+const kubeWanted = KUBE_PATHS.filter((p) => only === null || only.has(p));
 const log = (s: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}`);
 
 const results: PathResult[] = [];
@@ -64,14 +70,15 @@ for (let round = 1; round <= Math.max(rounds, bigRounds); round++) {
     if (round > (big ? bigRounds : rounds)) continue;
     // the datapath backends need the pod range; beyond it only the control plane (alloc)
     for (const backend of big ? ["alloc"] : backends) {
+      if (PATHS.length) {
+        loads.push(loadAverage());
+        log(`round ${round}: etcd, ${backend}, ${n} leases (load ${loadAverage()})`);
+        results.push(...(await etcdPaths({ binary: values.binary!, backend, n, paths: PATHS, log })));
+      }
+      if (values["no-kube"] || kubeWanted.length === 0) continue;
       loads.push(loadAverage());
-      log(`round ${round}: etcd, ${backend}, ${n} leases (load ${loadAverage()})`);
-      results.push(...(await etcdPaths({ binary: values.binary!, backend, n, paths: PATHS, log })));
-      if (values["no-kube"]) continue;
       log(`round ${round}: Node informer, ${backend}, ${n} Nodes (load ${loadAverage()})`);
-      results.push(
-        ...(await kubePaths({ binary: values.binary!, backend, n, paths: ["kube-list", "kube-burst"], log })),
-      );
+      results.push(...(await kubePaths({ binary: values.binary!, backend, n, paths: kubeWanted, log })));
     }
   }
   if (idleSeconds > 0 && round <= rounds)

@@ -36,26 +36,15 @@ import type { LeaseEvent, LeaseRecord, LeaseSource, WatchHandle } from "../lease
 import { errorText, type Logger } from "../log.ts";
 import { SLICE, yieldToLoop } from "../slices.ts";
 import type { AgentMetrics } from "../status/status.ts";
+import { collectSoon, LARGE_BATCH } from "./collect.ts";
 import type { SourceHealth } from "./source-health.ts";
 import { StoppableSleep } from "./stoppable-sleep.ts";
 
-/** Changes in one apply from which a full GC follows it. */
-const LARGE_BATCH = 1000;
 /** Changes listed by subnet in the "programmed leases" line up to this many. */
 const LOGGED_SUBNETS = 8;
 
 /** Default coalescing window: a burst's events within it become one apply. */
 export const COALESCE_MS = 20;
-
-let collecting: ReturnType<typeof setTimeout> | null = null;
-function collectSoon(): void {
-  if (collecting) return;
-  collecting = setTimeout(() => {
-    collecting = null;
-    Bun.gc(true);
-  }, 0);
-  collecting.unref?.();
-}
 
 export interface LeaseSyncOptions {
   readonly source: Pick<LeaseSource, "list" | "watch">;

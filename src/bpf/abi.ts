@@ -231,7 +231,29 @@ export function macBytes(mac: string): Uint8Array {
 }
 
 export function macString(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+  return macAt(new DataView(b.buffer, b.byteOffset, b.byteLength), 0);
+}
+
+/** A hex digit's char code (lower case). */
+const hexChar = (d: number) => (d < 10 ? 48 + d : 87 + d);
+
+/**
+ * The MAC at `at` as "0e:7a:…", made as one string: the map's 10,000 values are decoded
+ * on every doctor run, and a string of pieces (a typed-array view, 6 hex strings and a
+ * join per MAC) left ~11 MiB of allocator memory behind (bench/CONTROL-PLANE.md).
+ */
+function macAt(view: DataView, at: number): string {
+  const hi = (i: number) => hexChar(view.getUint8(at + i) >> 4);
+  const lo = (i: number) => hexChar(view.getUint8(at + i) & 15);
+  // biome-ignore format: one byte a line
+  return String.fromCharCode(
+    hi(0), lo(0), 58,
+    hi(1), lo(1), 58,
+    hi(2), lo(2), 58,
+    hi(3), lo(3), 58,
+    hi(4), lo(4), 58,
+    hi(5), lo(5),
+  );
 }
 
 const COLON = 58; // ":"
@@ -266,7 +288,7 @@ function putMac(view: DataView, at: number, mac: string): void {
 }
 
 function getMac(view: DataView, at: number): string {
-  return macString(new Uint8Array(view.buffer, view.byteOffset + at, 6));
+  return macAt(view, at);
 }
 
 export interface SubnetKey {

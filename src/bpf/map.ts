@@ -137,11 +137,26 @@ export class BpfMap<K, V> implements Disposable {
     return out;
   }
 
+  /** Every entry (a snapshot walk), through one key and one value buffer for the whole walk. */
   entries(): Array<[K, V]> {
+    if (this.perCpu) throw new BpfError(`map ${this.name}: per-CPU map, use lookupPerCpu`);
     const out: Array<[K, V]> = [];
-    for (const k of this.keys()) {
-      const v = this.lookup(k);
-      if (v !== null) out.push([k, v]);
+    const cur = buf(this.key.size);
+    const next = buf(this.key.size);
+    const v = buf(this.value.size);
+    let first = true;
+    for (;;) {
+      const rc = lib().bpf.bpf_map_get_next_key(this.fd, first ? null : cur.bytes, next.bytes);
+      if (rc === -ENOENT) break;
+      check(`iterate map ${this.name}`, rc);
+      const found = lib().bpf.bpf_map_lookup_elem(this.fd, next.bytes, v.bytes);
+      // deleted between the two calls: skipped, as before
+      if (found !== -ENOENT) {
+        check(`lookup in map ${this.name}`, found);
+        out.push([this.key.decode(next.view, 0), this.value.decode(v.view, 0)]);
+      }
+      cur.bytes.set(next.bytes);
+      first = false;
     }
     return out;
   }

@@ -19,6 +19,7 @@ import {
   type PublishedAttrs,
 } from "./annotations.ts";
 import type { KubeClient, RawWatchEvent } from "./client.ts";
+import { type CompactNode, compactNode, detached } from "./compact-node.ts";
 import { networkUpPatch } from "./condition.ts";
 import {
   annotationsOf,
@@ -54,8 +55,8 @@ export interface LeaseWatchCallbacks {
 export interface OwnNode {
   readonly name: string;
   readonly resourceVersion: string;
-  /** The Node as the API returned it. */
-  readonly object: NodeLike & { readonly status?: { readonly conditions?: unknown } };
+  /** The Node's fields that are read (compact-node.ts), as the API returned them. */
+  readonly object: CompactNode;
 }
 
 export interface SkippedNode {
@@ -215,8 +216,8 @@ export class KubeLeaseSource {
   }
 
   #ownFrom(obj: unknown): OwnNode {
-    const o = obj as OwnNode["object"];
-    return { name: this.#o.nodeName, resourceVersion: String(o.metadata?.resourceVersion ?? ""), object: o };
+    const o = compactNode(obj);
+    return { name: this.#o.nodeName, resourceVersion: String(o.metadata.resourceVersion ?? ""), object: o };
   }
 
   async close(): Promise<void> {
@@ -283,16 +284,10 @@ export class KubeLeaseSource {
   /** Takes one Node (or its deletion) into `t`; the lease events it causes go to `out` (null: a list, no events). */
   #apply(t: LeaseTable, node: NodeLike, deleted: boolean, out: LeaseEvent[] | null): void {
     const res = nodeLease(node, this.#o.names, this.#o.nets);
-    const name = res.name;
-    if (name === "") return;
-    if (name === this.#o.nodeName)
-      this.#own = deleted
-        ? null
-        : {
-            name,
-            resourceVersion: String(node.metadata?.resourceVersion ?? ""),
-            object: node as OwnNode["object"],
-          };
+    if (res.name === "") return;
+    // what is kept must not point into the parsed page (compact-node.ts)
+    const name = detached(res.name);
+    if (name === this.#o.nodeName) this.#own = deleted ? null : this.#ownFrom(node);
     const prev = t.nodes.get(name);
     if (prev?.skip) this.#count(t, prev.skip.reason, -1);
     const candidate = !deleted && res.ok ? res.record : null;
@@ -328,7 +323,7 @@ export class KubeLeaseSource {
         held: null,
         value: null,
         candidate: null,
-        skip: { reason: res.reason, detail: res.detail },
+        skip: { reason: res.reason, detail: detached(res.detail) },
       });
     }
     // a node that was skipped as a duplicate of a freed key takes it over

@@ -11,6 +11,7 @@ import { cidrToKey, formatIp4, parseIp4 } from "../config/cidr.ts";
 import { type Cidr6, formatIp6, parseIp6 } from "../config/cidr6.ts";
 import { subnetKey } from "../config/subnet-key.ts";
 import type { AnnotationNames } from "./annotations.ts";
+import { detached } from "./compact-node.ts";
 import { outsideNetwork, outsideNetwork6, type PodNetworks, selectPodCidrs } from "./pod-cidr.ts";
 
 /** A lease record, shaped as the registries' RegistryRecord (src/registry/registry.ts). */
@@ -204,9 +205,10 @@ export function nodeLease(node: NodeLike, names: AnnotationNames, nets: PodNetwo
   return {
     ok: true,
     name,
+    // built of pieces of the parsed Node: detached, so that keeping the record keeps none of it
     record: {
-      key: v6 ? subnetKey(sn, v6.subnet) : cidrToKey(sn),
-      value: `${value}}`,
+      key: detached(v6 ? subnetKey(sn, v6.subnet) : cidrToKey(sn)),
+      value: detached(`${value}}`),
       expiresAt: null,
       revision: revisionOf(node.metadata?.resourceVersion),
     },

@@ -325,6 +325,27 @@ describe("the kube lease source", () => {
     expect(own.at(-1)?.object.metadata?.annotations).toMatchObject({ "example.com/own": "changed" });
   });
 
+  test("our own Node is kept compact (managedFields, labels, images dropped) and still follows its annotations", async () => {
+    const full = (await api.getNode("node-1"))!;
+    expect(full.metadata.managedFields).toBeDefined();
+    expect(full.status.images).toBeDefined();
+    const n = own.length;
+    await api.annotateNodes(["node-1"], { [names.publicIp]: "198.18.0.101" });
+    await until(() => own.length > n, "the own-node callback");
+    const kept = src.ownNode()!;
+    expect(own.at(-1)).toBe(kept);
+    expect(Object.keys(kept.object.metadata).sort()).toEqual(["annotations", "name", "resourceVersion"]);
+    expect(Object.keys(kept.object.status)).toEqual(["conditions"]);
+    expect(kept.object.spec).toEqual({ podCIDR: "198.19.1.0/24", podCIDRs: ["198.19.1.0/24"] });
+    expect(kept.object.metadata.annotations).toMatchObject({ [names.publicIp]: "198.18.0.101" });
+    expect(kept.resourceVersion).toBe(String((await api.getNode("node-1"))!.metadata.resourceVersion));
+    // the annotation change is a lease change too
+    await until(
+      () => rec.events.some((e) => e.type === "put" && e.record.value.includes('"PublicIP":"198.18.0.101"')),
+      "the put of node-1's new PublicIP",
+    );
+  });
+
   test("bookmarks move the resourceVersion on", async () => {
     await api.createPod("default", "p1", "node-1"); // bumps the shared resourceVersion, no Node event
     await api.bookmark();
