@@ -88,10 +88,10 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
       const bridgeMac = await ensureBridgeEncap(bpffs, ep.bridge ?? DEFAULT_BRIDGE);
       const value = endpointValue(ep.ifindex, ep.mac, bridgeMac);
       withPinnedMap(bpffs, "endpoints", (m) => m.update(ip, value));
-      // an agent without dual stack pins no tartan_endpoints6: the IPv6 address then has no fast path to join
+      // every agent of this version pins tartan_endpoints6; one from before dual stack does not
       if (ip6 !== null && withPinnedMap(bpffs, "endpoints6", (m) => m.update(ip6, value)) === null)
         log.warn(
-          "the tartan agent pinned no IPv6 endpoint map (not dual stack?); the pod's IPv6 goes through the bridge",
+          "the tartan agent pinned no IPv6 endpoint map (an older agent?); the pod's IPv6 goes through the bridge",
           {
             ip6: ep.ip6,
           },
