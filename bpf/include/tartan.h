@@ -230,7 +230,7 @@ enum tartan_counter {
 	CNT_ENCAP6_DROP_ADJUST,
 	CNT_ENCAP6_DROP_FIB,
 	CNT_ENCAP6_GSO,            /* GSO: redirected to the overlay device, which segments it; its peer's program encapsulates each segment */
-	CNT_ENCAP6_PASS_L4,        /* not TCP/UDP/ICMPv6 right after the IPv6 header: no outer UDP checksum from here */
+	CNT_ENCAP6_PASS_L4,        /* outer UDP checksum not knowable here: routing header with segments left, SCTP or a tunnel unfragmented, >8 ext headers, trailing bytes */
 	/* IPv6 host traffic at the overlay device (egress, and its peer's ingress for segments): as CNT_ENCAP6_* */
 	CNT_HOST6_ENCAP_OK,
 	CNT_HOST6_ENCAP_OK_NEIGH,

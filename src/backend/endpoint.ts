@@ -1,7 +1,8 @@
 /**
  * The hook between the CNI plugin and a datapath that delivers straight into pods (the
- * ebpf-vxlan backend's endpoint map): after a successful ADD the plugin reports the pod
- * (IP → host-side veth ifindex and the pod's MAC), and before DEL it withdraws it. A
+ * ebpf-vxlan backend's endpoint maps): after a successful ADD the plugin reports the pod
+ * (its IPv4 address, and its IPv6 one in dual stack → host-side veth ifindex and the pod's
+ * MAC), and before DEL it withdraws it. A
  * sink's failure never fails ADD or DEL: the slow path through the bridge still works,
  * and the agent can pick the pod up later.
  */
@@ -10,6 +11,8 @@ import type { Logger } from "../log.ts";
 export interface Endpoint {
   /** The pod's IPv4 address (no prefix length). */
   readonly ip: string;
+  /** The pod's IPv6 address in dual stack (no prefix length). */
+  readonly ip6?: string;
   /** ifindex of the host-side veth, in the node's network namespace. */
   readonly ifindex: number;
   /** Name of the host-side veth. */
@@ -27,7 +30,8 @@ export interface Endpoint {
 
 export interface EndpointSink {
   add(ep: Endpoint): Promise<void>;
-  remove(ip: string): Promise<void>;
+  /** Withdraws the pod's IPv4 address and, when given, its IPv6 one. */
+  remove(ip: string, ip6?: string): Promise<void>;
 }
 
 /** What a sink factory is given: the plugin's network config (its extra keys too) and where to say what it did. */

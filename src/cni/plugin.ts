@@ -212,6 +212,7 @@ async function reportEndpoint(
     if (ifindex === null) throw new Error(`host-side veth ${pod.hostVeth} not found`);
     const ep = {
       ip: pod.ip,
+      ...(pod.ip6 ? { ip6: pod.ip6 } : {}),
       ifindex,
       hostVeth: pod.hostVeth,
       mac: pod.mac,
@@ -223,7 +224,12 @@ async function reportEndpoint(
     };
     ctx.state.saveEndpoint(ep);
     await ctx.sink().add(ep);
-    ctx.log.info("pod added", { ip: pod.ip, veth: pod.hostVeth, ifindex });
+    ctx.log.info("pod added", {
+      ip: pod.ip,
+      ...(pod.ip6 ? { ip6: pod.ip6 } : {}),
+      veth: pod.hostVeth,
+      ifindex,
+    });
   } catch (e) {
     ctx.log.warn("pod added, but the datapath was not told about it; it is reached through the bridge", {
       ip: pod.ip,
@@ -237,7 +243,7 @@ async function cmdDel(ctx: Ctx): Promise<void> {
   const ep = state.loadEndpoint();
   if (ep) {
     try {
-      await ctx.sink().remove(ep.ip);
+      await ctx.sink().remove(ep.ip, ep.ip6);
     } catch (e) {
       ctx.log.warn("could not withdraw the pod from the datapath", { ip: ep.ip, error: errorText(e) });
     }

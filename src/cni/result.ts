@@ -73,29 +73,33 @@ export function routesWithGateways(result: CniResult): CniResult {
 export interface PodEndpoint {
   /** Pod IPv4 address, without the length. */
   readonly ip: string;
+  /** Pod IPv6 address (dual stack), without the length. */
+  readonly ip6?: string;
   readonly mac: string;
   readonly hostVeth: string;
   readonly hostMac?: string;
 }
 
 /**
- * The pod's IPv4 endpoint in a bridge result: the IP on the sandboxed interface named
- * `ifname`, that interface's MAC, and the one host-side interface that is not the bridge.
- * Null when the result does not describe one (another delegate, IPv6 only).
+ * The pod's endpoint in a bridge result: the IPv4 address (and in dual stack the IPv6 one)
+ * on the sandboxed interface named `ifname`, that interface's MAC, and the one host-side
+ * interface that is not the bridge. Null when the result does not describe one (another
+ * delegate, IPv6 only).
  */
 export function podEndpoint(result: CniResult, ifname: string, bridge: string | null): PodEndpoint | null {
   const ifaces = result.interfaces ?? [];
   const podIdx = ifaces.findIndex((i) => i.sandbox && i.name === ifname);
   if (podIdx < 0) return null;
   const pod = ifaces[podIdx]!;
-  const ip = (result.ips ?? []).find(
-    (x) => !x.address.includes(":") && (x.interface === undefined || x.interface === podIdx),
-  );
+  const onPod = (result.ips ?? []).filter((x) => x.interface === undefined || x.interface === podIdx);
+  const ip = onPod.find((x) => !x.address.includes(":"));
+  const ip6 = onPod.find((x) => x.address.includes(":"));
   const host = ifaces.filter((i) => !i.sandbox && i.name !== bridge);
   if (!ip || !pod.mac || host.length !== 1) return null;
   const hostIf = host[0]!;
   return {
     ip: ip.address.split("/")[0]!,
+    ...(ip6 ? { ip6: ip6.address.split("/")[0]! } : {}),
     mac: pod.mac.toLowerCase(),
     hostVeth: hostIf.name,
     ...(hostIf.mac ? { hostMac: hostIf.mac.toLowerCase() } : {}),

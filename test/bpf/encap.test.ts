@@ -18,6 +18,7 @@ import {
   IPPROTO_ICMP,
   IPPROTO_TCP,
   IPPROTO_UDP,
+  ipv4,
   ipv6,
   pattern,
   withIpv4TotalLength,
@@ -58,6 +59,32 @@ describe("encap (pod traffic, TC ingress of the bridge)", () => {
       expect(sport).toBeLessThan(60999);
     });
   }
+
+  test("IPv4 with options (record route) and IPv4 fragments (first, middle, last) are encapsulated as the kernel carries them", () => {
+    const l4 = pattern(600);
+    const frag = (o: { mf: boolean; fragOffset: number; options?: Uint8Array }) =>
+      ipv4({ src: FX.podIp, dst: FX.remotePodIp, proto: IPPROTO_UDP, id: 0x4242, ...o }, l4);
+    for (const [name, inner] of [
+      [
+        "record route",
+        frag({ mf: false, fragOffset: 0, options: Uint8Array.of(7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0) }),
+      ],
+      ["first fragment", frag({ mf: true, fragOffset: 0 })],
+      ["middle fragment", frag({ mf: true, fragOffset: 75 })],
+      [
+        "last fragment, with options",
+        frag({ mf: false, fragOffset: 150, options: Uint8Array.of(1, 1, 1, 0) }),
+      ],
+    ] as const) {
+      const r = run(h.prog.encapFwd, fromPod(inner));
+      expect({ name, verdict: r.retval, moved: r.moved }).toEqual({
+        name,
+        verdict: TC_ACT_REDIRECT,
+        moved: { encap_ok: 1 },
+      });
+      expect(hex(r.data)).toBe(hex(kernelVxlanFrame(forwarded(inner), r.data)));
+    }
+  });
 
   test("host traffic (overlay device egress) is encapsulated without a TTL change", () => {
     const inner = innerIp({ proto: IPPROTO_TCP, src: "198.19.1.0" });

@@ -3,8 +3,9 @@
  * BPF_PROG_TEST_RUN. The frame is byte for byte what the kernel's flannel-v6 device sends
  * (checked against rules and against a frame captured from a real one, but for the UDP
  * source port, which the kernel derives from its own hash seed), the outer UDP checksum
- * is right — also when the inner TCP checksum is still left to the offload — and never
- * zero; every verdict and the counter it moves, GSO packets to the overlay device.
+ * is right — also when the inner TCP checksum is still left to the offload, behind
+ * extension headers and for fragments — and never zero; every verdict and the counter it
+ * moves, GSO packets to the overlay device.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { testRun } from "../../src/bpf/test-run.ts";
@@ -13,13 +14,18 @@ import { runCounted } from "./frames.ts";
 import {
   completed6,
   forwarded6,
+  fragments6,
   fromPod6,
   IPPROTO_ICMPV6,
   innerIp6,
   ip6Header,
   kernelVxlan6Frame,
+  NEXTHDR_DEST,
+  NEXTHDR_HOP,
+  NEXTHDR_ROUTING,
   outerUdp6Valid,
   pseudo6,
+  withExtHeaders,
 } from "./frames6.ts";
 import { FX, type Harness, ip6Of, setupHarness, TC_ACT_OK, TC_ACT_REDIRECT } from "./harness.ts";
 
@@ -133,6 +139,95 @@ describe("IPv6 encap (pod traffic, TC ingress of the bridge)", () => {
   });
 });
 
+describe("IPv6 with extension headers and fragments: encapsulated as flannel-v6 carries them", () => {
+  const cases: Array<[string, Uint8Array]> = [
+    ["hop-by-hop + UDP", withExtHeaders(innerIp6({ proto: IPPROTO_UDP }), [NEXTHDR_HOP])],
+    ["destination options + TCP", withExtHeaders(innerIp6({ proto: IPPROTO_TCP }), [NEXTHDR_DEST])],
+    [
+      "hop-by-hop + routing (no segments left) + destination options + ICMPv6",
+      withExtHeaders(innerIp6({ proto: IPPROTO_ICMPV6 }), [NEXTHDR_HOP, NEXTHDR_ROUTING, NEXTHDR_DEST]),
+    ],
+    [
+      "no next header after destination options",
+      withExtHeaders(ip6Header({ src: FX.podIp6, dst: FX.remotePodIp6, next: 59 }, 0), [NEXTHDR_DEST]),
+    ],
+    ...fragments6(innerIp6({ proto: IPPROTO_UDP, size: 3000 }), 1430).map(
+      (f, i) => [`UDP fragment ${i + 1} of 3`, f] as [string, Uint8Array],
+    ),
+    ...fragments6(withExtHeaders(innerIp6({ proto: IPPROTO_TCP, size: 2001 }), [NEXTHDR_DEST]), 1430).map(
+      (f, i) =>
+        [`fragment ${i + 1} of 2 of an odd-sized TCP segment behind destination options`, f] as [
+          string,
+          Uint8Array,
+        ],
+    ),
+  ];
+  for (const [name, inner] of cases)
+    test(`${name}: flannel-v6's frame, valid outer UDP checksum, encap6_ok`, () => {
+      const r = run(h.prog.encapFwd, fromPod6(inner));
+      expect({ verdict: r.retval, moved: r.moved }).toEqual({
+        verdict: TC_ACT_REDIRECT,
+        moved: { encap6_ok: 1 },
+      });
+      expect(hex(r.data)).toBe(hex(kernelVxlan6Frame(forwarded6(inner), r.data)));
+      expect(outerUdp6Valid(r.data)).toBe(true);
+    });
+
+  test("every payload size from 0 to 300 bytes, behind destination options and as a fragment: the checksum is always right", () => {
+    for (let size = 0; size <= 300; size++)
+      for (const inner of [
+        withExtHeaders(innerIp6({ proto: IPPROTO_UDP, size }), [NEXTHDR_DEST]),
+        fragments6(innerIp6({ proto: IPPROTO_UDP, size: size + 1400 }), 1430)[1]!,
+      ]) {
+        const r = run(h.prog.encapFwd, fromPod6(inner));
+        expect({ size, verdict: r.retval, valid: outerUdp6Valid(r.data) }).toEqual({
+          size,
+          verdict: TC_ACT_REDIRECT,
+          valid: true,
+        });
+      }
+  });
+
+  test("TCP behind extension headers with its checksum left to the offload: the outer one is right once it is finished", () => {
+    for (const size of [0, 1, 56, 1000, 1333])
+      for (const types of [[NEXTHDR_DEST], [NEXTHDR_HOP, NEXTHDR_DEST]]) {
+        const inner = withExtHeaders(innerIp6({ proto: IPPROTO_TCP, partial: true, size }), types);
+        const r = run(h.prog.encapFwd, fromPod6(inner));
+        expect(r.retval).toBe(TC_ACT_REDIRECT);
+        const l4At = 40 + 8 * types.length;
+        const wire = new Uint8Array(r.data);
+        wire.set(completed6(wire.subarray(84), l4At), 84);
+        expect({ size, types, valid: outerUdp6Valid(wire) }).toEqual({ size, types, valid: true });
+        expect(hex(wire)).toBe(hex(kernelVxlan6Frame(completed6(forwarded6(inner), l4At), r.data)));
+      }
+  });
+
+  test("at the pod's veth and at the overlay device too (pod6_encap_ok, host6_encap_ok)", () => {
+    const inner = fragments6(
+      withExtHeaders(innerIp6({ proto: IPPROTO_UDP, size: 3000 }), [NEXTHDR_HOP]),
+      1430,
+    )[0]!;
+    h.endpoints6.update(ip6Of(FX.podIp6), { ifindex: h.podIfindex, podMac: FX.podMac, gwMac: FX.gwMac });
+    try {
+      const r = run(h.prog.encapPod, fromPod6(inner), { ifindex: h.podIfindex });
+      expect({ verdict: r.retval, moved: r.moved }).toEqual({
+        verdict: TC_ACT_REDIRECT,
+        moved: { pod6_encap_ok: 1 },
+      });
+      expect(hex(r.data)).toBe(hex(kernelVxlan6Frame(forwarded6(inner), r.data)));
+    } finally {
+      h.endpoints6.delete(ip6Of(FX.podIp6));
+    }
+    const host = run(h.prog.encapHost, fromPod6(inner));
+    expect({ verdict: host.retval, moved: host.moved }).toEqual({
+      verdict: TC_ACT_REDIRECT,
+      moved: { host6_encap_ok: 1 },
+    });
+    expect(hex(host.data)).toBe(hex(kernelVxlan6Frame(inner, host.data)));
+    expect(outerUdp6Valid(host.data)).toBe(true);
+  });
+});
+
 describe("IPv6 encap passes what it must not encapsulate", () => {
   const cases: Array<[string, Uint8Array, string]> = [
     [
@@ -156,15 +251,24 @@ describe("IPv6 encap passes what it must not encapsulate", () => {
       "encap6_pass_too_big",
     ],
     [
-      "a hop-by-hop extension header (no L4 right after IPv6: no outer checksum from here)",
+      "a routing header with segments left (the L4 checksum covers another destination)",
+      fromPod6(withExtHeaders(innerIp6({ proto: IPPROTO_UDP }), [NEXTHDR_ROUTING], 1)),
+      "encap6_pass_l4",
+    ],
+    [
+      "SCTP (its CRC32c may still be left to the offload)",
       fromPod6(
         (() => {
-          const body = innerIp6({ proto: IPPROTO_UDP });
-          const out = new Uint8Array(body);
-          out[6] = 0;
+          const out = new Uint8Array(innerIp6({ proto: IPPROTO_UDP }));
+          out[6] = 132;
           return out;
         })(),
       ),
+      "encap6_pass_l4",
+    ],
+    [
+      "more extension headers than the program walks",
+      fromPod6(withExtHeaders(innerIp6({ proto: IPPROTO_UDP }), Array(9).fill(NEXTHDR_DEST))),
       "encap6_pass_l4",
     ],
     [

@@ -1,8 +1,9 @@
 /**
  * IPv6 frames for the dual-stack BPF tests: the pod's IPv6 packet (TCP, UDP or ICMPv6
  * with its checksum complete, or a TCP one left for the offload as CHECKSUM_PARTIAL
- * leaves it), what forwarding does to it, the VXLAN-over-IPv6 frame the kernel's
- * flannel-v6 device would send for it, and the outer UDP checksum check.
+ * leaves it), with extension headers put in or cut into fragments as the sender's kernel
+ * would, what forwarding does to it, the VXLAN-over-IPv6 frame the kernel's flannel-v6
+ * device would send for it, and the outer UDP checksum check.
  */
 import { parseIp6 } from "../../src/config/cidr6.ts";
 import {
@@ -113,6 +114,55 @@ export function innerIp6(o: Inner6): Uint8Array {
   );
 }
 
+export const NEXTHDR_HOP = 0;
+export const NEXTHDR_ROUTING = 43;
+export const NEXTHDR_FRAGMENT = 44;
+export const NEXTHDR_DEST = 60;
+
+/**
+ * `ip` with extension headers of the given types put in after its fixed header, in that
+ * order, each 8 bytes (a PadN option; a routing header of type 4 with `segmentsLeft`).
+ * The L4 checksum stays right: its pseudo-header has the L4 length and the final protocol.
+ */
+export function withExtHeaders(ip: Uint8Array, types: readonly number[], segmentsLeft = 0): Uint8Array {
+  const exts = types.map((t, i) => {
+    const e = new Uint8Array(8);
+    e[0] = i + 1 < types.length ? types[i + 1]! : ip[6]!;
+    e[1] = 0;
+    if (t === NEXTHDR_ROUTING) {
+      e[2] = 4;
+      e[3] = segmentsLeft;
+    } else e.set([1, 4], 2); // PadN, 4 bytes
+    return e;
+  });
+  const out = concat(ip.subarray(0, 40), ...exts, ip.subarray(40));
+  const v = new DataView(out.buffer);
+  v.setUint16(4, out.length - 40);
+  out[6] = types[0] ?? ip[6]!;
+  return out;
+}
+
+/** `ip` cut into fragments of at most `mtu` bytes, as ip6_fragment() does (fragment header right after the fixed one). */
+export function fragments6(ip: Uint8Array, mtu: number, id = 0x1234_5678): Uint8Array[] {
+  const payload = ip.subarray(40);
+  const per = (mtu - 40 - 8) & ~7;
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < payload.length; at += per) {
+    const part = payload.subarray(at, Math.min(payload.length, at + per));
+    const more = at + per < payload.length;
+    const frag = new Uint8Array(8);
+    const fv = new DataView(frag.buffer);
+    frag[0] = ip[6]!;
+    fv.setUint16(2, at | (more ? 1 : 0));
+    fv.setUint32(4, id);
+    const f = concat(ip.subarray(0, 40), frag, part);
+    new DataView(f.buffer).setUint16(4, f.length - 40);
+    f[6] = NEXTHDR_FRAGMENT;
+    out.push(f);
+  }
+  return out;
+}
+
 /** As the pod sends it to its gateway. */
 export function fromPod6(ip: Uint8Array, dstMac: string = FX.gwMac): Uint8Array {
   return ethernet({ dst: dstMac, src: FX.podMac, type: ETH_P_IPV6 }, ip);
@@ -125,14 +175,14 @@ export function forwarded6(ip: Uint8Array): Uint8Array {
   return out;
 }
 
-/** `ip` with its inner L4 checksum finished, as the offload would (TCP only). */
-export function completed6(ip: Uint8Array): Uint8Array {
+/** `ip` with its inner L4 checksum finished, as the offload would (TCP only; its header at `l4At`). */
+export function completed6(ip: Uint8Array, l4At = 40): Uint8Array {
   const out = new Uint8Array(ip);
-  const l4 = out.subarray(40);
-  const v = new DataView(out.buffer, out.byteOffset + 40);
+  const l4 = out.subarray(l4At);
+  const v = new DataView(out.buffer, out.byteOffset + l4At);
   // the offload sums the segment with the pseudo-header sum in the field; the same as summing it fresh
   v.setUint16(16, 0);
-  v.setUint16(16, checksum(l4, pseudo6(out.subarray(8, 24), out.subarray(24, 40), l4.length, out[6]!)));
+  v.setUint16(16, checksum(l4, pseudo6(out.subarray(8, 24), out.subarray(24, 40), l4.length, IPPROTO_TCP)));
   return out;
 }
 

@@ -32,6 +32,7 @@ case "$FAKE_MODE" in
   cni-error) echo '{"cniVersion":"1.0.0","code":11,"msg":"bridge is busy"}'; exit 1 ;;
   crash) echo 'panic: oops' >&2; exit 2 ;;
   garbage) echo 'not json'; exit 0 ;;
+  dual) [ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0","interfaces":[{"name":"cni0","mac":"aa:aa:aa:aa:aa:01"},{"name":"vethfake","mac":"aa:aa:aa:aa:aa:02"},{"name":"'"$CNI_IFNAME"'","mac":"AA:AA:AA:AA:AA:03","sandbox":"'"$CNI_NETNS"'"}],"ips":[{"address":"198.19.7.2/24","gateway":"198.19.7.1","interface":2},{"address":"fd00:19:0:7::2/64","gateway":"fd00:19:0:7::1","interface":2}],"routes":[{"dst":"198.19.0.0/16"},{"dst":"fd00:19::/56"}],"dns":{}}'; exit 0 ;;
 esac
 if [ "$CNI_COMMAND" = ADD ]; then
   echo '{"cniVersion":"0.4.0","interfaces":[{"name":"cni0","mac":"aa:aa:aa:aa:aa:01"},{"name":"vethfake","mac":"aa:aa:aa:aa:aa:02"},{"name":"'"$CNI_IFNAME"'","mac":"AA:AA:AA:AA:AA:03","sandbox":"'"$CNI_NETNS"'"}],"ips":[{"version":"4","address":"198.19.7.2/24","gateway":"198.19.7.1","interface":2}],"routes":[{"dst":"198.19.0.0/16"}],"dns":{}}'
@@ -67,14 +68,14 @@ class StubHost implements HostNet {
 
 class RecordingSink implements EndpointSink {
   added: Endpoint[] = [];
-  removed: string[] = [];
+  removed: Array<string | [string, string]> = [];
   fail = false;
   async add(ep: Endpoint) {
     if (this.fail) throw new Error("map is full");
     this.added.push(ep);
   }
-  async remove(ip: string) {
-    this.removed.push(ip);
+  async remove(ip: string, ip6?: string) {
+    this.removed.push(ip6 === undefined ? ip : [ip, ip6]);
   }
 }
 
@@ -174,6 +175,15 @@ describe("runCni", () => {
         bridge: "cni0",
       },
     ]);
+  });
+
+  test("dual stack: ADD reports the pod's IPv6 address with its IPv4 one; DEL withdraws both", async () => {
+    const r = await cni("ADD", CONF, { FAKE_MODE: "dual" });
+    expect(r.code).toBe(0);
+    expect(sink.added.map((e) => [e.ip, e.ip6])).toEqual([["198.19.7.2", "fd00:19:0:7::2"]]);
+    expect(r.logs).toContain("ip6=fd00:19:0:7::2");
+    expect((await cni("DEL", CONF, { FAKE_MODE: "dual" })).code).toBe(0);
+    expect(sink.removed).toEqual([["198.19.7.2", "fd00:19:0:7::2"]]);
   });
 
   test("ADD still succeeds when the endpoint sink fails, and says so", async () => {

@@ -74,6 +74,25 @@ describe("pod endpoint from a bridge result", () => {
     });
   });
 
+  test("dual stack: the pod's IPv6 address too (another interface's is not the pod's)", () => {
+    const r = parseResult(V1, "r");
+    const dual = {
+      ...r,
+      ips: [
+        { address: "fd00:19:0:5::9/64", interface: 1 },
+        ...r.ips!,
+        { address: "fd00:19:0:5::2/64", gateway: "fd00:19:0:5::1", interface: 2 },
+      ],
+    };
+    expect(podEndpoint(dual, "eth0", "cni0")).toEqual({
+      ip: "198.19.5.2",
+      ip6: "fd00:19:0:5::2",
+      mac: "3a:30:16:59:0e:66",
+      hostVeth: "veth53874a7e",
+      hostMac: "ba:38:48:3a:c2:23",
+    });
+  });
+
   test("null when the result has no such interface, no IPv4, or no single host veth", () => {
     const r = parseResult(V1, "r");
     expect(podEndpoint(r, "eth1", "cni0")).toBeNull();

@@ -1,10 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { parseNetworkConfig } from "../../src/config/network.ts";
+import { staleEntries } from "../../src/doctor/checks/leases.ts";
 import { judge } from "../../src/doctor/checks.ts";
-import { type Facts, fact, type Ipv6Facts } from "../../src/doctor/facts.ts";
+import { type Facts, fact, type Ipv6Facts, type SubnetMapEntry } from "../../src/doctor/facts.ts";
 import { parseNftJson } from "../../src/doctor/nft-rules.ts";
-import { MASQ_NFT } from "./doctor-fixture.ts";
-import { healthyDual } from "./doctor-fixture-dual.ts";
+import { MAC1, MAC2, MASQ_NFT } from "./doctor-fixture.ts";
+import { healthyDual, MAC6_1, MAC6_2 } from "./doctor-fixture-dual.ts";
 
 const byId = (f: Facts, id: string) => judge(f).find((c) => c.id === id)!;
 const with6 = (f: Facts, o: Partial<Ipv6Facts>): Facts => ({ ...f, ipv6: { ...f.ipv6!, ...o } });
@@ -124,5 +125,55 @@ describe("doctor on a dual-stack vxlan node", () => {
     expect(byId(wrongMtu, "subnet-env").finding).toBe(
       "/run/flannel/subnet.env says FLANNEL_MTU=1450, the overlay needs 1430",
     );
+  });
+});
+
+describe("doctor on a dual-stack ebpf-vxlan node: the IPv6 maps against the leases", () => {
+  const v4 = [
+    { subnet: "198.19.1.0/24", nodeIp: "198.18.0.1", vtepMac: MAC1, local: true },
+    { subnet: "198.19.2.0/24", nodeIp: "198.18.0.2", vtepMac: MAC2, local: false },
+  ];
+  const own6 = { subnet: "fd00:19:0:1::/64", nodeIp: "fd00:18::1", vtepMac: MAC6_1, local: true };
+  const peer6 = { subnet: "fd00:19:0:2::/64", nodeIp: "fd00:18::2", vtepMac: MAC6_2, local: false };
+  const withMaps6 = (subnets6: SubnetMapEntry[], members6: Record<string, number>): Facts => {
+    const f = healthyDual();
+    return {
+      ...f,
+      settings: { ...f.settings, backend: "ebpf-vxlan" },
+      bpf: fact({
+        pins: [],
+        attachments: [],
+        pinnedProgIds: {},
+        subnets: fact(v4),
+        members: fact({ "198.18.0.2": 1 }),
+        subnets6: fact(subnets6),
+        members6: fact(members6),
+      }),
+    };
+  };
+  const mapEntries = (f: Facts) => staleEntries(f).filter((s) => s.kind === "map");
+
+  test("every IPv6 entry a lease stands behind: nothing stale", () => {
+    const f = withMaps6([own6, peer6], { "fd00:18::2": 1 });
+    expect(mapEntries(f)).toEqual([]);
+    expect(byId(f, "stale-entries").status).toBe("ok");
+  });
+  test("an IPv6 subnet and a member no lease stands behind are stale, left to an agent restart", () => {
+    const gone = { subnet: "fd00:19:0:9::/64", nodeIp: "fd00:18::9", vtepMac: MAC6_2, local: false };
+    const c = byId(withMaps6([own6, peer6, gone], { "fd00:18::2": 1, "fd00:18::9": 1 }), "stale-entries");
+    expect([c.status, c.fixable]).toEqual(["problem", false]);
+    expect(c.details).toEqual([
+      "map tartan_subnets6 fd00:19:0:9::/64 (node fd00:18::9)",
+      "map tartan_members6 fd00:18::9",
+    ]);
+    expect(c.fix).toContain("restart the agent");
+  });
+  test("on an IPv4-only network every remote IPv6 entry is stale", () => {
+    const f = withMaps6([own6, peer6], { "fd00:18::2": 1 });
+    const v4only = { ...f, config: fact(parseNetworkConfig('{"Network":"198.19.0.0/16"}')) };
+    expect(mapEntries(v4only)).toEqual([
+      { kind: "map", spec: "tartan_subnets6 fd00:19:0:2::/64 (node fd00:18::2)" },
+      { kind: "map", spec: "tartan_members6 fd00:18::2" },
+    ]);
   });
 });

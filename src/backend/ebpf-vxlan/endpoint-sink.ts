@@ -1,10 +1,11 @@
 /**
  * The CNI plugin's hook into the ebpf-vxlan datapath: on ADD the pod goes into the
- * pinned endpoint map (pod IP → host-side veth, pod MAC, gateway MAC) so decapsulated
- * traffic is redirected straight into it, the pod program goes onto its veth's TC
+ * pinned endpoint map (pod IP → host-side veth, pod MAC, gateway MAC), and in dual stack
+ * its IPv6 address into tartan_endpoints6 with the same value, so decapsulated traffic
+ * of either family is redirected straight into it, the pod program goes onto its veth's TC
  * ingress (the send fast path, from its first packet: the agent need not see the pod
- * first), and encap is attached to the bridge if this is the first pod; on DEL the entry
- * goes (the veth, with its program, goes with the pod). The plugin finds the running agent's pins
+ * first), and encap is attached to the bridge if this is the first pod; on DEL the entries
+ * go (the veth, with its program, goes with the pod). The plugin finds the running agent's pins
  * through the datapath file the agent writes next to subnet.env (datapath-file.ts), so
  * no config key is needed whatever --node-name and --bpffs the agent runs with. When it
  * cannot (no agent yet, another backend, pins removed), ADD still succeeds — the pod is
@@ -14,6 +15,7 @@
 import { existsSync } from "node:fs";
 import { openPin } from "../../bpf/pin.ts";
 import { parseIp4 } from "../../config/cidr.ts";
+import { parseIp6 } from "../../config/cidr6.ts";
 import { DEFAULT_SUBNET_FILE } from "../../config/options.ts";
 import { errorText, type Logger, silentLogger } from "../../log.ts";
 import { getLink } from "../../net/ip.ts";
@@ -80,9 +82,26 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
       if (bpffs === null) return;
       const ip = parseIp4(ep.ip);
       if (ip === null) throw new Error(`endpoint IP ${ep.ip} is not IPv4`);
+      const ip6 = ep.ip6 === undefined ? null : parseIp6(ep.ip6);
+      if (ep.ip6 !== undefined && ip6 === null)
+        throw new Error(`endpoint IPv6 address ${ep.ip6} is not IPv6`);
       const bridgeMac = await ensureBridgeEncap(bpffs, ep.bridge ?? DEFAULT_BRIDGE);
-      withPinnedMap(bpffs, "endpoints", (m) => m.update(ip, endpointValue(ep.ifindex, ep.mac, bridgeMac)));
-      log.debug("pod written to the endpoint map", { ip: ep.ip, ifindex: ep.ifindex, bpffs });
+      const value = endpointValue(ep.ifindex, ep.mac, bridgeMac);
+      withPinnedMap(bpffs, "endpoints", (m) => m.update(ip, value));
+      // every agent of this version pins tartan_endpoints6; one from before dual stack does not
+      if (ip6 !== null && withPinnedMap(bpffs, "endpoints6", (m) => m.update(ip6, value)) === null)
+        log.warn(
+          "the tartan agent pinned no IPv6 endpoint map (an older agent?); the pod's IPv6 goes through the bridge",
+          {
+            ip6: ep.ip6,
+          },
+        );
+      log.debug("pod written to the endpoint maps", {
+        ip: ep.ip,
+        ...(ep.ip6 ? { ip6: ep.ip6 } : {}),
+        ifindex: ep.ifindex,
+        bpffs,
+      });
       // after the entry: the program sends only what the map puts behind this veth
       using prog = openPin(programPin(bpffs, "encapPod"));
       if (prog === null) {
@@ -106,11 +125,13 @@ export function createEbpfEndpointSink(ctx: EndpointSinkContext): EndpointSink {
         );
       }
     },
-    async remove(ipText: string): Promise<void> {
+    async remove(ipText: string, ip6Text?: string): Promise<void> {
       const ip = parseIp4(ipText);
+      const ip6 = ip6Text === undefined ? null : parseIp6(ip6Text);
       const bpffs = agentBpffs(subnetFile, log, false);
-      if (bpffs === null || ip === null) return;
-      withPinnedMap(bpffs, "endpoints", (m) => m.delete(ip));
+      if (bpffs === null) return;
+      if (ip !== null) withPinnedMap(bpffs, "endpoints", (m) => m.delete(ip));
+      if (ip6 !== null) withPinnedMap(bpffs, "endpoints6", (m) => m.delete(ip6));
     },
   };
 }

@@ -2,19 +2,21 @@
  * Doctor's judgement of an ebpf-vxlan node, against what the backend's facts
  * (src/backend/ebpf-vxlan/facts.ts) say it must hold: the pins, its programs on the
  * hooks it uses (and that they are the running agent's), the cluster route via the
- * overlay device, and the subnet and member maps — read through their pins with the
- * ABI's codecs — against the leases. Pure.
+ * overlay device, and the subnet and member maps of both families — read through their
+ * pins with the ABI's codecs — against the leases. Pure.
  */
 import {
   expectedAttachments,
   expectedMembers,
   expectedSubnets,
+  expectedSubnets6,
   namesProgram,
   overlayRoute,
 } from "../../backend/ebpf-vxlan/facts.ts";
 import { routeLine } from "../../backend/facts.ts";
-import { MAPS } from "../../bpf/abi.ts";
+import { MAPS, type Subnet6Value } from "../../bpf/abi.ts";
 import { formatIp4 } from "../../config/cidr.ts";
+import { formatCidr6, formatIp6, type Ip6 } from "../../config/cidr6.ts";
 import type { Facts } from "../facts.ts";
 import { type Derived, leaseName, linkOf } from "./common.ts";
 
@@ -89,7 +91,11 @@ export function ebpfLeaseProblems(f: Facts, d: Derived): string[] | null {
   return out;
 }
 
-/** Map entries no lease stands behind ("<map> <entry>"): subnets sent to a node, nodes accepted as members. */
+/**
+ * Map entries no lease stands behind ("<map> <entry>"): subnets sent to a node, nodes
+ * accepted as members; in both families (on an IPv4-only network every remote IPv6
+ * entry is one).
+ */
 export function ebpfStaleMapEntries(f: Facts, d: Derived): string[] {
   if (!f.bpf.ok) return [];
   const bpf = f.bpf.value;
@@ -103,6 +109,17 @@ export function ebpfStaleMapEntries(f: Facts, d: Derived): string[] {
     const members = new Set([...expectedMembers(want).keys()].map(formatIp4));
     for (const node of Object.keys(bpf.members.value))
       if (!members.has(node)) out.push(`${MAPS.members} ${node}`);
+  }
+  const v6 = f.config.ok ? f.config.value.ipv6 : null;
+  const want6 = v6 ? expectedSubnets6(d.peers, d.vni, v6.subnetLen) : new Map<Ip6, Subnet6Value>();
+  const leased6 = new Set([...want6.keys()].map((ip) => formatCidr6({ ip, len: v6!.subnetLen })));
+  if (bpf.subnets6?.ok)
+    for (const e of bpf.subnets6.value)
+      if (!e.local && !leased6.has(e.subnet)) out.push(`${MAPS.subnets6} ${e.subnet} (node ${e.nodeIp})`);
+  if (bpf.members6?.ok) {
+    const members6 = new Set([...want6.values()].map((v) => formatIp6(v.nodeIp6)));
+    for (const node of Object.keys(bpf.members6.value))
+      if (!members6.has(node)) out.push(`${MAPS.members6} ${node}`);
   }
   return out;
 }
