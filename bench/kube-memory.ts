@@ -26,10 +26,11 @@ import { KubeLeaseSource } from "../src/kube/lease-source.ts";
 import { podNetworks } from "../src/kube/pod-cidr.ts";
 import { silentLogger } from "../src/log.ts";
 import { startKubeApiServerInNamespace, writeKubeconfig } from "../test/helpers/kube-apiserver.ts";
-import { flanneldVxlanAnnotations, macFor, makeNode } from "../test/helpers/kube-nodes.ts";
+import { makeNode } from "../test/helpers/kube-nodes.ts";
 import { Lab } from "../test/helpers/netns.ts";
 import { AgentRun, loadAverage } from "./control-plane/agent-run.ts";
-import { benchLease, benchNetwork } from "./control-plane/leases.ts";
+import { createPeerNodes } from "./control-plane/kube-paths.ts";
+import { benchNetwork } from "./control-plane/leases.ts";
 
 const { values } = parseArgs({
   options: {
@@ -128,8 +129,6 @@ async function main() {
   const page = Number(values.page);
   const lab = new Lab("bkm");
   const net = benchNetwork(n);
-  const cidr = (i: number) => benchLease(net, i).key.replace(/-(\d+)$/, "/$1");
-  const ipOf = (i: number) => `198.18.${((i + 10) >> 8) & 255}.${(i + 10) & 255}`;
   try {
     const api = await startKubeApiServerInNamespace(lab, {
       ip: "198.18.254.2",
@@ -142,20 +141,7 @@ async function main() {
     await api.createNode(
       makeNode({ name: "self", podCIDR: `${formatIp4(last)}/${net.subnetLen}`, internalIp: "198.18.0.1" }),
     );
-    for (let i = 0; i < n; i += 1000) {
-      const batch = [];
-      for (let j = i; j < Math.min(n, i + 1000); j++)
-        batch.push(
-          makeNode({
-            name: `node-${j}`,
-            podCIDR: cidr(j),
-            internalIp: ipOf(j),
-            annotations: flanneldVxlanAnnotations(ipOf(j), macFor(j + 1)),
-            realistic: true,
-          }),
-        );
-      await api.createNodes(batch);
-    }
+    await createPeerNodes(api, net, n);
     const node = await lab.addNode();
     for (const mode of ["parse-only", "informer"]) {
       const p = lab.spawn(node.ns, `probe-${mode}`, [

@@ -38,8 +38,6 @@ export async function kubePaths(o: KubePathOptions): Promise<PathResult[]> {
   const out: PathResult[] = [];
   let agent: AgentRun | null = null;
   const net = benchNetwork(o.n);
-  const cidr = (i: number) => benchLease(net, i).key.replace(/-(\d+)$/, "/$1");
-  const ipOf = (i: number) => `198.18.${((i + 10) >> 8) & 255}.${(i + 10) & 255}`;
   try {
     const api = await startKubeApiServerInNamespace(lab, {
       ip: API_IP,
@@ -62,20 +60,7 @@ export async function kubePaths(o: KubePathOptions): Promise<PathResult[]> {
       }),
     );
     o.log(`  creating ${o.n} Nodes`);
-    for (let i = 0; i < o.n; i += 1000) {
-      const batch = [];
-      for (let j = i; j < Math.min(o.n, i + 1000); j++)
-        batch.push(
-          makeNode({
-            name: `node-${j}`,
-            podCIDR: cidr(j),
-            internalIp: ipOf(j),
-            annotations: flanneldVxlanAnnotations(ipOf(j), macFor(j + 1)),
-            realistic: true,
-          }),
-        );
-      await api.createNodes(batch);
-    }
+    await createPeerNodes(api, net, o.n);
     const load = loadAverage();
     const t0 = Date.now();
     const bpffs = `/sys/fs/bpf/tartan-bench-${lab.prefix}`;
@@ -183,5 +168,33 @@ export async function kubePaths(o: KubePathOptions): Promise<PathResult[]> {
       copyFileSync(agent.proc.logPath, join(o.keepLogs, `kube-${o.backend}-${o.n}.log`));
     }
     await lab.cleanup();
+  }
+}
+
+/**
+ * Nodes node-0 … node-(n−1) on the stand-in API server, as flanneld's vxlan nodes annotate
+ * them (realistic Nodes: managedFields, images, conditions), each with the bench network's
+ * subnet i; created 1,000 a request.
+ */
+export async function createPeerNodes(
+  api: { createNodes(nodes: unknown[]): Promise<unknown> },
+  net: ReturnType<typeof benchNetwork>,
+  n: number,
+): Promise<void> {
+  const cidr = (i: number) => benchLease(net, i).key.replace(/-(\d+)$/, "/$1");
+  const ipOf = (i: number) => `198.18.${((i + 10) >> 8) & 255}.${(i + 10) & 255}`;
+  for (let i = 0; i < n; i += 1000) {
+    const batch = [];
+    for (let j = i; j < Math.min(n, i + 1000); j++)
+      batch.push(
+        makeNode({
+          name: `node-${j}`,
+          podCIDR: cidr(j),
+          internalIp: ipOf(j),
+          annotations: flanneldVxlanAnnotations(ipOf(j), macFor(j + 1)),
+          realistic: true,
+        }),
+      );
+    await api.createNodes(batch);
   }
 }

@@ -112,7 +112,7 @@ export function ebpfStaleMapEntries(f: Facts, d: Derived): string[] {
   }
   const v6 = f.config.ok ? f.config.value.ipv6 : null;
   const want6 = v6 ? expectedSubnets6(d.peers, d.vni, v6.subnetLen) : new Map<Ip6, Subnet6Value>();
-  const leased6 = new Set([...want6.keys()].map((ip) => formatCidr6({ ip, len: v6!.subnetLen })));
+  const leased6 = new Set(v6 ? [...want6.keys()].map((ip) => formatCidr6({ ip, len: v6.subnetLen })) : []);
   if (bpf.subnets6?.ok)
     for (const e of bpf.subnets6.value)
       if (!e.local && !leased6.has(e.subnet)) out.push(`${MAPS.subnets6} ${e.subnet} (node ${e.nodeIp})`);
